@@ -1,0 +1,45 @@
+//! `xitc-test-support`: the real servers xitc's tests talk to (DESIGN §7), started
+//! on free loopback ports in temp dirs and stopped by PID.
+//!
+//! A small dev-only crate rather than a feature of `xitc-common`: it has no reason
+//! to be compiled into the tools, and keeping it apart keeps `xitc-common`'s
+//! dependency list (what ships to the node) short. Tests add it as a
+//! dev-dependency.
+//!
+//! - [`Sshd`]: an OpenSSH `sshd` (Debian `openssh-server`) with its own config, host
+//!   key, client key and authorized_keys; stop, restart and re-key it mid-test.
+//! - [`Mimic`]: Rackspace's Identity + Nova emulator. [`Mimic::shared`] is one
+//!   instance per test process (mimic takes seconds to start; tests isolate
+//!   themselves by using their own user/tenant names); [`Mimic::start`] a private
+//!   one.
+//! - [`free_port`], [`generate_key`].
+//!
+//! Every server process is killed and reaped when its owner is dropped, also when
+//! the test panics, and, as a backstop for a test process that is killed outright,
+//! it gets `PR_SET_PDEATHSIG` so the kernel kills it with its parent.
+//!
+//! Failures to start are panics with a message naming the install command: this is
+//! test code, and a test that cannot get its server must fail, never skip.
+
+// Panicking is this crate's error handling (see above); a `# Panics` section on
+// every function would say so again each time.
+#![allow(clippy::missing_panics_doc)]
+
+mod mimic;
+mod process;
+mod sshd;
+
+pub use mimic::Mimic;
+pub use process::{ServerProcess, free_port, wait_until_gone};
+pub use sshd::{KeyType, Sshd, generate_key};
+
+/// The workspace root (where `.venv` and `scripts/` live).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("test-support lives inside the workspace")
+        .to_path_buf()
+}
+
+/// The command that installs every test dependency; named in failure messages.
+pub const INSTALL_HINT: &str = "run scripts/install-test-deps (or the README test command)";
