@@ -9,6 +9,7 @@
 //!
 //! Later modules (`cloud`, `ssh`) keep all HTTP and SSH of the workspace here too.
 
+pub mod cloud;
 pub mod exit;
 pub mod poll;
 pub mod stamp;

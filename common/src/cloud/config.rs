@@ -1,0 +1,762 @@
+//! Where the cloud credentials come from, as the OpenStack clients do it.
+//!
+//! Order (first match wins; written down because users mix the two):
+//! 1. `OS_CLOUD` names a cloud in clouds.yaml;
+//! 2. else `OS_AUTH_URL` is set: the `OS_*` variables;
+//! 3. else a clouds.yaml that defines exactly one cloud: that cloud.
+//!
+//! clouds.yaml is the first of `OS_CLIENT_CONFIG_FILE`, `./clouds.yaml`,
+//! `~/.config/openstack/clouds.yaml`, `/etc/openstack/clouds.yaml`; secure.yaml
+//! (`OS_CLIENT_SECURE_FILE` or the same folders) is merged over it, so passwords can
+//! live apart. `OS_REGION_NAME`, `OS_INTERFACE` and `OS_COMPUTE_SERVICE_NAME` apply
+//! in every case (they pick an endpoint, not an identity).
+//!
+//! Everything here is pure over an [`Env`] snapshot, so it is tested without
+//! touching the process environment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_yaml_ng::{Mapping, Value};
+use url::Url;
+
+use crate::exit::{self, Classify as _};
+
+/// A secret string (password, API key, token): never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A snapshot of the environment variables the cloud code reads.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+    cwd: PathBuf,
+}
+
+impl Env {
+    /// The process environment (`OS_*` and `HOME`) and working directory.
+    pub fn from_process() -> Self {
+        let vars = std::env::vars_os()
+            .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
+            .filter(|(key, _)| key.starts_with("OS_") || key == "HOME")
+            .collect();
+        Env {
+            vars,
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        }
+    }
+
+    /// A synthetic environment, for tests.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, cwd: &Path) -> Self {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                .collect(),
+            cwd: cwd.to_path_buf(),
+        }
+    }
+
+    /// A variable's value; set-but-empty counts as unset, as in the OpenStack clients.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
+    }
+
+    fn first(&self, keys: &[&str]) -> Option<&str> {
+        keys.iter().find_map(|key| self.get(key))
+    }
+}
+
+/// How to prove who we are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Password {
+        username: String,
+        password: Secret,
+    },
+    /// Rackspace's `RAX-KSKEY:apiKeyCredentials` (Identity v2.0 only).
+    RackspaceApiKey {
+        username: String,
+        api_key: Secret,
+    },
+}
+
+/// A project (tenant), or a domain of users/projects, by name or by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameOrId {
+    Name(String),
+    Id(String),
+}
+
+/// Which endpoint of a catalog entry to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    Public,
+    Internal,
+    Admin,
+}
+
+impl Interface {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interface::Public => "public",
+            Interface::Internal => "internal",
+            Interface::Admin => "admin",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text.trim_end_matches("URL").to_ascii_lowercase().as_str() {
+            "public" => Some(Interface::Public),
+            "internal" => Some(Interface::Internal),
+            "admin" => Some(Interface::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Identity API version, from the auth URL or the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityVersion {
+    V2,
+    V3,
+}
+
+/// Everything needed to get a token and find the compute endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudConfig {
+    pub auth_url: Url,
+    /// Set by the URL (`…/v2.0`, `…/v3`) or `OS_IDENTITY_API_VERSION`; `None` means
+    /// ask the server (version discovery).
+    pub identity_version: Option<IdentityVersion>,
+    pub credential: Credential,
+    pub project: Option<NameOrId>,
+    pub user_domain: NameOrId,
+    pub project_domain: NameOrId,
+    pub region: Option<String>,
+    pub interface: Interface,
+    pub compute_service_name: Option<String>,
+    /// Where this came from, for messages: "OS_* variables" or "cloud 'x' in PATH".
+    pub source: String,
+}
+
+/// The user-facing names of the settings, to say which one is missing or wrong.
+struct Names {
+    auth_url: &'static str,
+    username: &'static str,
+    password: &'static str,
+    api_key: &'static str,
+}
+
+const ENV_NAMES: Names = Names {
+    auth_url: "OS_AUTH_URL",
+    username: "OS_USERNAME",
+    password: "OS_PASSWORD",
+    api_key: "OS_API_KEY or OS_PASSWORD",
+};
+
+const YAML_NAMES: Names = Names {
+    auth_url: "auth.auth_url",
+    username: "auth.username",
+    password: "auth.password",
+    api_key: "auth.api_key or auth.password",
+};
+
+/// The settings of one cloud, before validation: flat `key → value` with the
+/// clouds.yaml key names (`auth_url`, `username`, `project_name`, …).
+type Settings = BTreeMap<String, String>;
+
+impl CloudConfig {
+    /// Resolves the configuration as the module doc describes.
+    pub fn load(env: &Env) -> anyhow::Result<Self> {
+        if let Some(cloud) = env.get("OS_CLOUD") {
+            let (path, clouds) = read_clouds_yaml(env)?.ok_or_else(|| {
+                exit::usage(format!(
+                    "OS_CLOUD is {cloud:?} but no clouds.yaml was found (looked in {})",
+                    display_paths(&clouds_yaml_candidates(env, "clouds.yaml"))
+                ))
+            })?;
+            let settings = cloud_settings(&clouds, cloud).ok_or_else(|| {
+                exit::usage(format!(
+                    "OS_CLOUD is {cloud:?} but {} defines no such cloud (it has: {})",
+                    path.display(),
+                    cloud_names(&clouds).join(", ")
+                ))
+            })?;
+            let source = format!("cloud '{cloud}' in {}", path.display());
+            return Self::from_settings(&settings, env, &YAML_NAMES, source);
+        }
+        if env.get("OS_AUTH_URL").is_some() {
+            return Self::from_settings(
+                &env_settings(env),
+                env,
+                &ENV_NAMES,
+                "OS_* variables".into(),
+            );
+        }
+        if let Some((path, clouds)) = read_clouds_yaml(env)? {
+            let names = cloud_names(&clouds);
+            if let [only] = names.as_slice() {
+                let settings = cloud_settings(&clouds, only).unwrap_or_default();
+                let source = format!("cloud '{only}' in {}", path.display());
+                return Self::from_settings(&settings, env, &YAML_NAMES, source);
+            }
+            return Err(exit::usage(format!(
+                "no cloud chosen: set OS_CLOUD to one of {} (from {}), or set OS_AUTH_URL",
+                names.join(", "),
+                path.display()
+            )));
+        }
+        Err(exit::usage(
+            "no cloud credentials: set OS_CLOUD (with a clouds.yaml) or OS_AUTH_URL, \
+             OS_USERNAME and OS_PASSWORD",
+        ))
+    }
+
+    fn from_settings(
+        settings: &Settings,
+        env: &Env,
+        names: &Names,
+        source: String,
+    ) -> anyhow::Result<Self> {
+        let get = |key: &str| {
+            settings
+                .get(key)
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let missing = |what: &str| exit::usage(format!("{what} is not set ({source})"));
+
+        let auth_url_text = get("auth_url").ok_or_else(|| missing(names.auth_url))?;
+        let auth_url = parse_auth_url(auth_url_text)
+            .or_usage(|| format!("{} {auth_url_text:?} is not a usable URL", names.auth_url))?;
+        let username = get("username")
+            .ok_or_else(|| missing(names.username))?
+            .to_owned();
+
+        let auth_type = get("auth_type").unwrap_or("password");
+        let credential = match auth_type {
+            "rackspace" | "rackspace_apikey" | "rax_apikey" | "apikey" => {
+                Credential::RackspaceApiKey {
+                    username,
+                    api_key: Secret::new(
+                        get("api_key")
+                            .or_else(|| get("password"))
+                            .ok_or_else(|| missing(names.api_key))?,
+                    ),
+                }
+            }
+            "password" | "v2password" | "v3password" => Credential::Password {
+                username,
+                password: Secret::new(get("password").ok_or_else(|| missing(names.password))?),
+            },
+            other => {
+                return Err(exit::usage(format!(
+                    "auth type {other:?} is not supported ({source}); \
+                     use password, v2password, v3password or rackspace_apikey"
+                )));
+            }
+        };
+
+        let identity_version = match get("identity_api_version") {
+            Some(version) => Some(parse_identity_version(version).ok_or_else(|| {
+                exit::usage(format!(
+                    "identity API version {version:?} is not supported ({source}); use 2 or 3"
+                ))
+            })?),
+            None => version_from_url(&auth_url),
+        };
+        if matches!(credential, Credential::RackspaceApiKey { .. })
+            && identity_version == Some(IdentityVersion::V3)
+        {
+            return Err(exit::usage(format!(
+                "Rackspace API-key authentication needs Identity v2.0, not v3 ({source})"
+            )));
+        }
+
+        let project = get("project_id")
+            .or_else(|| get("tenant_id"))
+            .map(|id| NameOrId::Id(id.to_owned()))
+            .or_else(|| {
+                get("project_name")
+                    .or_else(|| get("tenant_name"))
+                    .map(|name| NameOrId::Name(name.to_owned()))
+            });
+        let domain = |id_key: &str, name_key: &str| {
+            get(id_key)
+                .map(|id| NameOrId::Id(id.to_owned()))
+                .or_else(|| get(name_key).map(|name| NameOrId::Name(name.to_owned())))
+                .or_else(|| get("domain_id").map(|id| NameOrId::Id(id.to_owned())))
+                .or_else(|| get("domain_name").map(|name| NameOrId::Name(name.to_owned())))
+                .unwrap_or_else(|| NameOrId::Name("Default".to_owned()))
+        };
+
+        let interface_text = env.get("OS_INTERFACE").or_else(|| get("interface"));
+        let interface = match interface_text {
+            None => Interface::Public,
+            Some(text) => Interface::parse(text).ok_or_else(|| {
+                exit::usage(format!(
+                    "interface {text:?} is not one of public, internal, admin"
+                ))
+            })?,
+        };
+
+        Ok(CloudConfig {
+            auth_url,
+            identity_version,
+            credential,
+            project,
+            user_domain: domain("user_domain_id", "user_domain_name"),
+            project_domain: domain("project_domain_id", "project_domain_name"),
+            region: env
+                .get("OS_REGION_NAME")
+                .or_else(|| get("region_name"))
+                .map(str::to_owned),
+            interface,
+            compute_service_name: env.get("OS_COMPUTE_SERVICE_NAME").map(str::to_owned),
+            source,
+        })
+    }
+}
+
+/// The `OS_*` variables as clouds.yaml-style settings.
+fn env_settings(env: &Env) -> Settings {
+    let rackspace = env.get("OS_AUTH_SYSTEM") == Some("rackspace");
+    let pairs: &[(&str, &[&str])] = &[
+        ("auth_url", &["OS_AUTH_URL"]),
+        ("username", &["OS_USERNAME"]),
+        ("password", &["OS_PASSWORD"]),
+        ("api_key", &["OS_API_KEY"]),
+        ("project_id", &["OS_PROJECT_ID", "OS_TENANT_ID"]),
+        ("project_name", &["OS_PROJECT_NAME", "OS_TENANT_NAME"]),
+        ("user_domain_id", &["OS_USER_DOMAIN_ID"]),
+        ("user_domain_name", &["OS_USER_DOMAIN_NAME"]),
+        ("project_domain_id", &["OS_PROJECT_DOMAIN_ID"]),
+        ("project_domain_name", &["OS_PROJECT_DOMAIN_NAME"]),
+        ("domain_id", &["OS_DOMAIN_ID"]),
+        ("domain_name", &["OS_DOMAIN_NAME"]),
+        ("identity_api_version", &["OS_IDENTITY_API_VERSION"]),
+        ("auth_type", &["OS_AUTH_TYPE"]),
+    ];
+    let mut settings: Settings = pairs
+        .iter()
+        .filter_map(|(key, vars)| Some(((*key).to_owned(), env.first(vars)?.to_owned())))
+        .collect();
+    if rackspace && !settings.contains_key("auth_type") {
+        settings.insert("auth_type".into(), "rackspace_apikey".into());
+    }
+    settings
+}
+
+fn parse_auth_url(text: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(text)?;
+    if !matches!(url.scheme(), "http" | "https") {
+        anyhow::bail!("scheme {:?} is not http or https", url.scheme());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        anyhow::bail!("it has no host");
+    }
+    Ok(url)
+}
+
+fn version_from_url(url: &Url) -> Option<IdentityVersion> {
+    let last = url
+        .path_segments()?
+        .rev()
+        .find(|segment| !segment.is_empty())?;
+    match last {
+        "v2.0" => Some(IdentityVersion::V2),
+        "v3" => Some(IdentityVersion::V3),
+        _ => None,
+    }
+}
+
+fn parse_identity_version(text: &str) -> Option<IdentityVersion> {
+    match text.trim_start_matches('v') {
+        "2" | "2.0" => Some(IdentityVersion::V2),
+        "3" => Some(IdentityVersion::V3),
+        _ => None,
+    }
+}
+
+fn clouds_yaml_candidates(env: &Env, file: &str) -> Vec<PathBuf> {
+    let explicit = if file == "clouds.yaml" {
+        "OS_CLIENT_CONFIG_FILE"
+    } else {
+        "OS_CLIENT_SECURE_FILE"
+    };
+    if let Some(path) = env.get(explicit) {
+        return vec![PathBuf::from(path)];
+    }
+    let mut candidates = vec![env.cwd.join(file)];
+    if let Some(home) = env.get("HOME") {
+        candidates.push(Path::new(home).join(".config/openstack").join(file));
+    }
+    candidates.push(Path::new("/etc/openstack").join(file));
+    candidates
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The merged clouds.yaml + secure.yaml `clouds` mapping, with the clouds.yaml path.
+fn read_clouds_yaml(env: &Env) -> anyhow::Result<Option<(PathBuf, Mapping)>> {
+    let Some((path, mut document)) = read_first_yaml(env, "clouds.yaml")? else {
+        return Ok(None);
+    };
+    if let Some((_, secure)) = read_first_yaml(env, "secure.yaml")? {
+        merge(&mut document, secure);
+    }
+    let clouds = match document.get("clouds") {
+        Some(Value::Mapping(clouds)) => clouds.clone(),
+        None | Some(Value::Null) => Mapping::new(),
+        Some(_) => {
+            return Err(exit::usage(format!(
+                "{}: `clouds` is not a mapping of cloud names",
+                path.display()
+            )));
+        }
+    };
+    Ok(Some((path, clouds)))
+}
+
+fn read_first_yaml(env: &Env, file: &str) -> anyhow::Result<Option<(PathBuf, Value)>> {
+    for path in clouds_yaml_candidates(env, file) {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => {
+                return Err(error).or_usage(|| format!("reading {}", path.display()));
+            }
+        };
+        let document: Value = serde_yaml_ng::from_str(&text)
+            .or_usage(|| format!("{} is not valid YAML", path.display()))?;
+        if !matches!(document, Value::Mapping(_) | Value::Null) {
+            return Err(exit::usage(format!(
+                "{} is not a YAML mapping",
+                path.display()
+            )));
+        }
+        return Ok(Some((path, document)));
+    }
+    Ok(None)
+}
+
+/// Deep-merges `overlay` into `base` (mappings merge, anything else replaces).
+fn merge(base: &mut Value, overlay: Value) {
+    match (base, overlay) {
+        (Value::Mapping(base), Value::Mapping(overlay)) => {
+            for (key, value) in overlay {
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
+fn cloud_names(clouds: &Mapping) -> Vec<String> {
+    clouds
+        .keys()
+        .filter_map(|key| key.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// One cloud's settings flattened: top-level scalars plus those under `auth:`.
+fn cloud_settings(clouds: &Mapping, name: &str) -> Option<Settings> {
+    let cloud = clouds.get(name)?;
+    let mut settings = Settings::new();
+    let mut add_scalars = |mapping: &Mapping| {
+        for (key, value) in mapping {
+            let (Some(key), Some(value)) = (key.as_str(), scalar_text(value)) else {
+                continue;
+            };
+            settings.insert(key.to_owned(), value);
+        }
+    };
+    if let Value::Mapping(top) = cloud {
+        add_scalars(top);
+        if let Some(Value::Mapping(auth)) = top.get("auth") {
+            add_scalars(auth);
+        }
+    }
+    Some(settings)
+}
+
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::{Kind, kind_of};
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(pairs.iter().copied(), Path::new("/nonexistent-cwd"))
+    }
+
+    fn usage_error(env: &Env) -> String {
+        let error = CloudConfig::load(env).unwrap_err();
+        assert_eq!(kind_of(&error), Kind::Usage, "{error:#}");
+        format!("{error:#}")
+    }
+
+    const V2: &[(&str, &str)] = &[
+        ("OS_AUTH_URL", "http://127.0.0.1:5000/v2.0"),
+        ("OS_USERNAME", "alice"),
+        ("OS_PASSWORD", "s3cret"),
+        ("OS_TENANT_NAME", "tenant-a"),
+    ];
+
+    #[test]
+    fn v2_password_from_env_with_tenant_spelling() {
+        let config = CloudConfig::load(&env(V2)).unwrap();
+        assert_eq!(config.identity_version, Some(IdentityVersion::V2));
+        assert_eq!(config.project, Some(NameOrId::Name("tenant-a".into())));
+        assert_eq!(
+            config.credential,
+            Credential::Password {
+                username: "alice".into(),
+                password: Secret::new("s3cret")
+            }
+        );
+        assert_eq!(config.interface, Interface::Public);
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn project_spelling_wins_over_tenant_and_id_over_name() {
+        let mut pairs = V2.to_vec();
+        pairs.push(("OS_PROJECT_NAME", "project-b"));
+        let config = CloudConfig::load(&env(&pairs)).unwrap();
+        assert_eq!(config.project, Some(NameOrId::Name("project-b".into())));
+        pairs.push(("OS_TENANT_ID", "123"));
+        let config = CloudConfig::load(&env(&pairs)).unwrap();
+        assert_eq!(config.project, Some(NameOrId::Id("123".into())));
+    }
+
+    #[test]
+    fn rackspace_api_key_from_either_variable() {
+        for (key_var, auth_var, auth_value) in [
+            ("OS_API_KEY", "OS_AUTH_SYSTEM", "rackspace"),
+            ("OS_PASSWORD", "OS_AUTH_TYPE", "rackspace_apikey"),
+        ] {
+            let config = CloudConfig::load(&env(&[
+                ("OS_AUTH_URL", "https://identity.example/v2.0/"),
+                ("OS_USERNAME", "bob"),
+                (key_var, "KEY"),
+                (auth_var, auth_value),
+            ]))
+            .unwrap();
+            assert_eq!(
+                config.credential,
+                Credential::RackspaceApiKey {
+                    username: "bob".into(),
+                    api_key: Secret::new("KEY")
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn version_comes_from_the_url_or_is_discovered() {
+        let with_url = |url| {
+            let mut pairs = V2.to_vec();
+            pairs[0] = ("OS_AUTH_URL", url);
+            CloudConfig::load(&env(&pairs)).unwrap().identity_version
+        };
+        assert_eq!(with_url("http://h/identity/v3"), Some(IdentityVersion::V3));
+        assert_eq!(with_url("http://h/v2.0/"), Some(IdentityVersion::V2));
+        assert_eq!(with_url("http://h:5000/"), None);
+        assert_eq!(with_url("http://h/identity"), None);
+    }
+
+    #[test]
+    fn v3_domains_default_and_can_be_named() {
+        let mut pairs = V2.to_vec();
+        pairs[0] = ("OS_AUTH_URL", "http://h/v3");
+        let config = CloudConfig::load(&env(&pairs)).unwrap();
+        assert_eq!(config.user_domain, NameOrId::Name("Default".into()));
+        pairs.push(("OS_USER_DOMAIN_ID", "d-1"));
+        pairs.push(("OS_PROJECT_DOMAIN_NAME", "Pdom"));
+        let config = CloudConfig::load(&env(&pairs)).unwrap();
+        assert_eq!(config.user_domain, NameOrId::Id("d-1".into()));
+        assert_eq!(config.project_domain, NameOrId::Name("Pdom".into()));
+    }
+
+    #[test]
+    fn missing_settings_are_named() {
+        assert!(usage_error(&env(&[])).contains("OS_CLOUD"));
+        for (index, expected) in [(1, "OS_USERNAME"), (2, "OS_PASSWORD")] {
+            let mut pairs = V2.to_vec();
+            pairs.remove(index);
+            assert!(usage_error(&env(&pairs)).contains(expected));
+        }
+        let mut pairs = V2.to_vec();
+        pairs.push(("OS_AUTH_TYPE", "rackspace_apikey"));
+        pairs.remove(2);
+        assert!(usage_error(&env(&pairs)).contains("OS_API_KEY"));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for (key, value, expected) in [
+            ("OS_AUTH_URL", "not a url", "not a usable URL"),
+            ("OS_AUTH_URL", "ftp://h/v2.0", "scheme"),
+            ("OS_INTERFACE", "sideways", "interface"),
+            ("OS_AUTH_TYPE", "token", "not supported"),
+            ("OS_IDENTITY_API_VERSION", "4", "version"),
+        ] {
+            let mut pairs: Vec<_> = V2.iter().copied().filter(|(k, _)| *k != key).collect();
+            pairs.push((key, value));
+            let message = usage_error(&env(&pairs));
+            assert!(message.contains(expected), "{key}={value}: {message}");
+            assert!(!message.contains("s3cret"));
+        }
+    }
+
+    #[test]
+    fn endpoint_choices_come_from_env() {
+        let mut pairs = V2.to_vec();
+        pairs.extend([
+            ("OS_REGION_NAME", "IAD"),
+            ("OS_INTERFACE", "internalURL"),
+            ("OS_COMPUTE_SERVICE_NAME", "nova"),
+        ]);
+        let config = CloudConfig::load(&env(&pairs)).unwrap();
+        assert_eq!(config.region.as_deref(), Some("IAD"));
+        assert_eq!(config.interface, Interface::Internal);
+        assert_eq!(config.compute_service_name.as_deref(), Some("nova"));
+    }
+
+    fn yaml_dir(clouds: &str, secure: Option<&str>) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("clouds.yaml"), clouds).unwrap();
+        if let Some(secure) = secure {
+            std::fs::write(dir.path().join("secure.yaml"), secure).unwrap();
+        }
+        dir
+    }
+
+    const CLOUDS: &str = "
+clouds:
+  rax:
+    auth_type: rackspace_apikey
+    auth:
+      auth_url: https://identity.api.rackspacecloud.com/v2.0/
+      username: carol
+    region_name: DFW
+  dev:
+    auth:
+      auth_url: http://127.0.0.1:5000/v3
+      username: dave
+      password: pw
+      project_name: demo
+      user_domain_name: Users
+    identity_api_version: 3
+    interface: internal
+";
+
+    #[test]
+    fn os_cloud_picks_a_cloud_and_secure_yaml_is_merged() {
+        let dir = yaml_dir(
+            CLOUDS,
+            Some("clouds:\n  rax:\n    auth:\n      api_key: SECRET\n"),
+        );
+        let env = Env::from_pairs([("OS_CLOUD", "rax")], dir.path());
+        let config = CloudConfig::load(&env).unwrap();
+        assert_eq!(
+            config.credential,
+            Credential::RackspaceApiKey {
+                username: "carol".into(),
+                api_key: Secret::new("SECRET")
+            }
+        );
+        assert_eq!(config.region.as_deref(), Some("DFW"));
+        assert!(config.source.contains("cloud 'rax'"));
+
+        let env = Env::from_pairs([("OS_CLOUD", "dev"), ("OS_REGION_NAME", "R2")], dir.path());
+        let config = CloudConfig::load(&env).unwrap();
+        assert_eq!(config.identity_version, Some(IdentityVersion::V3));
+        assert_eq!(config.user_domain, NameOrId::Name("Users".into()));
+        assert_eq!(config.interface, Interface::Internal);
+        assert_eq!(config.region.as_deref(), Some("R2"));
+    }
+
+    #[test]
+    fn a_single_cloud_is_the_default_and_several_need_a_choice() {
+        let single = yaml_dir(
+            "clouds:\n  only:\n    auth:\n      auth_url: http://h/v2.0\n      username: u\n      password: p\n",
+            None,
+        );
+        let config = CloudConfig::load(&Env::from_pairs([], single.path())).unwrap();
+        assert!(config.source.contains("'only'"));
+
+        let several = yaml_dir(CLOUDS, None);
+        let message = usage_error(&Env::from_pairs([], several.path()));
+        assert!(message.contains("rax, dev"), "{message}");
+    }
+
+    #[test]
+    fn clouds_yaml_problems_are_usage_errors() {
+        let dir = yaml_dir("clouds: [unclosed", None);
+        let message = usage_error(&Env::from_pairs([("OS_CLOUD", "x")], dir.path()));
+        assert!(message.contains("not valid YAML"), "{message}");
+
+        let dir = yaml_dir(CLOUDS, None);
+        let message = usage_error(&Env::from_pairs([("OS_CLOUD", "nope")], dir.path()));
+        assert!(
+            message.contains("no such cloud") && message.contains("rax"),
+            "{message}"
+        );
+
+        let message = usage_error(&Env::from_pairs([("OS_CLOUD", "rax")], dir.path()));
+        assert!(message.contains("auth.api_key"), "{message}");
+
+        let empty = tempfile::tempdir().unwrap();
+        let message = usage_error(&Env::from_pairs(
+            [
+                ("OS_CLOUD", "x"),
+                ("OS_CLIENT_CONFIG_FILE", "/nonexistent/clouds.yaml"),
+            ],
+            empty.path(),
+        ));
+        assert!(message.contains("no clouds.yaml"), "{message}");
+    }
+}

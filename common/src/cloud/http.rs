@@ -1,0 +1,297 @@
+//! One JSON request at a time over ureq, with the fault handling of DESIGN §3:
+//! transient faults (connection refused/reset, DNS failure, timeouts, 500/502/503/
+//! 504, 413/429) are retried with exponential backoff and jitter, honouring
+//! `Retry-After`, for as long as the caller's [`Deadline`] allows; anything else is
+//! returned to the caller (status codes) or reported at once (bad URL, TLS).
+//!
+//! Messages name the method, the URL's path and the status, never headers (the
+//! token) or request bodies (the password).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+use ureq::http::{self, HeaderMap, Method};
+use url::Url;
+
+use crate::exit;
+use crate::poll::{Deadline, format_duration};
+
+/// Timeouts of one HTTP attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing the TCP (and TLS) connection.
+    pub connect: Duration,
+    /// Everything after that: sending, waiting for and reading the response.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(30),
+        }
+    }
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A finished HTTP exchange whose status was not a transient fault.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Response {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+
+    /// The body as JSON; a clear error naming the request when it is not.
+    pub fn json(&self, request: &str) -> anyhow::Result<Value> {
+        serde_json::from_str(&self.body).map_err(|error| {
+            anyhow::anyhow!(
+                "{request}: the response is not valid JSON ({error}): {}",
+                excerpt(&self.body)
+            )
+        })
+    }
+
+    /// The error message an OpenStack API put in an error body
+    /// (`{"itemNotFound": {"message": …}}`, `{"error": {"message": …}}`,
+    /// `{"message": …}`), else an excerpt of the body.
+    pub fn api_message(&self) -> String {
+        let from_json = serde_json::from_str::<Value>(&self.body)
+            .ok()
+            .and_then(|json| {
+                let direct = json.get("message").and_then(Value::as_str);
+                let nested = json
+                    .as_object()
+                    .and_then(|object| object.values().find_map(|inner| inner.get("message")))
+                    .and_then(Value::as_str);
+                direct.or(nested).map(str::to_owned)
+            });
+        from_json.unwrap_or_else(|| excerpt(&self.body))
+    }
+}
+
+/// The first 200 characters of a body, for messages.
+fn excerpt(body: &str) -> String {
+    let trimmed = body.trim();
+    if trimmed.is_empty() {
+        return "(empty body)".to_owned();
+    }
+    let mut text: String = trimmed.chars().take(200).collect();
+    if text.len() < trimmed.len() {
+        text.push('…');
+    }
+    text
+}
+
+/// A JSON-over-HTTP client with retries.
+#[derive(Debug)]
+pub struct HttpClient {
+    agent: ureq::Agent,
+    timeouts: Timeouts,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Done(Response),
+    /// Worth retrying: why, and how long the server asked us to wait.
+    Transient {
+        why: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl HttpClient {
+    pub fn new(timeouts: Timeouts) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeouts.connect))
+            .user_agent(concat!("xitc/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        HttpClient { agent, timeouts }
+    }
+
+    /// Sends a request, retrying transient faults until `deadline`.
+    ///
+    /// `token` goes into `X-Auth-Token`; `body` is sent as JSON.
+    pub fn send(
+        &self,
+        method: &Method,
+        url: &Url,
+        token: Option<&str>,
+        body: Option<&Value>,
+        deadline: &Deadline,
+    ) -> anyhow::Result<Response> {
+        let what = format!("{method} {}", url.path());
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let now = Instant::now();
+            let attempt_time = deadline.cap(now, self.timeouts.read);
+            let (why, retry_after) = match self.attempt(method, url, token, body, attempt_time) {
+                Ok(Attempt::Done(response)) => return Ok(response),
+                Ok(Attempt::Transient { why, retry_after }) => (why, retry_after),
+                Err(error) => return Err(error.context(what)),
+            };
+            let jittered = backoff.mul_f64(0.5 + fastrand::f64());
+            let pause = retry_after.unwrap_or(jittered);
+            let now = Instant::now();
+            if deadline.is_expired(now) || deadline.remaining(now).is_some_and(|left| left < pause)
+            {
+                return Err(exit::timeout(format!(
+                    "{what}: timed out after {} ({why})",
+                    format_duration(deadline.elapsed(now))
+                )));
+            }
+            std::thread::sleep(pause);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn attempt(
+        &self,
+        method: &Method,
+        url: &Url,
+        token: Option<&str>,
+        body: Option<&Value>,
+        time_limit: Duration,
+    ) -> anyhow::Result<Attempt> {
+        let mut builder = http::Request::builder()
+            .method(method.clone())
+            .uri(url.as_str())
+            .header("Accept", "application/json");
+        if let Some(token) = token {
+            builder = builder.header("X-Auth-Token", token);
+        }
+        let payload = match body {
+            Some(json) => {
+                builder = builder.header("Content-Type", "application/json");
+                serde_json::to_vec(json)?
+            }
+            None => Vec::new(),
+        };
+        let request = builder.body(payload)?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(time_limit.max(Duration::from_millis(1))))
+            .build();
+        let mut response = match self.agent.run(request) {
+            Ok(response) => response,
+            Err(error) => return classify_error(error),
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        if let 413 | 429 | 500 | 502 | 503 | 504 = status {
+            return Ok(Attempt::Transient {
+                why: format!("HTTP {status}"),
+                retry_after: retry_after(&headers, SystemTime::now()),
+            });
+        }
+        let body = match response.body_mut().read_to_string() {
+            Ok(body) => body,
+            Err(error) => return classify_error(error),
+        };
+        Ok(Attempt::Done(Response {
+            status,
+            headers,
+            body,
+        }))
+    }
+}
+
+/// Network-level trouble is transient; a bad URL, TLS failure or protocol
+/// violation will not improve by retrying.
+fn classify_error(error: ureq::Error) -> anyhow::Result<Attempt> {
+    let transient = matches!(
+        error,
+        ureq::Error::Io(_)
+            | ureq::Error::Timeout(_)
+            | ureq::Error::HostNotFound
+            | ureq::Error::ConnectionFailed
+    );
+    if transient {
+        Ok(Attempt::Transient {
+            why: error.to_string(),
+            retry_after: None,
+        })
+    } else {
+        Err(anyhow::Error::new(error))
+    }
+}
+
+/// `Retry-After` as seconds or as an HTTP date, relative to `now`.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get("Retry-After")?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(retry_after: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert("Retry-After", retry_after.parse().unwrap());
+        map
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(
+            retry_after(&headers("7"), now),
+            Some(Duration::from_secs(7))
+        );
+        // 2015-10-21 07:28:10 GMT is 10 s after `now`.
+        assert_eq!(
+            retry_after(&headers("Wed, 21 Oct 2015 07:28:10 GMT"), now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            retry_after(&headers("Wed, 21 Oct 2015 07:00:00 GMT"), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&headers("soon"), now), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    fn response(body: &str) -> Response {
+        Response {
+            status: 404,
+            headers: HeaderMap::new(),
+            body: body.to_owned(),
+        }
+    }
+
+    #[test]
+    fn api_messages_are_found_in_the_usual_shapes() {
+        let nested = r#"{"itemNotFound": {"message": "Instance could not be found", "code": 404}}"#;
+        assert_eq!(
+            response(nested).api_message(),
+            "Instance could not be found"
+        );
+        assert_eq!(response(r#"{"message": "nope"}"#).api_message(), "nope");
+        assert_eq!(
+            response("<html>oops</html>").api_message(),
+            "<html>oops</html>"
+        );
+        assert_eq!(response("  ").api_message(), "(empty body)");
+        assert!(response(&"x".repeat(500)).api_message().ends_with('…'));
+    }
+}
