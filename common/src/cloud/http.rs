@@ -116,6 +116,10 @@ impl HttpClient {
     pub fn new(timeouts: Timeouts) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // Keystone answers version discovery with 300 Multiple Choices, which is
+            // data, not a redirect; and no API call of ours should be re-sent elsewhere.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
             .timeout_connect(Some(timeouts.connect))
             .user_agent(concat!("xitc/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -1,0 +1,310 @@
+//! Bad input: each case exits with the right code, says what is wrong in one line
+//! on stderr, prints nothing on stdout, and never panics.
+
+use std::time::Duration;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+const TOOL: &str = "xitc-get-ip-address-of-instance";
+
+/// Credentials that would work if anything listened on port 9 (nothing does; every
+/// case here fails before a request, except the unreachable one).
+const CREDENTIALS: &[(&str, &str)] = &[
+    ("OS_AUTH_URL", "http://127.0.0.1:9/v2.0"),
+    ("OS_USERNAME", "user"),
+    ("OS_PASSWORD", "hunter2-secret"),
+    ("OS_TENANT_NAME", "tenant"),
+];
+
+struct Case {
+    name: &'static str,
+    args: &'static [&'static str],
+    env: Vec<(&'static str, String)>,
+    code: i32,
+    message: &'static str,
+}
+
+fn with_credentials(changes: &[(&'static str, Option<&str>)]) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&'static str, String)> = CREDENTIALS
+        .iter()
+        .map(|(key, value)| (*key, (*value).to_owned()))
+        .collect();
+    for (key, value) in changes {
+        env.retain(|(existing, _)| existing != key);
+        if let Some(value) = value {
+            env.push((key, (*value).to_owned()));
+        }
+    }
+    env
+}
+
+fn run(case: &Case, cwd: &std::path::Path) {
+    let output = Command::new(assert_cmd::cargo::cargo_bin!(
+        "xitc-get-ip-address-of-instance"
+    ))
+    .env_clear()
+    .envs(case.env.iter().map(|(key, value)| (*key, value.as_str())))
+    .current_dir(cwd)
+    .args(case.args)
+    .timeout(Duration::from_secs(30))
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(case.code),
+        "{}: {stderr}",
+        case.name
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "{}: stdout {:?}",
+        case.name,
+        output.stdout
+    );
+    assert!(
+        stderr.starts_with(&format!("{TOOL}: error: ")) && stderr.lines().count() == 1,
+        "{}: {stderr}",
+        case.name
+    );
+    assert!(
+        stderr.contains(case.message),
+        "{}: {stderr:?} lacks {:?}",
+        case.name,
+        case.message
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("hunter2"),
+        "{}",
+        case.name
+    );
+}
+
+// A table of cases: long by nature, and clearer whole than split.
+#[allow(clippy::too_many_lines)]
+fn cases(unreachable: &str) -> Vec<Case> {
+    vec![
+        Case {
+            name: "no argument",
+            args: &[],
+            env: with_credentials(&[]),
+            code: 2,
+            message: "the following required arguments were not provided: <NAME_OR_ID>",
+        },
+        Case {
+            name: "empty name",
+            args: &[""],
+            env: with_credentials(&[]),
+            code: 2,
+            message: "NAME_OR_ID is empty",
+        },
+        Case {
+            name: "two names",
+            args: &["a", "b"],
+            env: with_credentials(&[]),
+            code: 2,
+            message: "unexpected argument 'b'",
+        },
+        Case {
+            name: "unknown flag",
+            args: &["--bogus", "x"],
+            env: with_credentials(&[]),
+            code: 2,
+            message: "unexpected argument '--bogus'",
+        },
+        Case {
+            name: "bad timeout",
+            args: &["--timeout", "soon", "x"],
+            env: with_credentials(&[]),
+            code: 2,
+            message: "invalid value 'soon' for '--timeout",
+        },
+        Case {
+            name: "negative interval",
+            args: &["--interval=-1", "x"],
+            env: with_credentials(&[]),
+            code: 2,
+            message: "invalid value '-1' for '--interval",
+        },
+        Case {
+            name: "zero interval",
+            args: &["--interval", "0", "x"],
+            env: with_credentials(&[]),
+            code: 2,
+            message: "--interval must be more than 0",
+        },
+        Case {
+            name: "zero connect timeout",
+            args: &["--connect-timeout", "0", "x"],
+            env: with_credentials(&[]),
+            code: 2,
+            message: "--connect-timeout must be more than 0",
+        },
+        Case {
+            name: "bad address choice",
+            args: &["--address", "best", "x"],
+            env: with_credentials(&[]),
+            code: 2,
+            message: "invalid value 'best' for '--address",
+        },
+        Case {
+            name: "bad format",
+            args: &["--format", "xml", "x"],
+            env: with_credentials(&[]),
+            code: 2,
+            message: "invalid value 'xml' for '--format",
+        },
+        Case {
+            name: "no credentials at all",
+            args: &["x"],
+            env: Vec::new(),
+            code: 2,
+            message: "no cloud credentials: set OS_CLOUD",
+        },
+        Case {
+            name: "no user",
+            args: &["x"],
+            env: with_credentials(&[("OS_USERNAME", None)]),
+            code: 2,
+            message: "OS_USERNAME is not set",
+        },
+        Case {
+            name: "no password",
+            args: &["x"],
+            env: with_credentials(&[("OS_PASSWORD", None)]),
+            code: 2,
+            message: "OS_PASSWORD is not set",
+        },
+        Case {
+            name: "empty password",
+            args: &["x"],
+            env: with_credentials(&[("OS_PASSWORD", Some(""))]),
+            code: 2,
+            message: "OS_PASSWORD is not set",
+        },
+        Case {
+            name: "no API key",
+            args: &["x"],
+            env: with_credentials(&[("OS_PASSWORD", None), ("OS_AUTH_SYSTEM", Some("rackspace"))]),
+            code: 2,
+            message: "OS_API_KEY or OS_PASSWORD is not set",
+        },
+        Case {
+            name: "malformed auth URL",
+            args: &["x"],
+            env: with_credentials(&[("OS_AUTH_URL", Some("identity.example.com/v2.0"))]),
+            code: 2,
+            message: "OS_AUTH_URL \"identity.example.com/v2.0\" is not a usable URL",
+        },
+        Case {
+            name: "auth URL with another scheme",
+            args: &["x"],
+            env: with_credentials(&[("OS_AUTH_URL", Some("ftp://127.0.0.1/v2.0"))]),
+            code: 2,
+            message: "scheme \"ftp\" is not http or https",
+        },
+        Case {
+            name: "bad interface",
+            args: &["x"],
+            env: with_credentials(&[("OS_INTERFACE", Some("sideways"))]),
+            code: 2,
+            message: "interface \"sideways\" is not one of public, internal, admin",
+        },
+        Case {
+            name: "unsupported auth type",
+            args: &["x"],
+            env: with_credentials(&[("OS_AUTH_TYPE", Some("token"))]),
+            code: 2,
+            message: "auth type \"token\" is not supported",
+        },
+        Case {
+            name: "API key with v3",
+            args: &["x"],
+            env: with_credentials(&[
+                ("OS_AUTH_URL", Some("http://127.0.0.1:9/v3")),
+                ("OS_AUTH_SYSTEM", Some("rackspace")),
+            ]),
+            code: 2,
+            message: "Rackspace API-key authentication needs Identity v2.0",
+        },
+        Case {
+            name: "v3 without a project",
+            args: &["x"],
+            env: with_credentials(&[
+                ("OS_AUTH_URL", Some("http://127.0.0.1:9/v3")),
+                ("OS_TENANT_NAME", None),
+            ]),
+            code: 2,
+            message: "Identity v3 needs a project",
+        },
+        Case {
+            name: "clouds.yaml that is not YAML",
+            args: &["x"],
+            env: vec![("OS_CLOUD", "mine".to_owned())],
+            code: 2,
+            message: "clouds.yaml is not valid YAML",
+        },
+        Case {
+            name: "unknown OS_CLOUD without clouds.yaml",
+            args: &["x"],
+            env: vec![
+                ("OS_CLOUD", "mine".to_owned()),
+                (
+                    "OS_CLIENT_CONFIG_FILE",
+                    "/nonexistent/clouds.yaml".to_owned(),
+                ),
+            ],
+            code: 2,
+            message: "OS_CLOUD is \"mine\" but no clouds.yaml was found",
+        },
+        Case {
+            name: "unreachable auth URL",
+            args: &["--timeout", "1", "x"],
+            env: with_credentials(&[("OS_AUTH_URL", Some(unreachable))]),
+            code: 124,
+            message: "POST /v2.0/tokens: timed out after",
+        },
+    ]
+}
+
+#[test]
+fn bad_input_is_refused_clearly() {
+    let yaml_dir = tempfile::tempdir().unwrap();
+    std::fs::write(yaml_dir.path().join("clouds.yaml"), "clouds: [unclosed\n").unwrap();
+    let unreachable = format!("http://127.0.0.1:{}/v2.0", xitc_test_support::free_port());
+    let cases = cases(&unreachable);
+    assert!(cases.len() >= 15);
+    for case in &cases {
+        let cwd = if case.name == "clouds.yaml that is not YAML" {
+            yaml_dir.path()
+        } else {
+            std::path::Path::new("/")
+        };
+        run(case, cwd);
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    Command::new(assert_cmd::cargo::cargo_bin!(
+        "xitc-get-ip-address-of-instance"
+    ))
+    .env_clear()
+    .arg("--help")
+    .assert()
+    .success()
+    .stdout(
+        predicate::str::contains("Usage: xitc-get-ip-address-of-instance [OPTIONS] <NAME_OR_ID>")
+            .and(predicate::str::contains("OS_CLOUD"))
+            .and(predicate::str::contains("124")),
+    );
+    Command::new(assert_cmd::cargo::cargo_bin!(
+        "xitc-get-ip-address-of-instance"
+    ))
+    .env_clear()
+    .arg("--version")
+    .assert()
+    .success()
+    .stdout(format!("{TOOL} {}\n", env!("CARGO_PKG_VERSION")));
+}
