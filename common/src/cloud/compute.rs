@@ -104,20 +104,18 @@ pub(crate) fn string_field(value: &Value, name: &str, what: &str) -> anyhow::Res
         .ok_or_else(|| anyhow::anyhow!("{what}: the response has no {name}"))
 }
 
-/// createImage answers with the image id in the body (microversion 2.45+) or in
-/// the `Location` header (…/images/ID) before that.
-pub(crate) fn image_id_from_create(response: &Response, what: &str) -> anyhow::Result<String> {
+/// The image id a createImage response names: in the body (microversion 2.45+)
+/// or in a `Location` header `…/images/ID` before that. `None` when it names
+/// none (some clouds, and mimic, send a `Location` without an image path).
+pub(crate) fn image_id_from_create(response: &Response) -> Option<String> {
     if let Ok(json) = serde_json::from_str::<Value>(&response.body)
         && let Some(id) = json["image_id"].as_str().filter(|id| !id.is_empty())
     {
-        return Ok(id.to_owned());
+        return Some(id.to_owned());
     }
-    response
-        .header("Location")
-        .and_then(|location| location.trim_end_matches('/').rsplit('/').next())
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("{what}: no image id in the body or Location header"))
+    let location = response.header("Location")?;
+    let (_, id) = location.trim_end_matches('/').rsplit_once("/images/")?;
+    (!id.is_empty() && !id.contains('/')).then(|| id.to_owned())
 }
 
 #[cfg(test)]
@@ -158,19 +156,21 @@ mod tests {
             headers: headers.clone(),
             body: String::new(),
         };
-        assert_eq!(image_id_from_create(&from_header, "POST").unwrap(), "img-9");
+        assert_eq!(image_id_from_create(&from_header).as_deref(), Some("img-9"));
         let from_body = Response {
             status: 202,
             headers,
             body: r#"{"image_id": "img-10"}"#.into(),
         };
-        assert_eq!(image_id_from_create(&from_body, "POST").unwrap(), "img-10");
+        assert_eq!(image_id_from_create(&from_body).as_deref(), Some("img-10"));
+        let mut elsewhere = HeaderMap::new();
+        elsewhere.insert("Location", "www.someurl.com".parse().unwrap());
         let neither = Response {
             status: 202,
-            headers: HeaderMap::new(),
+            headers: elsewhere,
             body: String::new(),
         };
-        assert!(image_id_from_create(&neither, "POST").is_err());
+        assert_eq!(image_id_from_create(&neither), None);
     }
 
     #[test]

@@ -134,22 +134,12 @@ impl CloudClient {
         name: Option<&str>,
         deadline: &Deadline,
     ) -> anyhow::Result<Vec<Server>> {
-        let query: Vec<(&str, &str)> = name.map(|name| ("name", name)).into_iter().collect();
-        let (what, response) =
-            self.expect_success(&Method::GET, &["servers", "detail"], &query, None, deadline)?;
-        compute::parse_list(&response.json(&what)?, "servers", &what)
+        self.list_detail("servers", name, deadline)
     }
 
     /// The server with `id`, or `None` when the API says 404.
     pub fn get_server(&self, id: &str, deadline: &Deadline) -> anyhow::Result<Option<Server>> {
-        let (what, response) = self.request(&Method::GET, &["servers", id], &[], None, deadline)?;
-        match response.status {
-            404 => Ok(None),
-            _ if response.is_success() => {
-                compute::parse_one(&response.json(&what)?, "server", &what).map(Some)
-            }
-            _ => Err(api_error(&what, &response)),
-        }
+        self.get_one("servers", "server", id, deadline)
     }
 
     /// The server named exactly `name_or_id`, else the one with that id.
@@ -213,6 +203,10 @@ impl CloudClient {
     }
 
     /// Snapshots a server into an image named `name`; returns the image id.
+    ///
+    /// When the response does not name the image, the id is looked up by the
+    /// (exact) name: then the name must be unique, which test-rs ensures by
+    /// deleting old images of that name first.
     pub fn create_image(
         &self,
         server_id: &str,
@@ -227,7 +221,22 @@ impl CloudClient {
             Some(&body),
             deadline,
         )?;
-        compute::image_id_from_create(&response, &what)
+        if let Some(id) = compute::image_id_from_create(&response) {
+            return Ok(id);
+        }
+        let images: Vec<Image> = self
+            .list_images(Some(name), deadline)?
+            .into_iter()
+            .filter(|image| image.name == name)
+            .collect();
+        match images.as_slice() {
+            [image] => Ok(image.id.clone()),
+            [] => anyhow::bail!("{what}: accepted, but no image named {name:?} appeared"),
+            _ => anyhow::bail!(
+                "{what}: the response names no image id and {} images are named {name:?}",
+                images.len()
+            ),
+        }
     }
 
     /// Images whose name contains `name` (callers filter exactly).
@@ -236,27 +245,54 @@ impl CloudClient {
         name: Option<&str>,
         deadline: &Deadline,
     ) -> anyhow::Result<Vec<Image>> {
-        let query: Vec<(&str, &str)> = name.map(|name| ("name", name)).into_iter().collect();
-        let (what, response) =
-            self.expect_success(&Method::GET, &["images", "detail"], &query, None, deadline)?;
-        compute::parse_list(&response.json(&what)?, "images", &what)
+        self.list_detail("images", name, deadline)
     }
 
     /// The image with `id`, or `None` when the API says 404.
     pub fn get_image(&self, id: &str, deadline: &Deadline) -> anyhow::Result<Option<Image>> {
-        let (what, response) = self.request(&Method::GET, &["images", id], &[], None, deadline)?;
-        match response.status {
-            404 => Ok(None),
-            _ if response.is_success() => {
-                compute::parse_one(&response.json(&what)?, "image", &what).map(Some)
-            }
-            _ => Err(api_error(&what, &response)),
-        }
+        self.get_one("images", "image", id, deadline)
     }
 
     /// Deletes an image; one that is already gone is not an error.
     pub fn delete_image(&self, id: &str, deadline: &Deadline) -> anyhow::Result<()> {
         self.delete(&["images", id], deadline)
+    }
+
+    /// `GET /COLLECTION/detail[?name=NAME]`, the list under the key COLLECTION.
+    fn list_detail<T: serde::de::DeserializeOwned>(
+        &self,
+        collection: &str,
+        name: Option<&str>,
+        deadline: &Deadline,
+    ) -> anyhow::Result<Vec<T>> {
+        let query: Vec<(&str, &str)> = name.map(|name| ("name", name)).into_iter().collect();
+        let (what, response) = self.expect_success(
+            &Method::GET,
+            &[collection, "detail"],
+            &query,
+            None,
+            deadline,
+        )?;
+        compute::parse_list(&response.json(&what)?, collection, &what)
+    }
+
+    /// `GET /COLLECTION/ID`, the object under `key`; `None` on 404.
+    fn get_one<T: serde::de::DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+        id: &str,
+        deadline: &Deadline,
+    ) -> anyhow::Result<Option<T>> {
+        let (what, response) =
+            self.request(&Method::GET, &[collection, id], &[], None, deadline)?;
+        match response.status {
+            404 => Ok(None),
+            _ if response.is_success() => {
+                compute::parse_one(&response.json(&what)?, key, &what).map(Some)
+            }
+            _ => Err(api_error(&what, &response)),
+        }
     }
 
     fn delete(&self, segments: &[&str], deadline: &Deadline) -> anyhow::Result<()> {
