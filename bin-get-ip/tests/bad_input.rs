@@ -23,6 +23,8 @@ struct Case {
     env: Vec<(&'static str, String)>,
     code: i32,
     message: &'static str,
+    /// Contents of ./clouds.yaml in the working directory, if any.
+    clouds_yaml: Option<&'static str>,
 }
 
 fn with_credentials(changes: &[(&'static str, Option<&str>)]) -> Vec<(&'static str, String)> {
@@ -39,13 +41,17 @@ fn with_credentials(changes: &[(&'static str, Option<&str>)]) -> Vec<(&'static s
     env
 }
 
-fn run(case: &Case, cwd: &std::path::Path) {
+fn run(case: &Case) {
+    let cwd = tempfile::tempdir().unwrap();
+    if let Some(yaml) = case.clouds_yaml {
+        std::fs::write(cwd.path().join("clouds.yaml"), yaml).unwrap();
+    }
     let output = Command::new(assert_cmd::cargo::cargo_bin!(
         "xitc-get-ip-address-of-instance"
     ))
     .env_clear()
     .envs(case.env.iter().map(|(key, value)| (*key, value.as_str())))
-    .current_dir(cwd)
+    .current_dir(cwd.path())
     .args(case.args)
     .timeout(Duration::from_secs(30))
     .output()
@@ -91,6 +97,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[]),
             code: 2,
             message: "the following required arguments were not provided: <NAME_OR_ID>",
+            clouds_yaml: None,
         },
         Case {
             name: "empty name",
@@ -98,6 +105,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[]),
             code: 2,
             message: "NAME_OR_ID is empty",
+            clouds_yaml: None,
         },
         Case {
             name: "two names",
@@ -105,6 +113,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[]),
             code: 2,
             message: "unexpected argument 'b'",
+            clouds_yaml: None,
         },
         Case {
             name: "unknown flag",
@@ -112,6 +121,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[]),
             code: 2,
             message: "unexpected argument '--bogus'",
+            clouds_yaml: None,
         },
         Case {
             name: "bad timeout",
@@ -119,6 +129,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[]),
             code: 2,
             message: "invalid value 'soon' for '--timeout",
+            clouds_yaml: None,
         },
         Case {
             name: "negative interval",
@@ -126,6 +137,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[]),
             code: 2,
             message: "invalid value '-1' for '--interval",
+            clouds_yaml: None,
         },
         Case {
             name: "zero interval",
@@ -133,6 +145,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[]),
             code: 2,
             message: "--interval must be more than 0",
+            clouds_yaml: None,
         },
         Case {
             name: "zero connect timeout",
@@ -140,6 +153,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[]),
             code: 2,
             message: "--connect-timeout must be more than 0",
+            clouds_yaml: None,
         },
         Case {
             name: "bad address choice",
@@ -147,6 +161,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[]),
             code: 2,
             message: "invalid value 'best' for '--address",
+            clouds_yaml: None,
         },
         Case {
             name: "bad format",
@@ -154,6 +169,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[]),
             code: 2,
             message: "invalid value 'xml' for '--format",
+            clouds_yaml: None,
         },
         Case {
             name: "no credentials at all",
@@ -161,6 +177,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: Vec::new(),
             code: 2,
             message: "no cloud credentials: set OS_CLOUD",
+            clouds_yaml: None,
         },
         Case {
             name: "no user",
@@ -168,6 +185,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[("OS_USERNAME", None)]),
             code: 2,
             message: "OS_USERNAME is not set",
+            clouds_yaml: None,
         },
         Case {
             name: "no password",
@@ -175,6 +193,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[("OS_PASSWORD", None)]),
             code: 2,
             message: "OS_PASSWORD is not set",
+            clouds_yaml: None,
         },
         Case {
             name: "empty password",
@@ -182,6 +201,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[("OS_PASSWORD", Some(""))]),
             code: 2,
             message: "OS_PASSWORD is not set",
+            clouds_yaml: None,
         },
         Case {
             name: "no API key",
@@ -189,6 +209,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[("OS_PASSWORD", None), ("OS_AUTH_SYSTEM", Some("rackspace"))]),
             code: 2,
             message: "OS_API_KEY or OS_PASSWORD is not set",
+            clouds_yaml: None,
         },
         Case {
             name: "malformed auth URL",
@@ -196,6 +217,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[("OS_AUTH_URL", Some("identity.example.com/v2.0"))]),
             code: 2,
             message: "OS_AUTH_URL \"identity.example.com/v2.0\" is not a usable URL",
+            clouds_yaml: None,
         },
         Case {
             name: "auth URL with another scheme",
@@ -203,6 +225,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[("OS_AUTH_URL", Some("ftp://127.0.0.1/v2.0"))]),
             code: 2,
             message: "scheme \"ftp\" is not http or https",
+            clouds_yaml: None,
         },
         Case {
             name: "bad interface",
@@ -210,6 +233,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[("OS_INTERFACE", Some("sideways"))]),
             code: 2,
             message: "interface \"sideways\" is not one of public, internal, admin",
+            clouds_yaml: None,
         },
         Case {
             name: "unsupported auth type",
@@ -217,6 +241,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[("OS_AUTH_TYPE", Some("token"))]),
             code: 2,
             message: "auth type \"token\" is not supported",
+            clouds_yaml: None,
         },
         Case {
             name: "API key with v3",
@@ -227,6 +252,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             ]),
             code: 2,
             message: "Rackspace API-key authentication needs Identity v2.0",
+            clouds_yaml: None,
         },
         Case {
             name: "v3 without a project",
@@ -237,6 +263,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             ]),
             code: 2,
             message: "Identity v3 needs a project",
+            clouds_yaml: None,
         },
         Case {
             name: "clouds.yaml that is not YAML",
@@ -244,6 +271,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: vec![("OS_CLOUD", "mine".to_owned())],
             code: 2,
             message: "clouds.yaml is not valid YAML",
+            clouds_yaml: Some("clouds: [unclosed\n"),
         },
         Case {
             name: "unknown OS_CLOUD without clouds.yaml",
@@ -257,6 +285,17 @@ fn cases(unreachable: &str) -> Vec<Case> {
             ],
             code: 2,
             message: "OS_CLOUD is \"mine\" but no clouds.yaml was found",
+            clouds_yaml: None,
+        },
+        Case {
+            name: "unknown OS_CLOUD name",
+            args: &["x"],
+            env: vec![("OS_CLOUD", "mine".to_owned())],
+            code: 2,
+            message: "defines no such cloud (it has: theirs)",
+            clouds_yaml: Some(
+                "clouds:\n  theirs:\n    auth:\n      auth_url: http://127.0.0.1:9/v2.0\n",
+            ),
         },
         Case {
             name: "unreachable auth URL",
@@ -264,24 +303,18 @@ fn cases(unreachable: &str) -> Vec<Case> {
             env: with_credentials(&[("OS_AUTH_URL", Some(unreachable))]),
             code: 124,
             message: "POST /v2.0/tokens: timed out after",
+            clouds_yaml: None,
         },
     ]
 }
 
 #[test]
 fn bad_input_is_refused_clearly() {
-    let yaml_dir = tempfile::tempdir().unwrap();
-    std::fs::write(yaml_dir.path().join("clouds.yaml"), "clouds: [unclosed\n").unwrap();
     let unreachable = format!("http://127.0.0.1:{}/v2.0", xitc_test_support::free_port());
     let cases = cases(&unreachable);
     assert!(cases.len() >= 15);
     for case in &cases {
-        let cwd = if case.name == "clouds.yaml that is not YAML" {
-            yaml_dir.path()
-        } else {
-            std::path::Path::new("/")
-        };
-        run(case, cwd);
+        run(case);
     }
 }
 
