@@ -42,7 +42,7 @@ Credentials, as the OpenStack clients read them:
 /// address (one line on stdout) is accessIPv4 by default, or an address from the
 /// server's networks when that is empty. A server in ERROR ends the wait (exit 1).
 #[derive(Debug, Parser)]
-#[command(name = TOOL, version, after_help = format!("{AFTER_HELP}\n\n{EXIT_STATUS_HELP}"))]
+#[command(name = TOOL, version, args_override_self = true, after_help = format!("{AFTER_HELP}\n\n{EXIT_STATUS_HELP}"))]
 struct Cli {
     /// The server's exact name, or its id.
     #[arg(value_name = "NAME_OR_ID")]

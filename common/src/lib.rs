@@ -12,4 +12,6 @@
 pub mod cloud;
 pub mod exit;
 pub mod poll;
+pub mod secret;
+pub mod ssh;
 pub mod stamp;

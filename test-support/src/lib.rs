@@ -12,6 +12,7 @@
 //!   instance per test process (mimic takes seconds to start; tests isolate
 //!   themselves by using their own user/tenant names); [`Mimic::start`] a private
 //!   one.
+//! - [`SshAgent`]: an ssh-agent on a socket of its own.
 //! - [`FakeHttp`]: a scripted HTTP server, only for what mimic cannot do on demand.
 //! - [`free_port`], [`generate_key`].
 //!
@@ -26,11 +27,13 @@
 // every function would say so again each time.
 #![allow(clippy::missing_panics_doc)]
 
+mod agent;
 mod fake_http;
 mod mimic;
 mod process;
 mod sshd;
 
+pub use agent::SshAgent;
 pub use fake_http::{FakeHttp, Reply, Request};
 pub use mimic::Mimic;
 pub use process::{ServerProcess, free_port, wait_until_gone};

@@ -86,9 +86,24 @@ impl ServerProcess {
         }
     }
 
-    /// Kills and reaps the process (idempotent).
+    /// Kills the process and the processes it started, and reaps it (idempotent).
+    ///
+    /// The children matter for sshd: each connection has its own sshd process (in
+    /// a session of its own), and a stopped server must drop its connections as a
+    /// rebooting machine does.
     pub fn stop(&mut self) {
         if self.exited().is_none() {
+            // Our child is not reaped yet, so no PID below can have been reused by
+            // something that is not its child.
+            for child in children_of(self.child.id()) {
+                if let Ok(pid) = i32::try_from(child) {
+                    // SAFETY: kill(2) on a PID; no memory is involved.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
@@ -114,6 +129,24 @@ pub fn wait_until_gone(pid: u32, limit: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     true
+}
+
+/// The PIDs whose parent is `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // "PID (COMM) STATE PPID …"; COMM may itself contain ") ".
+                stat.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
 }
 
 fn is_alive(pid: u32) -> bool {

@@ -63,7 +63,12 @@ pub fn generate_key(path: &Path, key_type: KeyType, passphrase: &str, pem: bool)
     );
 }
 
-/// A running (or stopped, between [`Sshd::stop`] and [`Sshd::restart`]) sshd.
+/// A running (or stopped, between [`Sshd::stop`] and [`Sshd::restart`]) sshd,
+/// listening on 127.0.0.1 and, where the machine has IPv6, on [::1].
+///
+/// Like every server here it dies with the thread that started it (see
+/// [`crate::ServerProcess::spawn`]): start and restart it from the test's own
+/// thread, not from a helper thread that ends early.
 #[derive(Debug)]
 pub struct Sshd {
     dir: TempDir,
@@ -140,6 +145,7 @@ impl Sshd {
         format!(
             "Port {port}\n\
              ListenAddress 127.0.0.1\n\
+             ListenAddress [::1]\n\
              HostKey {dir}/ssh_host_ed25519_key\n\
              PidFile {dir}/sshd.pid\n\
              AuthorizedKeysFile {dir}/authorized_keys\n\
