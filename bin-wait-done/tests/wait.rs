@@ -541,3 +541,29 @@ fn accept_new_records_the_first_key_and_refuses_a_change() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("changed"));
 }
+
+#[test]
+fn strict_stops_when_the_key_changes_mid_wait() {
+    let mut sshd = Sshd::start();
+    let stamp = stamp_in(&sshd, "never.ready");
+    let known_hosts = sshd.dir().join("known_hosts");
+    std::fs::write(&known_hosts, known_hosts_line(&sshd)).unwrap();
+    let child = with_stamp(
+        tool(&sshd, &sshd.client_key())
+            .args(["--host-key-policy", "strict", "--known-hosts"])
+            .arg(&known_hosts),
+        &stamp,
+    );
+    sleep_until_marks(2);
+    sshd.new_host_key();
+    sshd.restart();
+    let output = finished(child);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.lines().nth(7).unwrap().starts_with('.'), "{stdout}");
+    assert!(
+        stdout.ends_with('\n'),
+        "marks line not ended before the error"
+    );
+    assert!(text(&output.stderr).contains("changed"));
+}

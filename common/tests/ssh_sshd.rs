@@ -1,0 +1,123 @@
+//! common::ssh against a real OpenSSH sshd: commands, uploads, fingerprints and
+//! failure kinds.
+
+use std::process::Command;
+use std::time::Duration;
+
+use xitc_common::ssh::{self, Credential, FailureKind, HostKeyPolicy, Target, shell_quote};
+use xitc_test_support::{KeyType, Sshd, generate_key};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn target(sshd: &Sshd) -> Target {
+    Target::parse(&format!("{}@127.0.0.1:{}", sshd.user(), sshd.port()), None).unwrap()
+}
+
+fn key(sshd: &Sshd) -> Credential {
+    Credential::from_argument(&sshd.client_key(), None, None).unwrap()
+}
+
+#[test]
+fn exec_returns_status_and_both_outputs() {
+    let sshd = Sshd::start();
+    let connection = ssh::connect(
+        &target(&sshd),
+        &key(&sshd),
+        &HostKeyPolicy::AcceptAny,
+        LIMIT,
+    )
+    .unwrap();
+    let output = connection
+        .exec("echo out; echo err >&2; exit 3", LIMIT)
+        .unwrap();
+    assert_eq!(
+        (
+            output.status,
+            output.stdout.as_str(),
+            output.stderr.as_str()
+        ),
+        (3, "out\n", "err\n")
+    );
+    // The same session serves further commands.
+    assert_eq!(connection.exec("true", LIMIT).unwrap().status, 0);
+}
+
+#[test]
+fn upload_writes_the_file_with_its_mode() {
+    let sshd = Sshd::start();
+    let connection = ssh::connect(
+        &target(&sshd),
+        &key(&sshd),
+        &HostKeyPolicy::AcceptAny,
+        LIMIT,
+    )
+    .unwrap();
+    let local = sshd.dir().join("local.bin");
+    let contents: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    std::fs::write(&local, &contents).unwrap();
+    let remote = sshd.dir().join("uploaded dir's file");
+    connection
+        .upload(&local, remote.to_str().unwrap(), 0o750, LIMIT)
+        .unwrap();
+    assert_eq!(std::fs::read(&remote).unwrap(), contents);
+    let mode = connection
+        .exec(
+            &format!("stat -c %a {}", shell_quote(remote.to_str().unwrap())),
+            LIMIT,
+        )
+        .unwrap();
+    assert_eq!(mode.stdout, "750\n");
+}
+
+#[test]
+fn the_fingerprint_is_the_one_ssh_keygen_prints() {
+    let sshd = Sshd::start();
+    let connection = ssh::connect(
+        &target(&sshd),
+        &key(&sshd),
+        &HostKeyPolicy::AcceptAny,
+        LIMIT,
+    )
+    .unwrap();
+    let public = sshd.dir().join("host.pub");
+    std::fs::write(&public, sshd.host_public_key()).unwrap();
+    let keygen = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&public)
+        .output()
+        .unwrap();
+    let expected = String::from_utf8_lossy(&keygen.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert_eq!(connection.fingerprint, expected);
+}
+
+#[test]
+fn failures_are_classified() {
+    let mut sshd = Sshd::start();
+    let stranger_path = sshd.dir().join("stranger");
+    generate_key(&stranger_path, KeyType::Rsa, "", true);
+    let stranger = Credential::from_argument(&stranger_path, None, None).unwrap();
+    let failure =
+        ssh::connect(&target(&sshd), &stranger, &HostKeyPolicy::AcceptAny, LIMIT).unwrap_err();
+    assert_eq!(failure.kind, FailureKind::AuthRejected, "{failure}");
+
+    let wrong_user = Target::parse(&format!("nosuchuser@127.0.0.1:{}", sshd.port()), None).unwrap();
+    let failure =
+        ssh::connect(&wrong_user, &key(&sshd), &HostKeyPolicy::AcceptAny, LIMIT).unwrap_err();
+    assert_eq!(failure.kind, FailureKind::AuthRejected, "{failure}");
+
+    sshd.stop();
+    let failure = ssh::connect(
+        &target(&sshd),
+        &key(&sshd),
+        &HostKeyPolicy::AcceptAny,
+        LIMIT,
+    )
+    .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Unreachable, "{failure}");
+    // (A name that does not resolve is Unreachable too, but resolving one would
+    // ask a DNS server off this machine; tests contact loopback only.)
+}
