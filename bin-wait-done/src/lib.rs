@@ -293,7 +293,9 @@ impl Watcher<'_> {
     ) -> anyhow::Result<Observation> {
         match failure.kind {
             FailureKind::Unreachable => Ok(Observation::PortClosed),
-            FailureKind::Handshake | FailureKind::Session => Ok(Observation::LoginFailed),
+            FailureKind::Handshake | FailureKind::Session | FailureKind::CommandFailed => {
+                Ok(Observation::LoginFailed)
+            }
             FailureKind::AuthRejected => {
                 if !std::mem::replace(&mut self.noted_rejection, true) {
                     let _ = writeln!(

@@ -40,6 +40,16 @@ fn exec_returns_status_and_both_outputs() {
     );
     // The same session serves further commands.
     assert_eq!(connection.exec("true", LIMIT).unwrap().status, 0);
+
+    assert_eq!(connection.run("echo fine", LIMIT).unwrap().stdout, "fine\n");
+    let failure = connection
+        .run("echo first >&2; echo 'no such thing' >&2; exit 7", LIMIT)
+        .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::CommandFailed);
+    assert!(
+        failure.message.ends_with("exited with 7: no such thing"),
+        "{failure}"
+    );
 }
 
 #[test]

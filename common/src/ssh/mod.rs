@@ -38,6 +38,8 @@ pub enum FailureKind {
     HostKeyUnknown,
     /// The session broke or timed out while running a command.
     Session,
+    /// The command ran and exited non-zero ([`Connection::run`]).
+    CommandFailed,
     /// A local problem: key unusable by libssh2, known_hosts unreadable, …
     Setup,
 }
@@ -226,6 +228,30 @@ impl Connection {
             stdout,
             stderr,
         })
+    }
+
+    /// [`Connection::exec`], where a non-zero exit is a [`FailureKind::CommandFailed`]
+    /// naming the command, its status and the last line of its stderr.
+    pub fn run(&self, command: &str, limit: Duration) -> Result<Output, Failure> {
+        let output = self.exec(command, limit)?;
+        if output.status == 0 {
+            return Ok(output);
+        }
+        let last_line = output
+            .stderr
+            .lines()
+            .rev()
+            .find(|line| !line.trim().is_empty());
+        Err(Failure::new(
+            FailureKind::CommandFailed,
+            format!(
+                "`{command}` exited with {}{}",
+                output.status,
+                last_line
+                    .map(|line| format!(": {}", line.trim()))
+                    .unwrap_or_default()
+            ),
+        ))
     }
 
     /// Copies the local file to `remote_path` with `mode`, over SCP, within `limit`.
