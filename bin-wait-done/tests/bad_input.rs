@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use xitc_test_support::{KeyType, generate_key};
+use xitc_test_support::{KeyType, assert_one_line_error, generate_key};
 
 const TOOL: &str = "xitc-wait-until-done";
 
@@ -32,26 +32,7 @@ fn check(case: &Case) {
         .args(&case.args)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{}: {stderr}", case.name);
-    assert!(
-        output.stdout.is_empty(),
-        "{}: stdout {:?}",
-        case.name,
-        output.stdout
-    );
-    assert!(
-        stderr.starts_with(&format!("{TOOL}: error: ")) && stderr.lines().count() == 1,
-        "{}: {stderr}",
-        case.name
-    );
-    assert!(
-        stderr.contains(case.message),
-        "{}: {stderr:?} lacks {:?}",
-        case.name,
-        case.message
-    );
-    assert!(!stderr.contains("panicked"), "{}", case.name);
+    assert_one_line_error(case.name, TOOL, &output, 2, case.message);
 }
 
 // A table of cases: long by nature, and clearer whole than split.

@@ -17,16 +17,15 @@ fn key(sshd: &Sshd) -> Credential {
     Credential::from_argument(&sshd.client_key(), None, None).unwrap()
 }
 
+/// A session as the test user with the server's client key, any host key.
+fn connect(sshd: &Sshd) -> ssh::Connection {
+    ssh::connect(&target(sshd), &key(sshd), &HostKeyPolicy::AcceptAny, LIMIT).unwrap()
+}
+
 #[test]
 fn exec_returns_status_and_both_outputs() {
     let sshd = Sshd::start();
-    let connection = ssh::connect(
-        &target(&sshd),
-        &key(&sshd),
-        &HostKeyPolicy::AcceptAny,
-        LIMIT,
-    )
-    .unwrap();
+    let connection = connect(&sshd);
     let output = connection
         .exec("echo out; echo err >&2; exit 3", LIMIT)
         .unwrap();
@@ -55,13 +54,7 @@ fn exec_returns_status_and_both_outputs() {
 #[test]
 fn upload_writes_the_file_with_its_mode() {
     let sshd = Sshd::start();
-    let connection = ssh::connect(
-        &target(&sshd),
-        &key(&sshd),
-        &HostKeyPolicy::AcceptAny,
-        LIMIT,
-    )
-    .unwrap();
+    let connection = connect(&sshd);
     let local = sshd.dir().join("local.bin");
     let contents: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
     std::fs::write(&local, &contents).unwrap();
@@ -82,13 +75,7 @@ fn upload_writes_the_file_with_its_mode() {
 #[test]
 fn the_fingerprint_is_the_one_ssh_keygen_prints() {
     let sshd = Sshd::start();
-    let connection = ssh::connect(
-        &target(&sshd),
-        &key(&sshd),
-        &HostKeyPolicy::AcceptAny,
-        LIMIT,
-    )
-    .unwrap();
+    let connection = connect(&sshd);
     let public = sshd.dir().join("host.pub");
     std::fs::write(&public, sshd.host_public_key()).unwrap();
     let keygen = Command::new("ssh-keygen")

@@ -28,12 +28,14 @@
 #![allow(clippy::missing_panics_doc)]
 
 mod agent;
+mod assertions;
 mod fake_http;
 mod mimic;
 mod process;
 mod sshd;
 
 pub use agent::SshAgent;
+pub use assertions::assert_one_line_error;
 pub use fake_http::{FakeHttp, Reply, Request};
 pub use mimic::Mimic;
 pub use process::{ServerProcess, free_port, wait_until_gone};
