@@ -73,6 +73,7 @@ fn keypairs_are_uploaded_and_deleted() {
     with_key.key_name = Some("Jxitck1".to_owned());
     client.create_server(&with_key, &deadline).unwrap();
     client.delete_keypair("Jxitck1", &deadline).unwrap();
+    assert!(client.list_keypairs(&deadline).unwrap().is_empty());
     client.delete_keypair("Jxitck1", &deadline).unwrap();
 }
 

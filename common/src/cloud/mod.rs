@@ -197,6 +197,20 @@ impl CloudClient {
         Ok(())
     }
 
+    /// The names of the account's keypairs.
+    pub fn list_keypairs(&self, deadline: &Deadline) -> anyhow::Result<Vec<String>> {
+        let (what, response) =
+            self.expect_success(&Method::GET, &["os-keypairs"], &[], None, deadline)?;
+        let json = response.json(&what)?;
+        let entries = json["keypairs"]
+            .as_array()
+            .ok_or_else(|| anyhow::anyhow!("{what}: the response has no \"keypairs\" list"))?;
+        entries
+            .iter()
+            .map(|entry| compute::string_field(&entry["keypair"]["name"], "keypair.name", &what))
+            .collect()
+    }
+
     /// Deletes a keypair; one that is already gone is not an error.
     pub fn delete_keypair(&self, name: &str, deadline: &Deadline) -> anyhow::Result<()> {
         self.delete(&["os-keypairs", name], deadline)

@@ -109,3 +109,65 @@ pub fn check_key_file(path: &Path, passphrase: Option<&Secret>) -> anyhow::Resul
         "key file {shown} is not a private key (expected OpenSSH or PEM format)"
     )))
 }
+
+/// A new Ed25519 key pair: the private half in OpenSSH format (a secret), the
+/// public half as one `authorized_keys` line ending in `comment`.
+pub fn generate_ed25519(comment: &str) -> anyhow::Result<(Secret, String)> {
+    use ssh_key::rand_core::OsRng;
+    let mut key = ssh_key::PrivateKey::random(&mut OsRng, ssh_key::Algorithm::Ed25519)?;
+    key.set_comment(comment);
+    let private = key.to_openssh(ssh_key::LineEnding::LF)?;
+    let public = key.public_key().to_openssh()?;
+    Ok((Secret::new(private.as_str()), public))
+}
+
+/// The public half (one `authorized_keys` line) of an OpenSSH-format private key;
+/// it is stored unencrypted in the file, so no passphrase is needed.
+pub fn public_key_of_openssh(private_key: &str) -> anyhow::Result<String> {
+    let key = ssh_key::PrivateKey::from_openssh(private_key)?;
+    Ok(key.public_key().to_openssh()?)
+}
+
+/// A random password of `length` letters and digits (for throw-away nodes).
+pub fn random_password(length: usize) -> Secret {
+    use ssh_key::rand_core::{OsRng, RngCore as _};
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let password = (0..length)
+        .map(|_| {
+            // Rejection sampling keeps every character equally likely.
+            loop {
+                let byte = u8::try_from(OsRng.next_u32() & 0xff).unwrap_or(0);
+                let limit = 256 - 256 % ALPHABET.len();
+                if usize::from(byte) < limit {
+                    return char::from(ALPHABET[usize::from(byte) % ALPHABET.len()]);
+                }
+            }
+        })
+        .collect::<String>();
+    Secret::new(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_pass_our_own_check_and_look_like_openssh() {
+        let (private, public) = generate_ed25519("xitc-test").unwrap();
+        assert!(public.starts_with("ssh-ed25519 AAAA") && public.ends_with(" xitc-test"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id");
+        std::fs::write(&path, private.expose()).unwrap();
+        check_key_file(&path, None).unwrap();
+        assert_eq!(public_key_of_openssh(private.expose()).unwrap(), public);
+    }
+
+    #[test]
+    fn random_passwords_differ_and_use_the_alphabet() {
+        let a = random_password(24);
+        let b = random_password(24);
+        assert_ne!(a, b);
+        assert_eq!(a.expose().len(), 24);
+        assert!(a.expose().chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}

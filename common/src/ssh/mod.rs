@@ -20,7 +20,10 @@ use std::time::Duration;
 use ssh2::Session;
 
 pub use host_keys::{HostKeyPolicy, fingerprint};
-pub use keys::{Credential, PASSPHRASE_ENV, check_key_file};
+pub use keys::{
+    Credential, PASSPHRASE_ENV, check_key_file, generate_ed25519, public_key_of_openssh,
+    random_password,
+};
 pub use target::{DEFAULT_PORT, DEFAULT_USER, Target};
 
 /// What went wrong, in the terms callers act on.

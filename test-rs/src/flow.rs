@@ -1,0 +1,666 @@
+//! The test's flow and its cleanup.
+
+use std::cell::{OnceCell, RefCell};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use xitc_common::cloud::{CloudClient, CloudConfig, Env, ServerCreate, Timeouts};
+use xitc_common::exit;
+use xitc_common::poll::{Deadline, Schedule, SystemClock, poll_until};
+use xitc_common::secret::Secret;
+use xitc_common::ssh::{self, Credential, FailureKind, HostKeyPolicy, Target, shell_quote};
+use xitc_common::stamp;
+
+use crate::Cli;
+use crate::steps::Steps;
+
+const GET_IP: &str = "xitc-get-ip-address-of-instance";
+const WAIT_DONE: &str = "xitc-wait-until-done";
+const CONVERT: &str = "xitc-convert";
+
+/// Longest postfix: server names stay well inside every cloud's limit.
+const MAX_POSTFIX: usize = 48;
+
+/// Set by Ctrl-C; every wait checks it, and cleanup runs.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+fn check_interrupted() -> anyhow::Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        anyhow::bail!("interrupted (Ctrl-C)");
+    }
+    Ok(())
+}
+
+/// The names a run uses, all derived from the postfix as in 2014.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub test_server: String,
+    pub snapshot_server: String,
+    pub image: String,
+    pub keypair: String,
+}
+
+impl Names {
+    /// Names for `postfix`, which must be 1–48 letters, digits, `-` or `_` (what
+    /// every cloud accepts in server, image and keypair names).
+    pub fn new(postfix: &str) -> anyhow::Result<Self> {
+        if postfix.is_empty() {
+            return Err(exit::usage("VM_POSTFIX is empty"));
+        }
+        if postfix.len() > MAX_POSTFIX {
+            return Err(exit::usage(format!(
+                "VM_POSTFIX is longer than {MAX_POSTFIX} characters"
+            )));
+        }
+        if let Some(bad) = postfix
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(exit::usage(format!(
+                "VM_POSTFIX {postfix:?} has {bad:?}; use letters, digits, - and _"
+            )));
+        }
+        Ok(Names {
+            test_server: format!("Jxitct{postfix}"),
+            snapshot_server: format!("Jxitcs{postfix}"),
+            image: format!("Jxitci{postfix}"),
+            keypair: format!("Jxitck{postfix}"),
+        })
+    }
+}
+
+/// The sibling tool `name`: next to this executable first, then in PATH.
+pub fn find_sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let own_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    if let Some(dir) = &own_dir {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    which::which(name).map_err(|_| {
+        exit::usage(format!(
+            "{name} not found: looked next to test-rs ({}) and in PATH ({}); \
+             install the xitc tools together (make install)",
+            own_dir.map_or_else(|| "unknown".to_owned(), |dir| dir.display().to_string()),
+            std::env::var("PATH").unwrap_or_default()
+        ))
+    })
+}
+
+/// What this run created, for cleanup.
+#[derive(Debug, Default)]
+struct Created {
+    keypair: Option<String>,
+    test_server: Option<String>,
+    image: Option<String>,
+    snapshot_server: Option<String>,
+}
+
+struct Run<'a> {
+    cli: &'a Cli,
+    names: &'a Names,
+    client: CloudClient,
+    steps: Steps,
+    created: RefCell<Created>,
+    get_ip: PathBuf,
+    wait_done: PathBuf,
+    convert: PathBuf,
+    key_path: PathBuf,
+    credential: OnceCell<Credential>,
+    password: Secret,
+    stamp: String,
+    _key_dir: tempfile::TempDir,
+}
+
+pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
+    // Tools first: a missing sibling is found before anything is created.
+    let get_ip = find_sibling(GET_IP)?;
+    let wait_done = find_sibling(WAIT_DONE)?;
+    let convert = match &cli.convert_binary {
+        Some(path) if path.is_file() => path.clone(),
+        Some(path) => {
+            return Err(exit::usage(format!(
+                "--convert-binary {} is not a file",
+                path.display()
+            )));
+        }
+        None => find_sibling(CONVERT)?,
+    };
+    let stamp = stamp::stamp_path()?;
+    let client = CloudClient::new(
+        CloudConfig::load(&Env::from_process())?,
+        Timeouts::default(),
+    );
+    let key_dir = tempfile::Builder::new()
+        .prefix("test-rs-")
+        .tempdir()
+        .or_else(|error| Err(error).context("creating a temp dir for the keypair"))?;
+    let key_path = match &cli.ssh_key {
+        Some(path) => path.clone(),
+        None => key_dir.path().join("id_ed25519"),
+    };
+    let password = cli
+        .password
+        .clone()
+        .map_or_else(|| ssh::random_password(24), Secret::new);
+    // One handler per process; a second Ctrl-C does not stop the cleanup.
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+
+    let run = Run {
+        cli,
+        names,
+        client,
+        steps: Steps::default(),
+        created: RefCell::default(),
+        get_ip,
+        wait_done,
+        convert,
+        credential: OnceCell::new(),
+        key_path,
+        password,
+        stamp,
+        _key_dir: key_dir,
+    };
+    let result = run.remove_leftovers().and_then(|()| run.test());
+    if result.is_ok() {
+        println!("ALL TESTS PASSED");
+    }
+    let cleanup = if cli.keep {
+        println!("--keep: leaving {:?}", run.created.borrow());
+        Ok(())
+    } else {
+        run.cleanup()
+    };
+    println!("\n{}", run.steps.summary());
+    match (result, cleanup) {
+        (Err(error), Err(cleanup_error)) => {
+            eprintln!("test-rs: cleanup also failed: {cleanup_error:#}");
+            Err(error)
+        }
+        (Err(error), Ok(())) => Err(error),
+        (Ok(()), Err(cleanup_error)) => {
+            Err(cleanup_error.context("the test passed, but cleanup failed"))
+        }
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// The time one API call (with its retries) may take.
+fn api_deadline() -> Deadline {
+    deadline(Duration::from_secs(600))
+}
+
+fn deadline(limit: Duration) -> Deadline {
+    Deadline::new(Instant::now(), (!limit.is_zero()).then_some(limit))
+}
+
+impl Run<'_> {
+    fn remove_leftovers(&self) -> anyhow::Result<()> {
+        let names = self.names.clone();
+        self.steps.run("remove leftovers of an earlier run", || {
+            let deadline = deadline(Duration::from_secs(900));
+            for name in [&names.snapshot_server, &names.test_server] {
+                self.delete_servers_named(name, &deadline)?;
+            }
+            self.delete_images_named(&names.image, &deadline)?;
+            self.client.delete_keypair(&names.keypair, &deadline)
+        })
+    }
+
+    fn delete_servers_named(&self, name: &str, deadline: &Deadline) -> anyhow::Result<()> {
+        for server in self.client.list_servers(Some(name), deadline)? {
+            if server.name == name {
+                self.client.delete_server(&server.id, deadline)?;
+                self.wait_server_gone(&server.id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_images_named(&self, name: &str, deadline: &Deadline) -> anyhow::Result<()> {
+        for image in self.client.list_images(Some(name), deadline)? {
+            if image.name == name {
+                self.client.delete_image(&image.id, deadline)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_server_gone(&self, id: &str) -> anyhow::Result<()> {
+        let schedule = Schedule::new(self.cli.boot_timeout, self.cli.interval);
+        poll_until(&SystemClock, schedule, |deadline| {
+            check_interrupted()?;
+            Ok(self
+                .client
+                .get_server(id, deadline)?
+                .is_none()
+                .then_some(()))
+        })
+        .with_context(|| format!("waiting for server {id} to be deleted"))
+    }
+
+    fn test(&self) -> anyhow::Result<()> {
+        let names = self.names.clone();
+        self.steps.run("create keypair", || self.create_keypair())?;
+        let test_id = self.steps.run(&format!("boot {}", names.test_server), || {
+            self.boot(
+                &names.test_server,
+                &self.cli.image.clone(),
+                &self.cli.metadata.clone(),
+            )
+        })?;
+        self.created.borrow_mut().test_server = Some(test_id.clone());
+        self.steps.run(
+            &format!("wait for {} to be ACTIVE", names.test_server),
+            || self.wait_active(&test_id),
+        )?;
+        let address = self
+            .steps
+            .run(&format!("get the address of {}", names.test_server), || {
+                self.address_of(&test_id)
+            })?;
+        let target = self.target(&address)?;
+        self.steps
+            .run("wait for SSH", || self.wait_for_ssh(&target))?;
+        self.steps.run("upload and start xitc-convert", || {
+            self.start_convert(&target)
+        })?;
+        self.steps.run("wait until the conversion is done", || {
+            self.wait_done(&target)
+        })?;
+        self.steps.run("remove the stamp and sync", || {
+            self.connect(&target)?
+                .run(
+                    &format!("rm -f {} && sync", shell_quote(&self.stamp)),
+                    Duration::from_secs(300),
+                )
+                .map_err(anyhow::Error::new)?;
+            Ok(())
+        })?;
+        self.steps
+            .run(&format!("delete old images named {}", names.image), || {
+                self.delete_images_named(&names.image, &api_deadline())
+            })?;
+        let image_id = self
+            .steps
+            .run(&format!("snapshot as {}", names.image), || {
+                self.client
+                    .create_image(&test_id, &names.image, &api_deadline())
+            })?;
+        self.created.borrow_mut().image = Some(image_id.clone());
+        self.steps.run("wait for the snapshot to be ACTIVE", || {
+            self.wait_image_active(&image_id)
+        })?;
+        let snapshot_id = self
+            .steps
+            .run(&format!("boot {}", names.snapshot_server), || {
+                self.boot(
+                    &names.snapshot_server,
+                    &image_id,
+                    &self.cli.snapshot_metadata.clone(),
+                )
+            })?;
+        self.created.borrow_mut().snapshot_server = Some(snapshot_id.clone());
+        self.steps.run(
+            &format!("wait for {} to be ACTIVE", names.snapshot_server),
+            || self.wait_active(&snapshot_id),
+        )?;
+        let address = self.steps.run(
+            &format!("get the address of {}", names.snapshot_server),
+            || self.address_of(&snapshot_id),
+        )?;
+        let target = self.target(&address)?;
+        self.steps.run("wait until the snapshot is done", || {
+            self.wait_done(&target)
+        })?;
+        self.steps.run("check the appliance reaches dom0", || {
+            self.connect(&target)?
+                .run(&self.cli.dom0_check_command, Duration::from_secs(120))
+                .map_err(anyhow::Error::new)?;
+            Ok(())
+        })
+    }
+
+    fn create_keypair(&self) -> anyhow::Result<()> {
+        let public = if let Some(path) = &self.cli.ssh_key {
+            public_half(path)?
+        } else {
+            let (private, public) =
+                ssh::generate_ed25519(&format!("test-rs {}", self.names.keypair))?;
+            write_private_key(&self.key_path, &private)?;
+            public
+        };
+        let credential = Credential::from_argument(
+            &self.key_path,
+            std::env::var(ssh::PASSPHRASE_ENV).ok().map(Secret::new),
+            None,
+        )?;
+        let _ = self.credential.set(credential);
+        self.client
+            .create_keypair(&self.names.keypair, &public, &api_deadline())?;
+        self.created.borrow_mut().keypair = Some(self.names.keypair.clone());
+        Ok(())
+    }
+
+    fn credential(&self) -> anyhow::Result<&Credential> {
+        self.credential
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("no SSH key yet (the keypair step did not run)"))
+    }
+
+    fn boot(
+        &self,
+        name: &str,
+        image: &str,
+        metadata: &[(String, String)],
+    ) -> anyhow::Result<String> {
+        let spec = ServerCreate {
+            name: name.to_owned(),
+            image: image.to_owned(),
+            flavor: self.cli.flavor.clone(),
+            key_name: Some(self.names.keypair.clone()),
+            metadata: metadata.iter().cloned().collect(),
+        };
+        self.client.create_server(&spec, &api_deadline())
+    }
+
+    fn wait_active(&self, id: &str) -> anyhow::Result<()> {
+        let schedule = Schedule::new(self.cli.boot_timeout, self.cli.interval);
+        poll_until(&SystemClock, schedule, |deadline| {
+            check_interrupted()?;
+            let server = self
+                .client
+                .get_server(id, deadline)?
+                .ok_or_else(|| anyhow::anyhow!("server {id} disappeared"))?;
+            match server.status.as_str() {
+                "ACTIVE" => Ok(Some(())),
+                "ERROR" => {
+                    let fault = server.fault.map(|fault| fault.message).unwrap_or_default();
+                    anyhow::bail!(
+                        "server {id} is in ERROR: {}",
+                        if fault.is_empty() {
+                            "the cloud gave no fault message"
+                        } else {
+                            &fault
+                        }
+                    )
+                }
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn wait_image_active(&self, id: &str) -> anyhow::Result<()> {
+        let schedule = Schedule::new(self.cli.snapshot_timeout, self.cli.interval);
+        poll_until(&SystemClock, schedule, |deadline| {
+            check_interrupted()?;
+            let image = self
+                .client
+                .get_image(id, deadline)?
+                .ok_or_else(|| anyhow::anyhow!("image {id} disappeared"))?;
+            match image.status.to_ascii_uppercase().as_str() {
+                "ACTIVE" => Ok(Some(())),
+                "ERROR" | "KILLED" | "DELETED" => anyhow::bail!("image {id} is {}", image.status),
+                _ => Ok(None),
+            }
+        })
+    }
+
+    /// The server's address, from the get-ip tool as a user would get it.
+    fn address_of(&self, id: &str) -> anyhow::Result<String> {
+        check_interrupted()?;
+        let output = Command::new(&self.get_ip)
+            .arg("--timeout")
+            .arg(format!("{}ms", self.cli.boot_timeout.as_millis()))
+            .arg("--interval")
+            .arg(format!("{}ms", self.cli.interval.as_millis()))
+            .arg(id)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", self.get_ip.display()))?;
+        if !output.status.success() {
+            anyhow::bail!("{GET_IP} {id} failed ({})", output.status);
+        }
+        let address = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        println!("    {GET_IP} {id} → {address}");
+        Ok(address)
+    }
+
+    fn target(&self, address: &str) -> anyhow::Result<Target> {
+        let host = self.cli.ssh_address.as_deref().unwrap_or(address);
+        let host = if host.contains(':') && !host.starts_with('[') && host.matches(':').count() > 1
+        {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        Target::parse(&format!("{}@{host}", self.cli.ssh_user), None)
+    }
+
+    fn connect(&self, target: &Target) -> anyhow::Result<ssh::Connection> {
+        ssh::connect(
+            target,
+            self.credential()?,
+            &HostKeyPolicy::AcceptAny,
+            Duration::from_secs(30),
+        )
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("connecting to {target}"))
+    }
+
+    fn wait_for_ssh(&self, target: &Target) -> anyhow::Result<()> {
+        let schedule = Schedule::new(self.cli.ssh_timeout, self.cli.interval);
+        let mut last = String::new();
+        poll_until(&SystemClock, schedule, |deadline| {
+            check_interrupted()?;
+            let limit = deadline.cap(Instant::now(), Duration::from_secs(30));
+            match ssh::connect(target, self.credential()?, &HostKeyPolicy::AcceptAny, limit) {
+                Ok(_) => Ok(Some(())),
+                Err(failure) if failure.kind == FailureKind::Setup => {
+                    Err(anyhow::Error::new(failure))
+                }
+                Err(failure) => {
+                    last = failure.message;
+                    Ok(None)
+                }
+            }
+        })
+        .with_context(|| format!("{target} (last: {last})"))
+    }
+
+    fn start_convert(&self, target: &Target) -> anyhow::Result<()> {
+        let connection = self.connect(target)?;
+        let dir = self.cli.install_dir.trim_end_matches('/');
+        let binary = format!("{dir}/{CONVERT}");
+        let password_file = format!("{dir}/{CONVERT}.password");
+        let limit = Duration::from_secs(600);
+        let run = |command: &str| connection.run(command, limit).map_err(anyhow::Error::new);
+        run(&format!("mkdir -p {}", shell_quote(dir)))?;
+        connection
+            .upload(&self.convert, &binary, 0o755, limit)
+            .map_err(anyhow::Error::new)?;
+        let password_local =
+            tempfile::NamedTempFile::new().context("creating the password file")?;
+        std::fs::write(password_local.path(), self.password.expose())
+            .context("writing the password file")?;
+        connection
+            .upload(password_local.path(), &password_file, 0o600, limit)
+            .map_err(anyhow::Error::new)?;
+        // XITC_STAMP_PATH travels with the command when this run uses another stamp.
+        let stamp_env = if self.stamp == stamp::DEFAULT_STAMP_PATH {
+            String::new()
+        } else {
+            format!("{}={} ", stamp::STAMP_PATH_ENV, shell_quote(&self.stamp))
+        };
+        // `&` ends a list: only the last command may be in it, or the background
+        // shell would hold the channel's output open and this command would not
+        // return until xitc-convert ends.
+        let start = format!(
+            "cd {dir_q} || exit 1; {stamp_env}nohup {binary_q} --password-file {password_q} \
+             {url} {label} > {dir_q}/{CONVERT}.out 2>&1 < /dev/null &",
+            dir_q = shell_quote(dir),
+            binary_q = shell_quote(&binary),
+            password_q = shell_quote(&password_file),
+            url = shell_quote(&self.cli.staging_vm_url),
+            label = shell_quote(&self.cli.appliance_label),
+        );
+        match connection.run(&start, limit) {
+            Ok(_) => Ok(()),
+            // The node may reboot at once and take the session with it: expected.
+            Err(failure) if failure.kind == FailureKind::Session => {
+                println!("    the session dropped while starting {CONVERT} (the node reboots)");
+                Ok(())
+            }
+            Err(failure) => Err(anyhow::Error::new(failure)),
+        }
+    }
+
+    fn wait_done(&self, target: &Target) -> anyhow::Result<()> {
+        let status = Command::new(&self.wait_done)
+            .arg("--interval")
+            .arg(format!("{}ms", self.cli.interval.as_millis()))
+            .arg("--timeout")
+            .arg(format!("{}ms", self.cli.convert_timeout.as_millis()))
+            .arg("--port")
+            .arg(target.port.to_string())
+            .arg(format!("{}@{}", target.user, bracketed(&target.host)))
+            .arg(&self.key_path)
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("running {}", self.wait_done.display()))?;
+        check_interrupted()?;
+        if status.success() {
+            Ok(())
+        } else {
+            anyhow::bail!("{WAIT_DONE} failed ({status})")
+        }
+    }
+
+    /// Deletes what this run created, newest first; reports every failure.
+    fn cleanup(&self) -> anyhow::Result<()> {
+        let created = std::mem::take(&mut *self.created.borrow_mut());
+        let keep_image = self.cli.keep_image;
+        self.steps.run("clean up", || {
+            let deadline = deadline(Duration::from_secs(900));
+            let mut failures = Vec::new();
+            let mut attempt = |what: String, result: anyhow::Result<()>| {
+                if let Err(error) = result {
+                    eprintln!("test-rs: cleanup: {what}: {error:#}");
+                    failures.push(what);
+                }
+            };
+            if let Some(id) = &created.snapshot_server {
+                attempt(
+                    format!("delete server {id}"),
+                    self.delete_server(id, &deadline),
+                );
+            }
+            if let Some(id) = &created.image {
+                if keep_image {
+                    println!("    --keep-image: keeping image {id}");
+                } else {
+                    attempt(
+                        format!("delete image {id}"),
+                        self.client.delete_image(id, &deadline),
+                    );
+                }
+            }
+            if let Some(id) = &created.test_server {
+                attempt(
+                    format!("delete server {id}"),
+                    self.delete_server(id, &deadline),
+                );
+            }
+            if let Some(name) = &created.keypair {
+                attempt(
+                    format!("delete keypair {name}"),
+                    self.client.delete_keypair(name, &deadline),
+                );
+            }
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("could not {}", failures.join(", "))
+            }
+        })
+    }
+
+    fn delete_server(&self, id: &str, deadline: &Deadline) -> anyhow::Result<()> {
+        self.client.delete_server(id, deadline)?;
+        // Ctrl-C must not stop the cleanup's own wait.
+        let schedule = Schedule::new(self.cli.boot_timeout, self.cli.interval);
+        poll_until(&SystemClock, schedule, |deadline| {
+            Ok(self
+                .client
+                .get_server(id, deadline)?
+                .is_none()
+                .then_some(()))
+        })
+        .with_context(|| format!("waiting for server {id} to be deleted"))
+    }
+}
+
+fn bracketed(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// The public half of an OpenSSH private key file (stored unencrypted in it).
+fn public_half(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        exit::usage(format!("cannot read --ssh-key {}: {error}", path.display()))
+    })?;
+    let key = xitc_common::ssh::public_key_of_openssh(&text).map_err(|error| {
+        exit::usage(format!(
+            "--ssh-key {} is not an OpenSSH private key: {error}",
+            path.display()
+        ))
+    })?;
+    Ok(key)
+}
+
+fn write_private_key(path: &Path, key: &Secret) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(key.expose().as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xitc_common::exit::{Kind, kind_of};
+
+    #[test]
+    fn names_follow_the_2014_scheme() {
+        let names = Names::new("42-a_b").unwrap();
+        assert_eq!(names.test_server, "Jxitct42-a_b");
+        assert_eq!(names.snapshot_server, "Jxitcs42-a_b");
+        assert_eq!(names.image, "Jxitci42-a_b");
+        assert_eq!(names.keypair, "Jxitck42-a_b");
+    }
+
+    #[test]
+    fn bad_postfixes_are_usage_errors() {
+        for bad in ["", "a b", "x/y", "ü", "semi;colon", &"x".repeat(49)] {
+            let error = Names::new(bad).unwrap_err();
+            assert_eq!(kind_of(&error), Kind::Usage, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! `test-rs STAGING_VM_URL VM_POSTFIX`: the 2014 end-to-end test against a real
+//! OpenStack / Rackspace cloud, in Rust.
+//!
+//! It does what a user does (DESIGN §1, §4): generate a keypair, boot
+//! `Jxitct<postfix>`, get its address with `xitc-get-ip-address-of-instance`,
+//! upload and start `xitc-convert`, wait with `xitc-wait-until-done`, remove the
+//! stamp, snapshot the node as `Jxitci<postfix>`, boot `Jxitcs<postfix>` from the
+//! snapshot, wait again, and check that the appliance's `domzero` user reaches
+//! dom0. The sibling tools are run as programs, found next to test-rs's own
+//! executable first and then in PATH, so the test exercises them as users run
+//! them. Cloud calls go through `xitc_common::cloud`, SSH through
+//! `xitc_common::ssh`.
+//!
+//! Everything it creates is deleted again in reverse order — on success, on
+//! failure and on Ctrl-C — unless `--keep`; leftovers of an earlier run with the
+//! same postfix are deleted first, as in 2014. Each step is printed with its
+//! duration, and a summary table ends the run.
+//!
+//! Decisions written down here:
+//! - The XenServer password reaches the node in a 0600 file uploaded over SCP and
+//!   is handed to xitc-convert with `--password-file`, never on a command line.
+//!   Without `--password`/`XENSERVER_PASSWORD` a random one is made per run.
+//! - `--ssh-address` sends every SSH connection to one address instead of the
+//!   node's own IP (port-forwards, bastions, the local rehearsal).
+//! - `--dom0-check-command` replaces the command run on the snapshot node for the
+//!   dom0 check (the 2014 one by default).
+
+mod flow;
+mod steps;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use xitc_common::exit::{self, EXIT_STATUS_HELP};
+use xitc_common::poll::parse_duration;
+
+pub use flow::Names;
+
+/// The name errors are reported under.
+pub const TOOL: &str = "test-rs";
+
+/// The 2014 test's image (Ubuntu on Rackspace).
+pub const DEFAULT_IMAGE: &str = "62df001e-87ee-407c-b042-6f4e13f5d7e1";
+
+/// What the 2014 test ran on the appliance to prove dom0 is reachable from it.
+pub const DEFAULT_DOM0_CHECK: &str = "sudo -u domzero ssh -o BatchMode=yes \
+     -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@192.168.33.2 true";
+
+/// Run the xitc end-to-end test against a real cloud.
+///
+/// Boots a server, converts it to XenServer with xitc-convert (which imports the
+/// appliance from STAGING_VM_URL), snapshots it, boots the snapshot and checks it
+/// again; deletes what it created. Servers are named Jxitct<VM_POSTFIX> and
+/// Jxitcs<VM_POSTFIX>, the snapshot Jxitci<VM_POSTFIX>, the keypair
+/// Jxitck<VM_POSTFIX>. Cloud credentials as for xitc-get-ip-address-of-instance
+/// (OS_CLOUD or OS_AUTH_URL, ...).
+#[derive(Debug, Parser)]
+#[command(name = TOOL, version, args_override_self = true, after_help = EXIT_STATUS_HELP)]
+pub struct Cli {
+    /// URL of the appliance (XVA) that xitc-convert imports.
+    #[arg(value_name = "STAGING_VM_URL")]
+    pub staging_vm_url: String,
+
+    /// Suffix of every name this run creates (letters, digits, - and _).
+    #[arg(value_name = "VM_POSTFIX")]
+    pub postfix: String,
+
+    /// Image to boot the test server from.
+    #[arg(long, default_value = DEFAULT_IMAGE)]
+    pub image: String,
+
+    /// Flavor of both servers (Xen HVM or nested virtualisation needed).
+    #[arg(long, default_value = "performance1-8")]
+    pub flavor: String,
+
+    /// XenServer root password for the node [default: random per run]. Visible in
+    /// `ps` when given here: prefer XENSERVER_PASSWORD.
+    #[arg(long, env = "XENSERVER_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// Name label of the appliance VM.
+    #[arg(long, default_value = "Devstack")]
+    pub appliance_label: String,
+
+    /// Where xitc-convert is put on the node.
+    #[arg(long, default_value = "/opt/xenapi-in-the-cloud")]
+    pub install_dir: String,
+
+    /// The xitc-convert binary to upload [default: next to test-rs, then PATH].
+    #[arg(long, value_name = "PATH")]
+    pub convert_binary: Option<PathBuf>,
+
+    /// Keep everything this run created (servers, keypair, snapshot).
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Keep the snapshot image, delete the rest.
+    #[arg(long)]
+    pub keep_image: bool,
+
+    /// Reach the nodes through this HOST[:PORT] instead of their own IP.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub ssh_address: Option<String>,
+
+    /// User to log in to the nodes as.
+    #[arg(long, default_value = "root")]
+    pub ssh_user: String,
+
+    /// Use this OpenSSH private key (its public half is uploaded) instead of a new one.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+
+    /// Metadata KEY=VALUE for the test server (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_metadata)]
+    pub metadata: Vec<(String, String)>,
+
+    /// Metadata KEY=VALUE for the server booted from the snapshot (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_metadata)]
+    pub snapshot_metadata: Vec<(String, String)>,
+
+    /// Command run on the snapshot node to check the appliance reaches dom0.
+    #[arg(long, default_value = DEFAULT_DOM0_CHECK)]
+    pub dom0_check_command: String,
+
+    /// Poll interval of every wait.
+    #[arg(long, default_value = "10", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Limit for a server to become ACTIVE (and get an address).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub boot_timeout: Duration,
+
+    /// Limit for SSH to answer on a new server.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub ssh_timeout: Duration,
+
+    /// Limit for the conversion (and the snapshot's boot) to finish.
+    #[arg(long, default_value = "3h", value_parser = parse_duration)]
+    pub convert_timeout: Duration,
+
+    /// Limit for the snapshot image to become ACTIVE.
+    #[arg(long, default_value = "2h", value_parser = parse_duration)]
+    pub snapshot_timeout: Duration,
+}
+
+fn parse_metadata(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
+/// Parses `args` (program name first) and runs the test.
+pub fn run<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args)?;
+    let names = Names::new(&cli.postfix)?;
+    if cli.staging_vm_url.trim().is_empty() {
+        return Err(exit::usage("STAGING_VM_URL is empty"));
+    }
+    if cli.interval.is_zero() {
+        return Err(exit::usage("--interval must be more than 0"));
+    }
+    flow::run(&cli, &names)
+}

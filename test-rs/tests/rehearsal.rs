@@ -1,0 +1,251 @@
+//! The local rehearsal: test-rs against mimic (the cloud) and a local sshd (the
+//! node, reached through --ssh-address), with the real sibling tools.
+//!
+//! The node side must never touch this machine, so xitc-convert is replaced by a
+//! stand-in script (--convert-binary) that only creates the stamp (in the sshd's
+//! temp dir, through XITC_STAMP_PATH) a second after it starts, waits until
+//! test-rs removes it, and creates it again for the snapshot's wait: what the real
+//! tool does on the node, minus the node. It exits by itself within a minute, and
+//! the test kills it by PID if it has not. The dom0 check runs a harmless command
+//! (the real one would contact 192.168.33.2; tests contact loopback only).
+//!
+//! mimic cannot delete Nova images (405), so the rehearsal keeps the snapshot
+//! (--keep-image) and checks that servers and keypairs are gone.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use xitc_common::cloud::{CloudClient, CloudConfig, Env, Timeouts};
+use xitc_common::poll::Deadline;
+use xitc_test_support::{Mimic, Sshd, wait_until_gone};
+
+const STAND_IN: &str = r#"#!/bin/sh
+# Stand-in for xitc-convert in the rehearsal: touches the stamp, twice.
+echo $$ > "$(dirname "$0")/stand-in.pid"
+stamp=${XITC_STAMP_PATH:?}
+sleep 1
+: > "$stamp"
+i=0
+while [ -e "$stamp" ] && [ "$i" -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 1
+: > "$stamp"
+"#;
+
+struct Rehearsal {
+    sshd: Sshd,
+    env: Vec<(&'static str, String)>,
+    stand_in: PathBuf,
+    install_dir: PathBuf,
+    stamp: PathBuf,
+}
+
+impl Rehearsal {
+    fn new(test: &str) -> Self {
+        let sshd = Sshd::start();
+        let stand_in = sshd.dir().join("stand-in-convert");
+        std::fs::write(&stand_in, STAND_IN).unwrap();
+        let mimic = Mimic::shared();
+        Rehearsal {
+            env: vec![
+                ("OS_AUTH_URL", mimic.identity_url()),
+                ("OS_USERNAME", format!("rehearsal-{test}")),
+                ("OS_PASSWORD", "pw".to_owned()),
+                ("OS_TENANT_NAME", format!("rehearsal-tenant-{test}")),
+                ("OS_REGION_NAME", "ORD".to_owned()),
+                ("PATH", std::env::var("PATH").unwrap_or_default()),
+            ],
+            install_dir: sshd.dir().join("install dir"),
+            stamp: sshd.dir().join("xenserver.ready"),
+            stand_in,
+            sshd,
+        }
+    }
+
+    fn client(&self) -> CloudClient {
+        let env = Env::from_pairs(
+            self.env.iter().map(|(key, value)| (*key, value.as_str())),
+            Path::new("/"),
+        );
+        CloudClient::new(CloudConfig::load(&env).unwrap(), Timeouts::default())
+    }
+
+    /// A mimic image that can be snapshotted once booted (mimic snapshots only
+    /// servers booted from its own images).
+    fn image(&self) -> String {
+        let deadline = Deadline::new(Instant::now(), Some(Duration::from_secs(60)));
+        self.client().list_images(None, &deadline).unwrap()[0]
+            .id
+            .clone()
+    }
+
+    fn test_rs(&self, postfix: &str, extra: &[&str]) -> Output {
+        let siblings = Path::new(env!("CARGO_BIN_EXE_test-rs")).parent().unwrap();
+        for sibling in ["xitc-get-ip-address-of-instance", "xitc-wait-until-done"] {
+            assert!(
+                siblings.join(sibling).is_file(),
+                "{sibling} is not built next to test-rs: run `cargo build --workspace` \
+                 (the README test command does)"
+            );
+        }
+        let output = Command::new(assert_cmd::cargo::cargo_bin!("test-rs"))
+            .env_clear()
+            .envs(self.env.iter().map(|(key, value)| (*key, value.as_str())))
+            .env("XITC_STAMP_PATH", &self.stamp)
+            .args(["--ssh-address", &self.sshd.address()])
+            .args(["--ssh-user", self.sshd.user()])
+            .arg("--ssh-key")
+            .arg(self.sshd.client_key())
+            .arg("--convert-binary")
+            .arg(&self.stand_in)
+            .arg("--install-dir")
+            .arg(&self.install_dir)
+            .args(["--image", &self.image(), "--flavor", "2", "--keep-image"])
+            .args([
+                "--interval",
+                "200ms",
+                "--convert-timeout",
+                "60",
+                "--boot-timeout",
+                "60",
+            ])
+            .args(["--snapshot-timeout", "60", "--ssh-timeout", "60"])
+            .args(["--dom0-check-command", "test -x \"$HOME\" && true"])
+            .args(extra)
+            .args(["http://127.0.0.1:9/appliance.xva", postfix])
+            .output()
+            .unwrap();
+        self.kill_stand_in();
+        output
+    }
+
+    fn kill_stand_in(&self) {
+        let Ok(pid) = std::fs::read_to_string(self.install_dir.join("stand-in.pid")) else {
+            return;
+        };
+        let pid: u32 = pid.trim().parse().unwrap();
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        assert!(wait_until_gone(pid, Duration::from_secs(5)));
+    }
+
+    /// Servers and keypairs of the account, after the run.
+    fn leftovers(&self) -> (Vec<String>, Vec<String>) {
+        let client = self.client();
+        let deadline = Deadline::new(Instant::now(), Some(Duration::from_secs(60)));
+        let servers = client
+            .list_servers(None, &deadline)
+            .unwrap()
+            .into_iter()
+            .map(|server| server.name)
+            .collect();
+        (servers, client.list_keypairs(&deadline).unwrap())
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_whole_flow_passes_and_cleans_up() {
+    let rehearsal = Rehearsal::new("pass");
+    let output = rehearsal.test_rs("r1", &[]);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("ALL TESTS PASSED"), "{stdout}");
+    for step in [
+        "create keypair",
+        "boot Jxitctr1",
+        "wait for Jxitctr1 to be ACTIVE",
+        "get the address of Jxitctr1",
+        "wait for SSH",
+        "upload and start xitc-convert",
+        "wait until the conversion is done",
+        "remove the stamp and sync",
+        "delete old images named Jxitcir1",
+        "snapshot as Jxitcir1",
+        "wait for the snapshot to be ACTIVE",
+        "boot Jxitcsr1",
+        "wait until the snapshot is done",
+        "check the appliance reaches dom0",
+        "clean up",
+    ] {
+        assert!(
+            stdout.contains(&format!("<== {step}: ok (")),
+            "step {step:?}:\n{stdout}"
+        );
+    }
+    // The summary table lists every step with its result.
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.starts_with("step ") && line.ends_with("result"))
+    );
+    // The uploaded tool and the 0600 password file are on the "node".
+    let password = rehearsal.install_dir.join("xitc-convert.password");
+    assert_eq!(
+        std::fs::metadata(&password).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!stdout.contains(&std::fs::read_to_string(&password).unwrap()));
+    assert_eq!(rehearsal.leftovers(), (Vec::new(), Vec::new()));
+}
+
+#[test]
+fn a_failed_second_boot_is_named_and_cleaned_up() {
+    let rehearsal = Rehearsal::new("second-boot");
+    let output = rehearsal.test_rs(
+        "r2",
+        &[
+            "--snapshot-metadata",
+            r#"create_server_failure={"message": "Quota exceeded", "code": 403}"#,
+        ],
+    );
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("ALL TESTS PASSED"));
+    assert!(stdout.contains("<== boot Jxitcsr2: FAILED"), "{stdout}");
+    assert!(
+        stderr.starts_with("test-rs: error: step 'boot Jxitcsr2': "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Quota exceeded"), "{stderr}");
+    assert!(stdout.contains("<== clean up: ok"), "{stdout}");
+    assert_eq!(rehearsal.leftovers(), (Vec::new(), Vec::new()));
+}
+
+#[test]
+fn a_server_in_error_is_named_and_cleaned_up() {
+    let rehearsal = Rehearsal::new("error");
+    let output = rehearsal.test_rs("r3", &["--metadata", "server_error=1"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("step 'wait for Jxitctr3 to be ACTIVE'") && stderr.contains("is in ERROR"),
+        "{stderr}"
+    );
+    assert_eq!(rehearsal.leftovers(), (Vec::new(), Vec::new()));
+}
+
+#[test]
+fn leftovers_of_an_earlier_run_are_removed_first() {
+    let rehearsal = Rehearsal::new("leftovers");
+    // An earlier run that failed before its snapshot and was told to --keep
+    // (mimic could not delete a snapshot it left; a real cloud can).
+    let output = rehearsal.test_rs("r4", &["--keep", "--metadata", "server_error=1"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let (servers, keypairs) = rehearsal.leftovers();
+    assert_eq!(
+        (servers, keypairs),
+        (vec!["Jxitctr4".to_owned()], vec!["Jxitckr4".to_owned()])
+    );
+    let output = rehearsal.test_rs("r4", &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(rehearsal.leftovers(), (Vec::new(), Vec::new()));
+}
