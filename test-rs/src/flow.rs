@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use xitc_common::cloud::{CloudClient, CloudConfig, Env, ServerCreate, Timeouts};
-use xitc_common::exit;
+use xitc_common::exit::{self, Classify as _};
 use xitc_common::poll::{Deadline, Schedule, SystemClock, poll_until};
 use xitc_common::secret::Secret;
 use xitc_common::ssh::{self, Credential, FailureKind, HostKeyPolicy, Target, shell_quote};
@@ -114,6 +114,7 @@ struct Run<'a> {
     key_path: PathBuf,
     credential: OnceCell<Credential>,
     password: Secret,
+    given_public_key: Option<String>,
     stamp: String,
     _key_dir: tempfile::TempDir,
 }
@@ -133,6 +134,8 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
         None => find_sibling(CONVERT)?,
     };
     let stamp = stamp::stamp_path()?;
+    // A given key is checked now, before anything is created in the cloud.
+    let given_public_key = cli.ssh_key.as_deref().map(public_half).transpose()?;
     let client = CloudClient::new(
         CloudConfig::load(&Env::from_process())?,
         Timeouts::default(),
@@ -140,7 +143,12 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
     let key_dir = tempfile::Builder::new()
         .prefix("test-rs-")
         .tempdir()
-        .or_else(|error| Err(error).context("creating a temp dir for the keypair"))?;
+        .or_usage(|| {
+            format!(
+                "cannot create a temp dir for the keypair in {}",
+                std::env::temp_dir().display()
+            )
+        })?;
     let key_path = match &cli.ssh_key {
         Some(path) => path.clone(),
         None => key_dir.path().join("id_ed25519"),
@@ -164,6 +172,7 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
         credential: OnceCell::new(),
         key_path,
         password,
+        given_public_key,
         stamp,
         _key_dir: key_dir,
     };
@@ -290,8 +299,11 @@ impl Run<'_> {
         let image_id = self
             .steps
             .run(&format!("snapshot as {}", names.image), || {
-                self.client
-                    .create_image(&test_id, &names.image, &api_deadline())
+                self.client.create_image(
+                    &test_id,
+                    &names.image,
+                    &deadline(self.cli.snapshot_timeout),
+                )
             })?;
         self.created.borrow_mut().image = Some(image_id.clone());
         self.steps.run("wait for the snapshot to be ACTIVE", || {
@@ -328,8 +340,8 @@ impl Run<'_> {
     }
 
     fn create_keypair(&self) -> anyhow::Result<()> {
-        let public = if let Some(path) = &self.cli.ssh_key {
-            public_half(path)?
+        let public = if let Some(public) = &self.given_public_key {
+            public.clone()
         } else {
             let (private, public) =
                 ssh::generate_ed25519(&format!("test-rs {}", self.names.keypair))?;
@@ -367,7 +379,8 @@ impl Run<'_> {
             key_name: Some(self.names.keypair.clone()),
             metadata: metadata.iter().cloned().collect(),
         };
-        self.client.create_server(&spec, &api_deadline())
+        self.client
+            .create_server(&spec, &deadline(self.cli.boot_timeout))
     }
 
     fn wait_active(&self, id: &str) -> anyhow::Result<()> {

@@ -1,0 +1,176 @@
+//! Bad input and missing pieces: exit 2, one line naming the problem, and
+//! nothing created (no cloud is reachable here: any cloud call would fail
+//! differently).
+
+use std::path::Path;
+use std::process::Command;
+
+use xitc_test_support::assert_one_line_error;
+
+const TOOL: &str = "test-rs";
+const URL: &str = "http://127.0.0.1:9/appliance.xva";
+
+fn test_rs(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .env_clear()
+        .env("OS_AUTH_URL", "http://127.0.0.1:9/v2.0")
+        .env("OS_USERNAME", "u")
+        .env("OS_PASSWORD", "p");
+    command
+}
+
+fn built() -> &'static Path {
+    Path::new(assert_cmd::cargo::cargo_bin!("test-rs"))
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let key_dir = tempfile::tempdir().unwrap();
+    let not_a_key = key_dir.path().join("not-a-key");
+    std::fs::write(&not_a_key, "hello\n").unwrap();
+    let long_postfix = "x".repeat(49);
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        (
+            "no arguments",
+            vec![],
+            "required arguments were not provided",
+        ),
+        ("no postfix", vec![URL], "<VM_POSTFIX>"),
+        ("empty postfix", vec![URL, ""], "VM_POSTFIX is empty"),
+        (
+            "postfix with a space",
+            vec![URL, "a b"],
+            "VM_POSTFIX \"a b\" has ' '",
+        ),
+        ("postfix with a slash", vec![URL, "a/b"], "has '/'"),
+        ("postfix with non-ASCII", vec![URL, "ü"], "has 'ü'"),
+        (
+            "postfix too long",
+            vec![URL, &long_postfix],
+            "longer than 48",
+        ),
+        ("empty URL", vec!["", "p1"], "STAGING_VM_URL is empty"),
+        (
+            "zero interval",
+            vec!["--interval", "0", URL, "p1"],
+            "--interval must be more than 0",
+        ),
+        (
+            "bad timeout",
+            vec!["--boot-timeout", "long", URL, "p1"],
+            "invalid value 'long'",
+        ),
+        (
+            "bad metadata",
+            vec!["--metadata", "novalue", URL, "p1"],
+            "is not KEY=VALUE",
+        ),
+        (
+            "unknown flag",
+            vec!["--bogus", URL, "p1"],
+            "unexpected argument '--bogus'",
+        ),
+        (
+            "missing convert binary",
+            vec!["--convert-binary", "/nonexistent/xitc-convert", URL, "p1"],
+            "--convert-binary /nonexistent/xitc-convert is not a file",
+        ),
+    ];
+    for (name, args, message) in cases {
+        let output = test_rs(built()).args(&args).output().unwrap();
+        assert_one_line_error(name, TOOL, &output, 2, message);
+    }
+    let output = test_rs(built())
+        .arg("--convert-binary")
+        .arg(built())
+        .arg("--ssh-key")
+        .arg(&not_a_key)
+        .args([URL, "p1"])
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        "key that is no OpenSSH key",
+        TOOL,
+        &output,
+        2,
+        "is not an OpenSSH private key",
+    );
+    let output = test_rs(built())
+        .arg("--convert-binary")
+        .arg(built())
+        .arg("--ssh-key")
+        .arg(key_dir.path().join("missing"))
+        .args([URL, "p1"])
+        .output()
+        .unwrap();
+    assert_one_line_error("missing key", TOOL, &output, 2, "cannot read --ssh-key");
+}
+
+#[test]
+fn missing_credentials_and_unusable_temp_dir_are_usage_errors() {
+    let output = Command::new(built())
+        .env_clear()
+        .arg("--convert-binary")
+        .arg(built())
+        .args([URL, "p1"])
+        .output()
+        .unwrap();
+    assert_one_line_error("no credentials", TOOL, &output, 2, "no cloud credentials");
+
+    let output = test_rs(built())
+        .env("TMPDIR", "/nonexistent/tmp")
+        .arg("--convert-binary")
+        .arg(built())
+        .args([URL, "p1"])
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        "unusable temp dir",
+        TOOL,
+        &output,
+        2,
+        "cannot create a temp dir for the keypair in /nonexistent/tmp",
+    );
+}
+
+#[test]
+fn missing_sibling_tools_are_named_with_where_they_were_looked_for() {
+    // test-rs alone in a directory, nothing in PATH.
+    let alone = tempfile::tempdir().unwrap();
+    let copy = alone.path().join("test-rs");
+    std::fs::copy(built(), &copy).unwrap();
+    let output = test_rs(&copy)
+        .env("PATH", "")
+        .args([URL, "p1"])
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        "no siblings",
+        TOOL,
+        &output,
+        2,
+        &format!(
+            "xitc-get-ip-address-of-instance not found: looked next to test-rs ({})",
+            alone.path().display()
+        ),
+    );
+
+    // With the other tools beside it, the missing one is xitc-convert.
+    let siblings = built().parent().unwrap();
+    for tool in ["xitc-get-ip-address-of-instance", "xitc-wait-until-done"] {
+        std::fs::copy(siblings.join(tool), alone.path().join(tool)).unwrap();
+    }
+    let output = test_rs(&copy)
+        .env("PATH", "")
+        .args([URL, "p1"])
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        "no xitc-convert",
+        TOOL,
+        &output,
+        2,
+        "xitc-convert not found",
+    );
+}
