@@ -1,5 +1,5 @@
 # Install every xitc tool. PREFIX unset: cargo's default (~/.cargo); else PREFIX/bin.
-TOOL_CRATES := bin-print-stamp bin-get-ip bin-wait-done test-rs
+TOOL_CRATES := bin-print-stamp bin-get-ip bin-wait-done bin-convert test-rs
 PREFIX ?=
 ROOT_FLAG := $(if $(PREFIX),--root $(PREFIX),)
 

@@ -1,0 +1,132 @@
+//! The run's configuration, saved 0600 beside the state file by the first run so
+//! that the boot-time runs need no arguments: the password never appears in a
+//! unit file or in argv.
+//!
+//! Only a SHA-512 crypt hash of the root password is saved: the installer's
+//! answerfile takes a hash (`root-password type="hash"`), and nothing later needs
+//! the plaintext, so it never reaches the disk.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use xitc_common::secret::Secret;
+
+use crate::system::System;
+
+/// Everything a run needs besides the live system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub appliance_url: String,
+    pub appliance_label: String,
+    pub iso_url: String,
+    pub iso_sha256: Option<String>,
+    pub appliance_sha256: Option<String>,
+    /// Bytes; `None`: computed from the space in use.
+    pub ubuntu_size: Option<u64>,
+    pub installer_disk: String,
+    pub installer_nic: String,
+    /// `$6$…`, for the answerfile.
+    pub root_password_hash: String,
+}
+
+/// SHA-512 crypt (`$6$…`) of `password`, with a random salt.
+pub fn hash_password(password: &Secret) -> anyhow::Result<String> {
+    let params = sha_crypt::Sha512Params::new(sha_crypt::ROUNDS_DEFAULT)
+        .map_err(|error| anyhow::anyhow!("SHA-512 crypt parameters: {error:?}"))?;
+    sha_crypt::sha512_simple(password.expose(), &params)
+        .map_err(|error| anyhow::anyhow!("hashing the root password: {error:?}"))
+}
+
+impl Config {
+    pub fn save(&self, system: &System, file: &Path) -> anyhow::Result<()> {
+        let json = serde_json::to_vec_pretty(self)?;
+        system.write_atomic(file, &json, 0o600)
+    }
+
+    pub fn load(system: &System, file: &Path) -> anyhow::Result<Option<Config>> {
+        let Some(text) = system.read_if_exists(file)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|error| anyhow::anyhow!("saved config {} is damaged: {error}", file.display()))
+    }
+
+    /// For `--status`: every setting, the password only as "set".
+    pub fn describe(&self) -> String {
+        let or_none =
+            |value: &Option<String>| value.clone().unwrap_or_else(|| "(not checked)".into());
+        format!(
+            "  appliance URL:    {}\n  appliance label:  {}\n  ISO URL:          {}\n  \
+             ISO SHA-256:      {}\n  appliance SHA-256: {}\n  Ubuntu size:      {}\n  \
+             installer disk:   {}\n  installer NIC:    {}\n  root password:    set (SHA-512 crypt hash; \
+             the plaintext is not stored)\n",
+            self.appliance_url,
+            self.appliance_label,
+            self.iso_url,
+            or_none(&self.iso_sha256),
+            or_none(&self.appliance_sha256),
+            self.ubuntu_size.map_or_else(
+                || "computed at START".to_owned(),
+                |bytes| format!("{bytes} bytes")
+            ),
+            self.installer_disk,
+            self.installer_nic,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn config(hash: String) -> Config {
+        Config {
+            appliance_url: "http://example.invalid/a.xva".into(),
+            appliance_label: "Devstack".into(),
+            iso_url: "http://example.invalid/x.iso".into(),
+            iso_sha256: None,
+            appliance_sha256: Some("ab".repeat(32)),
+            ubuntu_size: None,
+            installer_disk: "sda".into(),
+            installer_nic: "eth0".into(),
+            root_password_hash: hash,
+        }
+    }
+
+    #[test]
+    fn the_password_is_saved_only_as_a_crypt_hash_in_a_0600_file() {
+        let password = Secret::new("s3cret <&> pass");
+        let hash = hash_password(&password).unwrap();
+        assert!(hash.starts_with("$6$"), "{hash}");
+        sha_crypt::sha512_check(password.expose(), &hash).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let system = System::new(Some(dir.path().to_path_buf()));
+        let file = Path::new("/xitc-convert.config");
+        let saved = config(hash);
+        saved.save(&system, file).unwrap();
+        let text = system.read_to_string(file).unwrap();
+        assert!(!text.contains("s3cret"));
+        assert_eq!(
+            system.metadata(file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(Config::load(&system, file).unwrap(), Some(saved.clone()));
+        assert!(!saved.describe().contains("$6$"));
+    }
+
+    #[test]
+    fn missing_and_damaged_configs() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = System::new(Some(dir.path().to_path_buf()));
+        assert_eq!(Config::load(&system, Path::new("/none")).unwrap(), None);
+        system.write_atomic("/bad", b"{", 0o600).unwrap();
+        assert!(
+            Config::load(&system, Path::new("/bad"))
+                .unwrap_err()
+                .to_string()
+                .contains("damaged")
+        );
+    }
+}

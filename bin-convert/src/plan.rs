@@ -1,0 +1,151 @@
+//! What each state does: an ordered list of named steps (DESIGN §5). The frame
+//! runs them in order and records the next state only when all have succeeded,
+//! so a crash or power loss anywhere re-runs the state; every step is
+//! idempotent for that reason.
+//!
+//! This version has the frame and the step lists; the steps' work is being built
+//! (issues "xitc-convert part 1/2"). A step without its work yet has no action,
+//! and a real run refuses, before any change, to run a state that has one.
+
+use crate::state::State;
+
+/// One step: its name, what it does (for `--dry-run`), and its work.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub name: &'static str,
+    pub does: &'static str,
+    pub implemented: bool,
+}
+
+const fn todo(name: &'static str, does: &'static str) -> Step {
+    Step {
+        name,
+        does,
+        implemented: false,
+    }
+}
+
+/// The steps of `state`, in order.
+pub fn steps(state: State) -> &'static [Step] {
+    match state {
+        State::Start => &START,
+        State::SetupInstaller => &SETUP_INSTALLER,
+        State::XenserverFirstboot => &XENSERVER_FIRSTBOOT,
+        State::Ubuntu => &UBUNTU,
+        State::Xenserver => &XENSERVER,
+    }
+}
+
+const START: [Step; 9] = [
+    todo(
+        "preflight",
+        "check root, the root file system, space, GRUB2 and the network before any change",
+    ),
+    todo(
+        "save-config",
+        "save this run's settings (0600, password as a hash) for the boot-time runs",
+    ),
+    todo(
+        "boot-hook",
+        "install the systemd unit (upstart job without systemd) that re-runs xitc-convert on every boot",
+    ),
+    todo(
+        "download",
+        "download the XenServer ISO and the appliance XVA in parallel, resumable, SHA-256 checked",
+    ),
+    todo(
+        "installer-files",
+        "read install.img, boot/xen.gz, boot/vmlinuz and .treeinfo out of the ISO",
+    ),
+    todo(
+        "ramdisk-source",
+        "write the installer's xsinst/ (ISO, answerfile.xml, post-install script, dom0 boot hook)",
+    ),
+    todo(
+        "grub-entry",
+        "add the \"XenServer installer\" GRUB entry, GRUB_DEFAULT=saved, update-grub",
+    ),
+    todo(
+        "shrink-hook",
+        "install the initramfs hook that shrinks the root file system and partition 1; update-initramfs",
+    ),
+    todo("prepare-reboot", "sync"),
+];
+
+const SETUP_INSTALLER: [Step; 4] = [
+    todo(
+        "remove-shrink-hook",
+        "remove the initramfs hook and rebuild the initramfs",
+    ),
+    todo(
+        "verify-shrink",
+        "check that the root file system and partition 1 were shrunk (stop otherwise)",
+    ),
+    todo(
+        "save-settings",
+        "save the network settings and /root/.ssh/authorized_keys into xsinst/",
+    ),
+    todo(
+        "boot-installer-once",
+        "boot the XenServer installer next, once (grub-reboot)",
+    ),
+];
+
+const XENSERVER_FIRSTBOOT: [Step; 6] = [
+    todo("wait-xapi", "wait for xapi to finish starting"),
+    todo(
+        "forget-networking",
+        "forget dom0's networking; VLAN 100 management network with 192.168.33.2",
+    ),
+    todo(
+        "appliance",
+        "import and configure the appliance (VIFs, VCPUs, key, its network), reboot it",
+    ),
+    todo(
+        "ubuntu-boot-entry",
+        "add an Ubuntu entry to dom0's boot loader",
+    ),
+    todo("boot-ubuntu-next", "make Ubuntu the next boot"),
+    todo("stamp", "sync, touch the stamp file on the appliance"),
+];
+
+const UBUNTU: [Step; 5] = [
+    todo("mount-dom0", "mount dom0's root file system"),
+    todo("wait-network", "wait for networking"),
+    todo(
+        "save-settings",
+        "save the network settings and authorized_keys into dom0",
+    ),
+    todo("boot-xenserver-next", "make XenServer the next boot"),
+    todo("prepare-reboot", "sync"),
+];
+
+const XENSERVER: [Step; 4] = [
+    todo("wait-xapi", "wait for xapi to finish starting"),
+    todo(
+        "forget-networking",
+        "forget dom0's networking and set it up again",
+    ),
+    todo(
+        "appliance-settings",
+        "re-apply the saved settings to the appliance; boot Ubuntu next",
+    ),
+    todo("stamp", "sync, touch the stamp file on the appliance"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_has_steps_with_unique_names() {
+        for state in State::ALL {
+            let names: Vec<&str> = steps(state).iter().map(|step| step.name).collect();
+            assert!(!names.is_empty(), "{state}");
+            let mut unique = names.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), names.len(), "{state}: {names:?}");
+        }
+    }
+}

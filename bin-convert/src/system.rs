@@ -1,0 +1,227 @@
+//! The sandbox layer (DESIGN §5): every file xitc-convert reads or writes and
+//! every program it runs goes through [`System`], so `--root DIR` confines all of
+//! it to DIR and tests can put stand-ins for `reboot`, `update-grub`, … first in
+//! PATH. No step touches `std::fs` or `std::process::Command` directly.
+//!
+//! Paths are written as the node sees them (`/etc/default/grub`); [`System::path`]
+//! maps them under the root. Programs are looked up in PATH at run time, never by
+//! absolute path, and get `XITC_ROOT` in their environment when sandboxed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::Context as _;
+
+/// The environment variable a sandboxed run passes to the programs it starts.
+pub const ROOT_ENV: &str = "XITC_ROOT";
+
+/// The node's file system and programs, possibly confined under a root.
+#[derive(Debug, Clone)]
+pub struct System {
+    root: PathBuf,
+}
+
+impl System {
+    /// The real system (`root` is `None`) or a sandbox under `root`.
+    pub fn new(root: Option<PathBuf>) -> Self {
+        System {
+            root: root.unwrap_or_else(|| PathBuf::from("/")),
+        }
+    }
+
+    pub fn is_sandboxed(&self) -> bool {
+        self.root != Path::new("/")
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the node path `path` (absolute) is on this machine.
+    pub fn path(&self, path: impl AsRef<Path>) -> PathBuf {
+        let path = path.as_ref();
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        self.root.join(relative)
+    }
+
+    pub fn exists(&self, path: impl AsRef<Path>) -> bool {
+        self.path(path).exists()
+    }
+
+    pub fn read_to_string(&self, path: impl AsRef<Path>) -> io::Result<String> {
+        fs::read_to_string(self.path(path))
+    }
+
+    /// The contents, or `None` when the file does not exist.
+    pub fn read_if_exists(&self, path: impl AsRef<Path>) -> anyhow::Result<Option<String>> {
+        let path = path.as_ref();
+        match self.read_to_string(path) {
+            Ok(text) => Ok(Some(text)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    pub fn metadata(&self, path: impl AsRef<Path>) -> io::Result<fs::Metadata> {
+        fs::metadata(self.path(path))
+    }
+
+    pub fn create_dir_all(&self, path: impl AsRef<Path>) -> anyhow::Result<()> {
+        let path = path.as_ref();
+        fs::create_dir_all(self.path(path)).with_context(|| format!("creating {}", path.display()))
+    }
+
+    /// Writes `contents` to `path` so that a crash leaves either the old file or
+    /// the new one, never a mix: a temp file beside it, fsync, rename, fsync of
+    /// the directory. The file gets `mode` from its creation on (no window in
+    /// which a secret is world-readable).
+    pub fn write_atomic(
+        &self,
+        path: impl AsRef<Path>,
+        contents: &[u8],
+        mode: u32,
+    ) -> anyhow::Result<()> {
+        let path = path.as_ref();
+        let target = self.path(path);
+        let dir = target
+            .parent()
+            .with_context(|| format!("{} has no parent directory", path.display()))?;
+        let temp = dir.join(format!(
+            ".{}.tmp-{}",
+            target
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or("file"),
+            std::process::id()
+        ));
+        let result = (|| -> io::Result<()> {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(&temp)?;
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            file.write_all(contents)?;
+            file.sync_all()?;
+            fs::rename(&temp, &target)?;
+            File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result.with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Appends a line (for the log).
+    pub fn append(&self, path: impl AsRef<Path>, line: &str) -> anyhow::Result<()> {
+        let path = path.as_ref();
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(self.path(path))
+            .and_then(|mut file| file.write_all(line.as_bytes()))
+            .with_context(|| format!("appending to {}", path.display()))
+    }
+
+    /// Opens (creating) a file to lock.
+    pub fn open_for_lock(&self, path: impl AsRef<Path>) -> anyhow::Result<File> {
+        let path = path.as_ref();
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.path(path))
+            .with_context(|| format!("opening {}", path.display()))
+    }
+
+    /// Where `program` is in PATH, if anywhere.
+    pub fn find_program(&self, program: &str) -> Option<PathBuf> {
+        which::which(program).ok()
+    }
+
+    /// Runs `program` with `args` (found in PATH, `XITC_ROOT` set when
+    /// sandboxed); its stdout when it succeeds, else an error with its status and
+    /// the end of its stderr.
+    pub fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        let mut command = Command::new(program);
+        command.args(args).stdin(Stdio::null());
+        if self.is_sandboxed() {
+            command.env(ROOT_ENV, &self.root);
+        }
+        let output = command
+            .output()
+            .with_context(|| format!("running {program} (is it installed and in PATH?)"))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("");
+            anyhow::bail!(
+                "{program} {} failed ({}): {last}",
+                args.join(" "),
+                output.status
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_paths_map_under_the_root() {
+        let sandbox = System::new(Some(PathBuf::from("/tmp/sb")));
+        assert_eq!(
+            sandbox.path("/etc/default/grub"),
+            Path::new("/tmp/sb/etc/default/grub")
+        );
+        assert!(sandbox.is_sandboxed());
+        let real = System::new(None);
+        assert_eq!(
+            real.path("/etc/default/grub"),
+            Path::new("/etc/default/grub")
+        );
+        assert!(!real.is_sandboxed());
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files_with_their_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = System::new(Some(dir.path().to_path_buf()));
+        system.write_atomic("/config", b"one", 0o600).unwrap();
+        system.write_atomic("/config", b"two", 0o600).unwrap();
+        assert_eq!(system.read_to_string("/config").unwrap(), "two");
+        let mode = system.metadata("/config").unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "temp files left: {leftovers:?}");
+        assert!(system.write_atomic("/missing-dir/x", b"", 0o600).is_err());
+    }
+
+    #[test]
+    fn programs_get_the_root_and_failures_name_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = System::new(Some(dir.path().to_path_buf()));
+        let out = system
+            .run("sh", &["-c", "printf %s \"$XITC_ROOT\""])
+            .unwrap();
+        assert_eq!(out, dir.path().to_str().unwrap());
+        let error = system
+            .run("sh", &["-c", "echo bad >&2; exit 3"])
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("exit status: 3): bad"),
+            "{error}"
+        );
+    }
+}
