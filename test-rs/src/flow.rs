@@ -427,32 +427,27 @@ impl Run<'_> {
 
     /// The server's address, from the get-ip tool as a user would get it.
     fn address_of(&self, id: &str) -> anyhow::Result<String> {
-        check_interrupted()?;
-        let output = Command::new(&self.get_ip)
+        let mut command = Command::new(&self.get_ip);
+        command
             .arg("--timeout")
             .arg(format!("{}ms", self.cli.boot_timeout.as_millis()))
             .arg("--interval")
             .arg(format!("{}ms", self.cli.interval.as_millis()))
             .arg(id)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("running {}", self.get_ip.display()))?;
-        if !output.status.success() {
-            anyhow::bail!("{GET_IP} {id} failed ({})", output.status);
+            .stdout(Stdio::piped());
+        let (status, stdout) = run_interruptibly(&mut command, &self.get_ip)?;
+        if !status.success() {
+            anyhow::bail!("{GET_IP} {id} failed ({status})");
         }
-        let address = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let address = stdout.trim().to_owned();
         println!("    {GET_IP} {id} → {address}");
         Ok(address)
     }
 
     fn target(&self, address: &str) -> anyhow::Result<Target> {
-        let host = self.cli.ssh_address.as_deref().unwrap_or(address);
-        let host = if host.contains(':') && !host.starts_with('[') && host.matches(':').count() > 1
-        {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
+        let host = match &self.cli.ssh_address {
+            Some(ssh_address) => ssh_address.clone(),
+            None => bracketed(address),
         };
         Target::parse(&format!("{}@{host}", self.cli.ssh_user), None)
     }
@@ -536,7 +531,8 @@ impl Run<'_> {
     }
 
     fn wait_done(&self, target: &Target) -> anyhow::Result<()> {
-        let status = Command::new(&self.wait_done)
+        let mut command = Command::new(&self.wait_done);
+        command
             .arg("--interval")
             .arg(format!("{}ms", self.cli.interval.as_millis()))
             .arg("--timeout")
@@ -544,11 +540,8 @@ impl Run<'_> {
             .arg("--port")
             .arg(target.port.to_string())
             .arg(format!("{}@{}", target.user, bracketed(&target.host)))
-            .arg(&self.key_path)
-            .stdin(Stdio::null())
-            .status()
-            .with_context(|| format!("running {}", self.wait_done.display()))?;
-        check_interrupted()?;
+            .arg(&self.key_path);
+        let (status, _) = run_interruptibly(&mut command, &self.wait_done)?;
         if status.success() {
             Ok(())
         } else {
@@ -618,6 +611,38 @@ impl Run<'_> {
         })
         .with_context(|| format!("waiting for server {id} to be deleted"))
     }
+}
+
+/// Runs a sibling tool to its end, or kills it on Ctrl-C (which in a terminal
+/// reaches it too, but not when only test-rs is signalled, as by a CI runner).
+/// Returns its status and, when piped, its stdout.
+fn run_interruptibly(
+    command: &mut Command,
+    program: &Path,
+) -> anyhow::Result<(std::process::ExitStatus, String)> {
+    use std::io::Read as _;
+    check_interrupted()?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("running {}", program.display()))?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            let _ = child.kill();
+            let _ = child.wait();
+            check_interrupted()?;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stdout = String::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        pipe.read_to_string(&mut stdout)
+            .with_context(|| format!("reading the output of {}", program.display()))?;
+    }
+    Ok((status, stdout))
 }
 
 fn bracketed(host: &str) -> String {

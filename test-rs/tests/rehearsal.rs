@@ -85,6 +85,12 @@ impl Rehearsal {
     }
 
     fn test_rs_with_image(&self, postfix: &str, image: &str, extra: &[&str]) -> Output {
+        let output = self.command(postfix, image, extra).output().unwrap();
+        self.kill_stand_in();
+        output
+    }
+
+    fn command(&self, postfix: &str, image: &str, extra: &[&str]) -> Command {
         let siblings = Path::new(env!("CARGO_BIN_EXE_test-rs")).parent().unwrap();
         for sibling in ["xitc-get-ip-address-of-instance", "xitc-wait-until-done"] {
             assert!(
@@ -93,7 +99,8 @@ impl Rehearsal {
                  (the README test command does)"
             );
         }
-        let output = Command::new(assert_cmd::cargo::cargo_bin!("test-rs"))
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("test-rs"));
+        command
             .env_clear()
             .envs(self.env.iter().map(|(key, value)| (*key, value.as_str())))
             .env("XITC_STAMP_PATH", &self.stamp)
@@ -117,11 +124,8 @@ impl Rehearsal {
             .args(["--snapshot-timeout", "60", "--ssh-timeout", "60"])
             .args(["--dom0-check-command", "test -x \"$HOME\" && true"])
             .args(extra)
-            .args(["http://127.0.0.1:9/appliance.xva", postfix])
-            .output()
-            .unwrap();
-        self.kill_stand_in();
-        output
+            .args(["http://127.0.0.1:9/appliance.xva", postfix]);
+        command
     }
 
     fn kill_stand_in(&self) {
@@ -267,5 +271,47 @@ fn a_failed_snapshot_is_named_and_cleaned_up() {
         "{stderr}"
     );
     assert!(text(&output.stdout).contains("<== clean up: ok"));
+    assert_eq!(rehearsal.leftovers(), (Vec::new(), Vec::new()));
+}
+
+#[test]
+fn ctrl_c_stops_the_wait_and_cleans_up() {
+    let rehearsal = Rehearsal::new("interrupt");
+    // A stand-in that starts but never finishes the conversion.
+    std::fs::write(
+        &rehearsal.stand_in,
+        "#!/bin/sh\necho $$ > \"$(dirname \"$0\")/stand-in.pid\"\n",
+    )
+    .unwrap();
+    let mut child = rehearsal
+        .command("r6", &rehearsal.image(), &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = rehearsal.install_dir.join("stand-in.pid");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "test-rs never started the stand-in"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let output = child.wait_with_output().unwrap();
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("step 'wait until the conversion is done': interrupted (Ctrl-C)"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("<== clean up: ok"), "{stdout}");
     assert_eq!(rehearsal.leftovers(), (Vec::new(), Vec::new()));
 }
