@@ -283,7 +283,7 @@ fn ctrl_c_stops_the_wait_and_cleans_up() {
         "#!/bin/sh\necho $$ > \"$(dirname \"$0\")/stand-in.pid\"\n",
     )
     .unwrap();
-    let mut child = rehearsal
+    let child = rehearsal
         .command("r6", &rehearsal.image(), &[])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
