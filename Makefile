@@ -3,7 +3,7 @@ TOOL_CRATES := bin-print-stamp bin-get-ip bin-wait-done bin-convert test-rs
 PREFIX ?=
 ROOT_FLAG := $(if $(PREFIX),--root $(PREFIX),)
 
-.PHONY: install test
+.PHONY: install test demo
 install:
 	for crate in $(TOOL_CRATES); do \
 		cargo install --locked $(ROOT_FLAG) --path $$crate || exit 1; \
@@ -11,3 +11,6 @@ install:
 
 test:
 	scripts/test
+
+demo:
+	scripts/demo
