@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod plan;
+pub mod preflight;
 pub mod state;
 pub mod system;
 
@@ -103,6 +104,10 @@ struct Cli {
     /// Print the state, the saved config (password masked) and the log path.
     #[arg(long)]
     status: bool,
+
+    /// Run START's preflight checks and print what they found; change nothing.
+    #[arg(long, conflicts_with_all = ["status", "dry_run"])]
+    check: bool,
 }
 
 /// Parses `2G`, `512M`, `1048576`: bytes, or binary units K, M, G, T.
@@ -194,6 +199,9 @@ where
     };
     if cli.dry_run {
         return dry_run(state, &config, out);
+    }
+    if cli.check {
+        return check(&system, &config, out);
     }
     let missing: Vec<&str> = plan::steps(state)
         .iter()
@@ -374,6 +382,35 @@ fn dry_run(state: State, config: &Config, out: &mut impl Write) -> anyhow::Resul
         text,
         "then: state {next}{}\nnothing was changed\n",
         if reboots { ", reboot" } else { "" }
+    );
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to stdout")
+}
+
+fn check(system: &System, config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+    let node = preflight::check(system, config)?;
+    let network = &node.network;
+    let nameservers: Vec<String> = network
+        .nameservers
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let text = format!(
+        "preflight: the node can be converted\n  root: {} ({}), partition 1 of {}\n  \
+         space on /: {} bytes used, {} bytes free\n  network: {} {}/{} via {}, MAC {}, \
+         name servers {}\nnothing was changed\n",
+        node.root_device,
+        node.fs_type,
+        node.disk,
+        node.used_bytes,
+        node.available_bytes,
+        network.interface,
+        network.address,
+        network.prefix,
+        network.gateway,
+        network.mac,
+        nameservers.join(", "),
     );
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())

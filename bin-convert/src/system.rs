@@ -65,6 +65,11 @@ impl System {
         }
     }
 
+    /// `path` with every symbolic link resolved, as a path on this machine.
+    pub fn canonicalize(&self, path: impl AsRef<Path>) -> io::Result<PathBuf> {
+        fs::canonicalize(self.path(path))
+    }
+
     pub fn metadata(&self, path: impl AsRef<Path>) -> io::Result<fs::Metadata> {
         fs::metadata(self.path(path))
     }

@@ -451,3 +451,131 @@ fn bad_input_is_refused_and_changes_nothing() {
     let output = sandbox.convert().arg("--status").output().unwrap();
     assert_one_line_error("damaged config", TOOL, &output, 1, "is damaged");
 }
+
+/// A node in the sandbox: mounts, sysfs, routes, resolv.conf, and stand-ins
+/// for df, ip, update-grub and grub-reboot first in PATH.
+fn node_fixture(sandbox: &Sandbox, fs_type: &str, partition: u32) -> PathBuf {
+    let root = sandbox.root.path();
+    let write = |path: &str, text: &str| {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    };
+    std::fs::create_dir_all(root.join("proc/self")).unwrap();
+    write(
+        "proc/self/mounts",
+        &format!("rootfs / rootfs rw 0 0\n/dev/xvda{partition} / {fs_type} rw 0 0\n"),
+    );
+    write(
+        &format!("sys/devices/vbd-51712/block/xvda/xvda{partition}/partition"),
+        &format!("{partition}\n"),
+    );
+    std::fs::create_dir_all(root.join("sys/class/block")).unwrap();
+    std::os::unix::fs::symlink(
+        format!("../../devices/vbd-51712/block/xvda/xvda{partition}"),
+        root.join(format!("sys/class/block/xvda{partition}")),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "../../devices/vbd-51712/block/xvda",
+        root.join("sys/class/block/xvda"),
+    )
+    .unwrap();
+    write(
+        "proc/net/route",
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+         eth0\t00000000\t01AB0FCB\t0003\t0\t0\t0\t00000000\n",
+    );
+    write("sys/class/net/eth0/address", "BC:76:4E:20:1A:2B\n");
+    write("etc/resolv.conf", "nameserver 127.0.0.53\n");
+    write(
+        "run/systemd/resolve/resolv.conf",
+        "nameserver 203.0.113.53\nnameserver 198.51.100.53\n",
+    );
+    let bin = root.join("stand-ins");
+    std::fs::create_dir_all(&bin).unwrap();
+    for (name, script) in [
+        (
+            "df",
+            "printf '     Used    Avail\\n2147483648 30064771072\\n'",
+        ),
+        (
+            "ip",
+            "echo '2: eth0    inet 203.0.171.17/24 brd 203.0.171.255 scope global eth0'",
+        ),
+        ("update-grub", "exit 0"),
+        ("grub-reboot", "exit 0"),
+    ] {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    bin
+}
+
+fn path_with(bin: &Path) -> String {
+    format!("{}:/usr/bin:/bin", bin.display())
+}
+
+#[test]
+fn check_reads_the_node_from_the_live_system_and_changes_nothing() {
+    let sandbox = Sandbox::new();
+    let bin = node_fixture(&sandbox, "ext4", 1);
+    std::os::unix::fs::chown(sandbox.root.path().join("proc/self"), Some(0), Some(0))
+        .expect("this test runs as root (as CI does), to give the fixture's /proc/self to root");
+    let before = sandbox.tree();
+    let output = sandbox
+        .convert()
+        .env("PATH", path_with(&bin))
+        .args(["--check", "--ubuntu-size", "8G", "pw", URL, "L"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        stdout,
+        "preflight: the node can be converted\n  root: /dev/xvda1 (ext4), partition 1 of xvda\n  \
+         space on /: 2147483648 bytes used, 30064771072 bytes free\n  \
+         network: eth0 203.0.171.17/24 via 203.15.171.1, MAC bc:76:4e:20:1a:2b, \
+         name servers 203.0.113.53, 198.51.100.53\nnothing was changed\n"
+    );
+    assert_eq!(sandbox.tree(), before);
+}
+
+#[test]
+fn check_reports_every_problem_at_once() {
+    let sandbox = Sandbox::new();
+    let bin = node_fixture(&sandbox, "xfs", 2);
+    for missing in ["update-grub", "grub-reboot"] {
+        std::fs::remove_file(bin.join(missing)).unwrap();
+    }
+    std::fs::write(
+        sandbox.root.path().join("proc/net/route"),
+        "Iface\tDestination\n",
+    )
+    .unwrap();
+    let output = sandbox
+        .convert()
+        .env("PATH", path_with(&bin))
+        .args(["--check", "--ubuntu-size", "2G", "pw", URL, "L"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for problem in [
+        "nothing was changed",
+        "update-grub not found in PATH",
+        "grub-reboot not found in PATH",
+        "/ is xfs, not ext2/3/4",
+        "/ is on partition 2 of its disk; it must be partition 1",
+        "--ubuntu-size 2147483648 bytes is too small",
+        "there is no default route",
+    ] {
+        assert!(
+            stderr.contains(problem),
+            "{problem:?} missing from {stderr}"
+        );
+    }
+}

@@ -257,24 +257,8 @@ impl Run<'_> {
     fn test(&self) -> anyhow::Result<()> {
         let names = self.names.clone();
         self.steps.run("create keypair", || self.create_keypair())?;
-        let test_id = self.steps.run(&format!("boot {}", names.test_server), || {
-            self.boot(
-                &names.test_server,
-                &self.cli.image.clone(),
-                &self.cli.metadata.clone(),
-            )
-        })?;
-        self.created.borrow_mut().test_server = Some(test_id.clone());
-        self.steps.run(
-            &format!("wait for {} to be ACTIVE", names.test_server),
-            || self.wait_active(&test_id),
-        )?;
-        let address = self
-            .steps
-            .run(&format!("get the address of {}", names.test_server), || {
-                self.address_of(&test_id)
-            })?;
-        let target = self.target(&address)?;
+        let (test_id, target) =
+            self.launch(&names.test_server, &self.cli.image, &self.cli.metadata)?;
         self.steps
             .run("wait for SSH", || self.wait_for_ssh(&target))?;
         self.steps.run("upload and start xitc-convert", || {
@@ -309,25 +293,11 @@ impl Run<'_> {
         self.steps.run("wait for the snapshot to be ACTIVE", || {
             self.wait_image_active(&image_id)
         })?;
-        let snapshot_id = self
-            .steps
-            .run(&format!("boot {}", names.snapshot_server), || {
-                self.boot(
-                    &names.snapshot_server,
-                    &image_id,
-                    &self.cli.snapshot_metadata.clone(),
-                )
-            })?;
-        self.created.borrow_mut().snapshot_server = Some(snapshot_id.clone());
-        self.steps.run(
-            &format!("wait for {} to be ACTIVE", names.snapshot_server),
-            || self.wait_active(&snapshot_id),
+        let (_, target) = self.launch(
+            &names.snapshot_server,
+            &image_id,
+            &self.cli.snapshot_metadata,
         )?;
-        let address = self.steps.run(
-            &format!("get the address of {}", names.snapshot_server),
-            || self.address_of(&snapshot_id),
-        )?;
-        let target = self.target(&address)?;
         self.steps.run("wait until the snapshot is done", || {
             self.wait_done(&target)
         })?;
@@ -337,6 +307,35 @@ impl Run<'_> {
                 .map_err(anyhow::Error::new)?;
             Ok(())
         })
+    }
+
+    /// Boots `name` from `image` (recording it for cleanup at once), waits for
+    /// ACTIVE and gets its address: the server's id and where to SSH to.
+    fn launch(
+        &self,
+        name: &str,
+        image: &str,
+        metadata: &[(String, String)],
+    ) -> anyhow::Result<(String, Target)> {
+        let id = self
+            .steps
+            .run(&format!("boot {name}"), || self.boot(name, image, metadata))?;
+        {
+            let mut created = self.created.borrow_mut();
+            if name == self.names.test_server {
+                created.test_server = Some(id.clone());
+            } else {
+                created.snapshot_server = Some(id.clone());
+            }
+        }
+        self.steps
+            .run(&format!("wait for {name} to be ACTIVE"), || {
+                self.wait_active(&id)
+            })?;
+        let address = self.steps.run(&format!("get the address of {name}"), || {
+            self.address_of(&id)
+        })?;
+        Ok((id, self.target(&address)?))
     }
 
     fn create_keypair(&self) -> anyhow::Result<()> {
