@@ -12,6 +12,7 @@
 pub mod config;
 pub mod plan;
 pub mod preflight;
+pub mod render;
 pub mod state;
 pub mod system;
 

@@ -1,0 +1,444 @@
+//! The files xitc-convert writes, built as data and rendered once (DESIGN §5):
+//! the installer's answerfile, the GRUB entry, the edit of /etc/default/grub,
+//! and the boot hooks. Nothing is patched with `sed`: inputs are parsed, values
+//! escaped, and the output checked by the tools that read it (tests run
+//! grub-script-check, an XML parser and systemd-analyze on them).
+
+use std::fmt::Write as _;
+
+use xitc_common::exit;
+
+/// Which installer reads the answerfile: XenServer 6.x or 7+ / XCP-ng 8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// XenServer 6.x: `srtype`, `<ip>`/`<subnet-mask>`, extlinux.
+    XenServer6,
+    /// XenServer 7+ and XCP-ng 8: `sr-type`, `<ipaddr>`/`<subnet>`, grub2.
+    XenServer7,
+}
+
+/// What the unattended install needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answers {
+    pub dialect: Dialect,
+    /// `sda`: the installer's name for the disk; partition 1 (Ubuntu) is kept.
+    pub disk: String,
+    /// `$6$…`.
+    pub root_password_hash: String,
+    /// Where the installer finds the unpacked ISO (`file:///tmp/ramdisk`).
+    pub source_url: String,
+    /// The post-install script (`file:///tmp/ramdisk/postinst.sh`).
+    pub post_install_url: String,
+    pub nic: String,
+}
+
+/// The temporary static address of dom0 during the install (2014's choice; the
+/// real networking is set up by the first boot).
+const INSTALL_ADDRESS: (&str, &str, &str) = ("192.168.34.2", "255.255.255.0", "192.168.34.1");
+
+/// Escapes text for XML element content and attribute values.
+pub fn xml_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&apos;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+/// The answerfile. Every value must be printable ASCII (XS 8 and XCP-ng 8.3
+/// parse it with Python 2) without surrounding spaces (the installer strips
+/// them, which would change a value silently); no CDATA (it reads as empty).
+pub fn answerfile(answers: &Answers) -> anyhow::Result<String> {
+    for (what, value) in [
+        ("disk", &answers.disk),
+        ("root password hash", &answers.root_password_hash),
+        ("source URL", &answers.source_url),
+        ("post-install URL", &answers.post_install_url),
+        ("NIC", &answers.nic),
+    ] {
+        if value.is_empty()
+            || value.trim() != value
+            || !value.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+        {
+            return Err(exit::usage(format!(
+                "answerfile {what} must be printable ASCII without surrounding spaces, got {value:?}"
+            )));
+        }
+    }
+    let e = xml_escape;
+    let (address, netmask, gateway) = INSTALL_ADDRESS;
+    let (sr_attribute, address_tags, bootloader) = match answers.dialect {
+        Dialect::XenServer6 => ("srtype", ("ip", "subnet-mask"), "extlinux"),
+        Dialect::XenServer7 => ("sr-type", ("ipaddr", "subnet"), "grub2"),
+    };
+    let mut xml = String::from("<?xml version=\"1.0\"?>\n");
+    let _ = writeln!(xml, "<installation {sr_attribute}=\"ext\">");
+    let _ = writeln!(
+        xml,
+        "  <primary-disk preserve-first-partition=\"true\">{}</primary-disk>",
+        e(&answers.disk)
+    );
+    xml.push_str("  <keymap>us</keymap>\n");
+    let _ = writeln!(
+        xml,
+        "  <root-password type=\"hash\">{}</root-password>",
+        e(&answers.root_password_hash)
+    );
+    let _ = writeln!(
+        xml,
+        "  <source type=\"url\">{}</source>",
+        e(&answers.source_url)
+    );
+    let _ = writeln!(
+        xml,
+        "  <admin-interface name=\"{}\" proto=\"static\">",
+        e(&answers.nic)
+    );
+    let _ = writeln!(xml, "    <{0}>{address}</{0}>", address_tags.0);
+    let _ = writeln!(xml, "    <{0}>{netmask}</{0}>", address_tags.1);
+    let _ = writeln!(xml, "    <gateway>{gateway}</gateway>");
+    xml.push_str("  </admin-interface>\n  <timezone>UTC</timezone>\n");
+    let _ = writeln!(
+        xml,
+        "  <script stage=\"filesystem-populated\" type=\"url\">{}</script>",
+        e(&answers.post_install_url)
+    );
+    let _ = writeln!(xml, "  <bootloader>{bootloader}</bootloader>");
+    xml.push_str("</installation>\n");
+    Ok(xml)
+}
+
+/// Where the installer's boot files are, and how it is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallerEntry {
+    /// Directory (as GRUB sees it) holding xen.gz, vmlinuz, install.img.
+    pub files_dir: String,
+    /// The device the installer copies `xsinst/` from (`make-ramdisk=`).
+    pub ramdisk_device: String,
+    pub answerfile_url: String,
+}
+
+/// The GRUB entry name, also given to `grub-reboot`.
+pub const INSTALLER_ENTRY: &str = "XenServer installer";
+
+/// `/etc/grub.d/45_xs-install`: a script that prints its own menu entry. The
+/// kernel line has no `console=hvc0`, which hid the installer from the cloud's
+/// console in 2014.
+pub fn grub_installer_script(entry: &InstallerEntry) -> anyhow::Result<String> {
+    for (what, value) in [
+        ("boot files directory", &entry.files_dir),
+        ("ramdisk device", &entry.ramdisk_device),
+        ("answerfile URL", &entry.answerfile_url),
+    ] {
+        if value.is_empty() || !value.chars().all(|c| c.is_ascii_graphic()) || value.contains('\'')
+        {
+            return Err(exit::usage(format!(
+                "GRUB entry {what} must be printable ASCII without spaces or quotes, got {value:?}"
+            )));
+        }
+    }
+    let dir = entry.files_dir.trim_end_matches('/');
+    Ok(format!(
+        "#!/bin/sh\n\
+         exec tail -n +3 \"$0\"\n\
+         menuentry '{INSTALLER_ENTRY}' {{\n    \
+         multiboot {dir}/xen.gz dom0_max_vcpus=1-2 dom0_mem=max:752M com1=115200,8n1 console=com1,vga\n    \
+         module {dir}/vmlinuz console=tty0 make-ramdisk={} answerfile={} install\n    \
+         module {dir}/install.img\n\
+         }}\n",
+        entry.ramdisk_device, entry.answerfile_url
+    ))
+}
+
+/// `/etc/default/grub` with `GRUB_DEFAULT=saved` (so `grub-reboot` can pick the
+/// installer once), a visible menu with a timeout, and the hidden-timeout
+/// settings commented out. Every other line is kept as it was; applying it twice
+/// changes nothing more.
+pub fn edit_default_grub(text: &str) -> String {
+    let mut seen_default = false;
+    let mut seen_style = false;
+    let mut seen_timeout = false;
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let key = line
+            .trim_start()
+            .split_once('=')
+            .map(|(key, _)| key.trim())
+            .filter(|key| !key.starts_with('#'));
+        let replaced = match key {
+            Some("GRUB_DEFAULT") => {
+                seen_default = true;
+                "GRUB_DEFAULT=saved".to_owned()
+            }
+            Some("GRUB_TIMEOUT_STYLE") => {
+                seen_style = true;
+                "GRUB_TIMEOUT_STYLE=menu".to_owned()
+            }
+            Some("GRUB_TIMEOUT") => {
+                seen_timeout = true;
+                let value = line.split_once('=').map_or("", |(_, value)| value.trim());
+                let seconds: i64 = value.trim_matches('"').parse().unwrap_or(0);
+                if seconds > 0 {
+                    line.to_owned()
+                } else {
+                    "GRUB_TIMEOUT=5".to_owned()
+                }
+            }
+            Some("GRUB_HIDDEN_TIMEOUT" | "GRUB_HIDDEN_TIMEOUT_QUIET") => format!("#{line}"),
+            _ => line.to_owned(),
+        };
+        lines.push(replaced);
+    }
+    if !seen_default {
+        lines.push("GRUB_DEFAULT=saved".to_owned());
+    }
+    if !seen_style {
+        lines.push("GRUB_TIMEOUT_STYLE=menu".to_owned());
+    }
+    if !seen_timeout {
+        lines.push("GRUB_TIMEOUT=5".to_owned());
+    }
+    let mut edited = lines.join("\n");
+    edited.push('\n');
+    edited
+}
+
+/// Quotes a path for a systemd `ExecStart=` line (`%` is a specifier there).
+fn systemd_quote(text: &str) -> String {
+    format!(
+        "\"{}\"",
+        text.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('%', "%%")
+    )
+}
+
+/// The systemd unit that runs xitc-convert on every boot, after the network is
+/// up. No password in it: the run reads the saved config.
+pub fn systemd_unit(binary: &str, install_dir: &str) -> String {
+    format!(
+        "[Unit]\n\
+         Description=xitc-convert: continue converting this node to XenServer\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart={} --install-dir {}\n\
+         TimeoutStartSec=infinity\n\
+         StandardOutput=journal+console\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        systemd_quote(binary),
+        systemd_quote(install_dir)
+    )
+}
+
+/// The upstart job for nodes without systemd (Ubuntu 14.04).
+pub fn upstart_job(binary: &str, install_dir: &str) -> String {
+    let quote = xitc_common::ssh::shell_quote;
+    format!(
+        "description \"xitc-convert: continue converting this node to XenServer\"\n\
+         start on stopped rc RUNLEVEL=[2345]\n\
+         task\n\
+         exec {} --install-dir {}\n",
+        quote(binary),
+        quote(install_dir)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(dialect: Dialect) -> Answers {
+        Answers {
+            dialect,
+            disk: "sda".into(),
+            root_password_hash: "$6$salt$h<a>s&h".into(),
+            source_url: "file:///tmp/ramdisk".into(),
+            post_install_url: "file:///tmp/ramdisk/postinst.sh".into(),
+            nic: "eth0".into(),
+        }
+    }
+
+    #[test]
+    fn answerfiles_parse_and_follow_their_dialect() {
+        for (dialect, sr, address, netmask, bootloader) in [
+            (Dialect::XenServer7, "sr-type", "ipaddr", "subnet", "grub2"),
+            (
+                Dialect::XenServer6,
+                "srtype",
+                "ip",
+                "subnet-mask",
+                "extlinux",
+            ),
+        ] {
+            let xml = answerfile(&answers(dialect)).unwrap();
+            assert!(!xml.contains("CDATA"));
+            let document = roxmltree::Document::parse(&xml).unwrap();
+            let root = document.root_element();
+            assert_eq!(root.tag_name().name(), "installation");
+            assert_eq!(root.attribute(sr), Some("ext"));
+            let child = |name: &str| {
+                root.descendants()
+                    .find(|node| node.tag_name().name() == name)
+                    .unwrap_or_else(|| panic!("no <{name}> in {xml}"))
+            };
+            let disk = child("primary-disk");
+            assert_eq!(disk.text(), Some("sda"));
+            assert_eq!(disk.attribute("preserve-first-partition"), Some("true"));
+            let password = child("root-password");
+            assert_eq!(password.attribute("type"), Some("hash"));
+            assert_eq!(password.text(), Some("$6$salt$h<a>s&h"));
+            assert_eq!(child("source").attribute("type"), Some("url"));
+            assert_eq!(child("source").text(), Some("file:///tmp/ramdisk"));
+            let interface = child("admin-interface");
+            assert_eq!(interface.attribute("name"), Some("eth0"));
+            assert_eq!(interface.attribute("proto"), Some("static"));
+            assert_eq!(child(address).text(), Some("192.168.34.2"));
+            assert_eq!(child(netmask).text(), Some("255.255.255.0"));
+            assert_eq!(child("gateway").text(), Some("192.168.34.1"));
+            assert_eq!(child("timezone").text(), Some("UTC"));
+            let script = child("script");
+            assert_eq!(script.attribute("stage"), Some("filesystem-populated"));
+            assert_eq!(script.text(), Some("file:///tmp/ramdisk/postinst.sh"));
+            assert_eq!(child("bootloader").text(), Some(bootloader));
+            assert!(xml.is_ascii());
+        }
+    }
+
+    #[test]
+    fn answerfile_values_must_be_plain_ascii() {
+        for bad in ["", " sda", "sdä", "sd\na"] {
+            let mut wrong = answers(Dialect::XenServer7);
+            wrong.disk = bad.into();
+            assert!(answerfile(&wrong).is_err(), "{bad:?}");
+        }
+    }
+
+    fn grub_script_check(script: &str) -> std::process::Output {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("grub-script-check")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("grub-script-check (apt-get install grub-common; scripts/install-test-deps)");
+        // What update-grub takes from the script: its output after line 2.
+        let entry: String = script
+            .lines()
+            .skip(2)
+            .map(|line| format!("{line}\n"))
+            .collect();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(entry.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    #[test]
+    fn the_grub_entry_passes_grub_script_check() {
+        let script = grub_installer_script(&InstallerEntry {
+            files_dir: "/opt/xs-install/".into(),
+            ramdisk_device: "/dev/sda2".into(),
+            answerfile_url: "file:///tmp/ramdisk/answerfile.xml".into(),
+        })
+        .unwrap();
+        assert!(
+            script.starts_with(
+                "#!/bin/sh\nexec tail -n +3 \"$0\"\nmenuentry 'XenServer installer' {\n"
+            )
+        );
+        assert!(script.contains("multiboot /opt/xs-install/xen.gz "));
+        assert!(script.contains(
+            " make-ramdisk=/dev/sda2 answerfile=file:///tmp/ramdisk/answerfile.xml install\n"
+        ));
+        assert!(!script.contains("hvc0"));
+        let checked = grub_script_check(&script);
+        assert!(
+            checked.status.success(),
+            "{}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        // The checker is real: a broken entry fails it.
+        let broken = grub_script_check("#!/bin/sh\nexec tail\nmenuentry 'x' {\n");
+        assert!(!broken.status.success());
+    }
+
+    #[test]
+    fn grub_entry_values_are_checked() {
+        let entry = InstallerEntry {
+            files_dir: "/opt/xs install".into(),
+            ramdisk_device: "/dev/sda2".into(),
+            answerfile_url: "file:///a".into(),
+        };
+        assert!(grub_installer_script(&entry).is_err());
+    }
+
+    #[test]
+    fn default_grub_is_edited_by_parsing_and_idempotently() {
+        let ubuntu = "# If you change this file, run 'update-grub'\n\
+                      GRUB_DEFAULT=0\n\
+                      GRUB_HIDDEN_TIMEOUT=0\n\
+                      GRUB_HIDDEN_TIMEOUT_QUIET=true\n\
+                      GRUB_TIMEOUT=0\n\
+                      GRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`\n\
+                      GRUB_CMDLINE_LINUX_DEFAULT=\"console=hvc0 GRUB_DEFAULT=1\"\n\
+                      #GRUB_TERMINAL=console\n";
+        let edited = edit_default_grub(ubuntu);
+        assert_eq!(
+            edited,
+            "# If you change this file, run 'update-grub'\n\
+             GRUB_DEFAULT=saved\n\
+             #GRUB_HIDDEN_TIMEOUT=0\n\
+             #GRUB_HIDDEN_TIMEOUT_QUIET=true\n\
+             GRUB_TIMEOUT=5\n\
+             GRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`\n\
+             GRUB_CMDLINE_LINUX_DEFAULT=\"console=hvc0 GRUB_DEFAULT=1\"\n\
+             #GRUB_TERMINAL=console\n\
+             GRUB_TIMEOUT_STYLE=menu\n"
+        );
+        assert_eq!(edit_default_grub(&edited), edited);
+        assert_eq!(
+            edit_default_grub("GRUB_TIMEOUT=\"10\"\n"),
+            "GRUB_TIMEOUT=\"10\"\nGRUB_DEFAULT=saved\nGRUB_TIMEOUT_STYLE=menu\n"
+        );
+    }
+
+    #[test]
+    fn boot_hooks_run_the_binary_without_a_password() {
+        let unit = systemd_unit("/opt/xitc 100%/xitc-convert", "/opt/xitc 100%");
+        assert!(unit.contains(
+            "ExecStart=\"/opt/xitc 100%%/xitc-convert\" --install-dir \"/opt/xitc 100%%\"\n"
+        ));
+        assert!(unit.contains("Type=oneshot\n") && unit.contains("After=network-online.target\n"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("xitc-convert.service");
+        std::fs::write(&path, systemd_unit("/bin/true", "/opt/xenapi-in-the-cloud")).unwrap();
+        let verified = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (Debian systemd)");
+        let complaints = String::from_utf8_lossy(&verified.stderr);
+        assert!(
+            !complaints.contains("xitc-convert.service:"),
+            "systemd-analyze complains about the unit: {complaints}"
+        );
+        let job = upstart_job("/opt/a b/xitc-convert", "/opt/a b");
+        assert!(job.contains("exec '/opt/a b/xitc-convert' --install-dir '/opt/a b'\n"));
+        assert!(job.contains("start on stopped rc RUNLEVEL=[2345]\n"));
+    }
+}
