@@ -334,11 +334,8 @@ mod tests {
             .spawn()
             .expect("grub-script-check (apt-get install grub-common; scripts/install-test-deps)");
         // What update-grub takes from the script: its output after line 2.
-        let entry: String = script
-            .lines()
-            .skip(2)
-            .map(|line| format!("{line}\n"))
-            .collect();
+        let mut entry = script.lines().skip(2).collect::<Vec<_>>().join("\n");
+        entry.push('\n');
         child
             .stdin
             .take()
