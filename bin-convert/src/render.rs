@@ -244,7 +244,7 @@ pub fn systemd_unit(binary: &str, install_dir: &str) -> String {
 
 /// The upstart job for nodes without systemd (Ubuntu 14.04).
 pub fn upstart_job(binary: &str, install_dir: &str) -> String {
-    let quote = xitc_common::ssh::shell_quote;
+    let quote = xitc_common::shell::shell_quote;
     format!(
         "description \"xitc-convert: continue converting this node to XenServer\"\n\
          start on stopped rc RUNLEVEL=[2345]\n\

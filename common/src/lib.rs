@@ -7,11 +7,21 @@
 //! - [`stamp`]: the path of the file that marks a finished conversion.
 //! - [`poll`]: the deadline/interval loop behind every "wait until …".
 //!
-//! Later modules (`cloud`, `ssh`) keep all HTTP and SSH of the workspace here too.
+//! - [`secret`]: passwords, keys and tokens that never print themselves.
+//! - [`shell`]: quoting for POSIX shell command lines.
+//! - `cloud` (feature `cloud`): all HTTP of the workspace, Keystone and Nova.
+//! - `ssh` (feature `ssh`): all SSH of the workspace, through libssh2.
+//!
+//! Both features are on by default. `xitc-convert` turns them off: it runs on the
+//! node as a static binary (DESIGN §6) and needs neither, so it links no OpenSSL
+//! and no libssh2.
 
+#[cfg(feature = "cloud")]
 pub mod cloud;
 pub mod exit;
 pub mod poll;
 pub mod secret;
+pub mod shell;
+#[cfg(feature = "ssh")]
 pub mod ssh;
 pub mod stamp;

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use ssh2::Session;
 
+pub use crate::shell::shell_quote;
 pub use host_keys::{HostKeyPolicy, fingerprint};
 pub use keys::{
     Credential, PASSPHRASE_ENV, check_key_file, generate_ed25519, public_key_of_openssh,
@@ -282,37 +283,5 @@ impl Connection {
         channel.wait_eof().map_err(|e| broken(&e))?;
         channel.close().map_err(|e| broken(&e))?;
         channel.wait_close().map_err(|e| broken(&e))
-    }
-}
-
-/// Quotes `text` for a POSIX shell: as is when it is made only of safe characters,
-/// else in single quotes (a `'` inside becomes `'\''`).
-pub fn shell_quote(text: &str) -> String {
-    let safe = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
-    if safe {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shell_quoting() {
-        assert_eq!(
-            shell_quote("/var/run/xenserver.ready"),
-            "/var/run/xenserver.ready"
-        );
-        assert_eq!(shell_quote("/tmp/a b"), "'/tmp/a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("$(reboot)"), "'$(reboot)'");
-        assert_eq!(shell_quote("a\nb"), "'a\nb'");
     }
 }
