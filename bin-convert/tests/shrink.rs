@@ -1,0 +1,283 @@
+//! The boot-time shrink, run for real on disk images: an MBR image with an ext
+//! file system holding data in partition 1, reached through a loop device at the
+//! partition's offset (this machine makes no partition devices). The script is
+//! the one xitc-convert renders, run by sh, with the real e2fsprogs and sfdisk.
+//! Needs root (losetup), as CI has.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bin_convert::render::{SHRINK_HOOK, SHRINK_MARGIN_SECTORS, Shrink, shrink_premount_script};
+
+const START_SECTOR: u64 = 2048;
+
+fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| {
+            panic!("{program}: {error} (scripts/install-test-deps installs it)")
+        });
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A disk image with partition 1 over all of it but the first MiB, an ext file
+/// system in it with some files, and a loop device on the partition.
+struct Disk {
+    _dir: tempfile::TempDir,
+    image: PathBuf,
+    loop_device: String,
+}
+
+fn attach(image: &Path, start: u64, sectors: u64) -> String {
+    run(
+        "losetup",
+        &[
+            "-f",
+            "--show",
+            "-o",
+            &(start * 512).to_string(),
+            "--sizelimit",
+            &(sectors * 512).to_string(),
+            image.to_str().unwrap(),
+        ],
+    )
+    .trim()
+    .to_owned()
+}
+
+impl Disk {
+    fn new(size_bytes: u64, fs_type: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        run(
+            "truncate",
+            &["-s", &size_bytes.to_string(), image.to_str().unwrap()],
+        );
+        let sectors = size_bytes / 512 - START_SECTOR;
+        let table = format!("label: dos\nstart={START_SECTOR}, size={sectors}, type=83\n");
+        let mut sfdisk = Command::new("sfdisk")
+            .args(["-q", image.to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut sfdisk.stdin.take().unwrap(), table.as_bytes()).unwrap();
+        assert!(sfdisk.wait().unwrap().success());
+        let loop_device = attach(&image, START_SECTOR, sectors);
+        run(&format!("mkfs.{fs_type}"), &["-q", "-F", &loop_device]);
+        Disk {
+            _dir: dir,
+            image,
+            loop_device,
+        }
+    }
+
+    /// What a reboot does: the partition device as the new table says.
+    fn reboot(&mut self) {
+        run("losetup", &["-d", &self.loop_device]);
+        let (start, size) = self.partition();
+        self.loop_device = attach(&self.image, start, size);
+    }
+
+    fn put(&self, name: &str, contents: &[u8]) {
+        let local = self.image.with_file_name(name);
+        std::fs::write(&local, contents).unwrap();
+        run(
+            "debugfs",
+            &[
+                "-w",
+                "-R",
+                &format!("write {} {name}", local.display()),
+                &self.loop_device,
+            ],
+        );
+    }
+
+    fn get(&self, name: &str) -> Vec<u8> {
+        let out = self.image.with_file_name(format!("{name}.out"));
+        run(
+            "debugfs",
+            &[
+                "-R",
+                &format!("dump {name} {}", out.display()),
+                &self.loop_device,
+            ],
+        );
+        std::fs::read(out).unwrap()
+    }
+
+    /// Partition 1's (start, size) in sectors, from the table itself.
+    fn partition(&self) -> (u64, u64) {
+        let json = run("sfdisk", &["--json", self.image.to_str().unwrap()]);
+        let field = |name: &str| -> u64 {
+            let at = json.find(&format!("\"{name}\":")).unwrap() + name.len() + 3;
+            json[at..]
+                .trim_start()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        (field("start"), field("size"))
+    }
+
+    fn fs_bytes(&self) -> u64 {
+        let header = run("dumpe2fs", &["-h", &self.loop_device]);
+        let value = |key: &str| -> u64 {
+            header
+                .lines()
+                .find_map(|line| line.strip_prefix(key))
+                .unwrap()
+                .trim_start_matches(':')
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        value("Block count") * value("Block size")
+    }
+
+    fn shrink_to(&self, target_bytes: u64) -> String {
+        let script = shrink_premount_script(&Shrink {
+            partition: self.loop_device.clone(),
+            disk: self.image.to_str().unwrap().to_owned(),
+            target_bytes,
+        })
+        .unwrap();
+        let path = self.image.with_file_name("xitc-shrink");
+        std::fs::write(&path, script).unwrap();
+        let output = Command::new("sh").arg(&path).output().unwrap();
+        assert!(
+            output.status.success(),
+            "the script must never fail the boot"
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn assert_clean(&self) {
+        let output = Command::new("e2fsck")
+            .args(["-fn", &self.loop_device])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "e2fsck -fn: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup")
+            .args(["-d", &self.loop_device])
+            .status();
+    }
+}
+
+fn data(seed: u8, length: usize) -> Vec<u8> {
+    (0..length)
+        .map(|i| u8::try_from((i * 31 + usize::from(seed)) % 251).unwrap())
+        .collect()
+}
+
+fn check_shrink(fs_type: &str) {
+    let mut disk = Disk::new(256 << 20, fs_type);
+    let files = [("small", data(1, 1000)), ("big", data(2, 5 << 20))];
+    for (name, contents) in &files {
+        disk.put(name, contents);
+    }
+    let log = disk.shrink_to(64 << 20);
+    assert!(log.contains("xitc-shrink: done"), "{log}");
+    disk.assert_clean();
+    assert_eq!(disk.fs_bytes(), 64 << 20);
+    let (start, size) = disk.partition();
+    assert_eq!(start, START_SECTOR, "the partition must keep its start");
+    assert_eq!(size, (64 << 20) / 512 + SHRINK_MARGIN_SECTORS);
+    for (name, contents) in &files {
+        assert_eq!(&disk.get(name), contents, "{name} changed");
+    }
+    // After the reboot, again: nothing more happens.
+    disk.reboot();
+    disk.assert_clean();
+    let again = disk.shrink_to(64 << 20);
+    assert!(again.contains("nothing to do"), "{again}");
+    assert_eq!(disk.partition(), (start, size));
+    disk.assert_clean();
+}
+
+#[test]
+fn ext4_with_data_is_shrunk_and_intact() {
+    check_shrink("ext4");
+}
+
+#[test]
+fn ext3_with_data_is_shrunk_and_intact() {
+    check_shrink("ext3");
+}
+
+#[test]
+fn a_target_below_the_data_is_refused_and_nothing_changes() {
+    let disk = Disk::new(128 << 20, "ext4");
+    disk.put("payload", &data(3, 40 << 20));
+    let before = (disk.partition(), disk.fs_bytes());
+    let log = disk.shrink_to(16 << 20);
+    assert!(
+        log.contains("it does not fit") && log.contains("left as it is"),
+        "{log}"
+    );
+    assert_eq!((disk.partition(), disk.fs_bytes()), before);
+    disk.assert_clean();
+}
+
+#[test]
+fn disks_with_nine_digit_sector_counts() {
+    // 60 GiB, sparse: 125,827,072 sectors.
+    let disk = Disk::new(60 << 30, "ext4");
+    assert!(disk.partition().1 >= 100_000_000);
+    disk.put("file", &data(4, 4096));
+    disk.shrink_to(2 << 30);
+    disk.assert_clean();
+    assert_eq!(
+        disk.partition().1,
+        (2u64 << 30) / 512 + SHRINK_MARGIN_SECTORS
+    );
+    assert_eq!(disk.get("file"), data(4, 4096));
+}
+
+#[test]
+fn the_scripts_pass_shellcheck() {
+    let dir = tempfile::tempdir().unwrap();
+    let premount = dir.path().join("premount");
+    std::fs::write(
+        &premount,
+        shrink_premount_script(&Shrink {
+            partition: "/dev/xvda1".into(),
+            disk: "/dev/xvda".into(),
+            target_bytes: 8 << 30,
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    let hook = dir.path().join("hook");
+    std::fs::write(&hook, SHRINK_HOOK).unwrap();
+    for script in [&premount, &hook] {
+        let output = Command::new("shellcheck")
+            .args(["-s", "sh", "-e", "SC1091"])
+            .arg(script)
+            .output()
+            .expect("shellcheck (apt-get install shellcheck; scripts/install-test-deps)");
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    assert!(Path::new(&premount).exists());
+}
