@@ -1,4 +1,6 @@
-//! The boot-time shrink, run for real on disk images: an MBR image with an ext
+//! The shell scripts xitc-convert writes, run for real and checked by shellcheck:
+//! the installer's post-install script on a fake new root, and the boot-time
+//! shrink on disk images: an MBR image with an ext
 //! file system holding data in partition 1, reached through a loop device at the
 //! partition's offset (this machine makes no partition devices). The script is
 //! the one xitc-convert renders, run by sh, with the real e2fsprogs and sfdisk.
@@ -280,4 +282,108 @@ fn the_scripts_pass_shellcheck() {
         );
     }
     assert!(Path::new(&premount).exists());
+}
+
+fn shellcheck(name: &str, script: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, script).unwrap();
+    let output = Command::new("shellcheck")
+        .args(["-s", "sh"])
+        .arg(&path)
+        .output()
+        .expect("shellcheck (scripts/install-test-deps)");
+    assert!(
+        output.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+fn dom0_hook(ramdisk: &Path) -> bin_convert::render::Dom0Hook {
+    bin_convert::render::Dom0Hook {
+        ramdisk_dir: ramdisk.to_str().unwrap().to_owned(),
+        ubuntu_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
+        ubuntu_mount: "/mnt/ubuntu".into(),
+        install_dir: "/opt/xenapi-in-the-cloud".into(),
+    }
+}
+
+#[test]
+fn the_post_install_script_installs_the_dom0_hook_for_systemd_and_rc_local() {
+    let ramdisk = tempfile::tempdir().unwrap();
+    let hook = dom0_hook(ramdisk.path());
+    let script = bin_convert::render::post_install_script(&hook);
+    assert!(
+        script.starts_with("#!/bin/sh\n"),
+        "the installer needs exactly #!/bin/sh"
+    );
+    shellcheck("postinst.sh", &script);
+    shellcheck(
+        "xitc-dom0-boot",
+        &bin_convert::render::dom0_boot_script(&hook),
+    );
+    for (name, text) in [
+        ("cloud-settings", "ADDRESS=203.0.113.7\n"),
+        ("authorized_keys", "ssh-ed25519 AAAA user\n"),
+        ("xitc-dom0-boot", "#!/bin/sh\n"),
+    ] {
+        std::fs::write(ramdisk.path().join(name), text).unwrap();
+    }
+    let postinst = ramdisk.path().join("postinst.sh");
+    std::fs::write(&postinst, &script).unwrap();
+    for systemd in [true, false] {
+        let new_root = tempfile::tempdir().unwrap();
+        let root = new_root.path();
+        if systemd {
+            std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+        } else {
+            std::fs::create_dir_all(root.join("etc/rc.d")).unwrap();
+            std::fs::write(
+                root.join("etc/rc.d/rc.local"),
+                "#!/bin/sh\ntouch /var/lock/subsys/local\n",
+            )
+            .unwrap();
+        }
+        std::fs::create_dir_all(root.join("root")).unwrap();
+        let status = Command::new("sh")
+            .arg(&postinst)
+            .arg(root)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(
+            std::fs::read_to_string(root.join("root/cloud-settings")).unwrap(),
+            "ADDRESS=203.0.113.7\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("root/.ssh/authorized_keys")).unwrap(),
+            "ssh-ed25519 AAAA user\n"
+        );
+        assert!(root.join("opt/xitc/xitc-dom0-boot").is_file());
+        if systemd {
+            let unit =
+                std::fs::read_to_string(root.join("etc/systemd/system/xitc-convert.service"))
+                    .unwrap();
+            assert!(
+                unit.contains("ExecStart=/opt/xitc/xitc-dom0-boot\n"),
+                "{unit}"
+            );
+            assert!(
+                root.join("etc/systemd/system/multi-user.target.wants/xitc-convert.service")
+                    .exists()
+            );
+        } else {
+            let rc_local = std::fs::read_to_string(root.join("etc/rc.d/rc.local")).unwrap();
+            assert!(
+                rc_local.ends_with("/opt/xitc/xitc-dom0-boot &\n"),
+                "{rc_local}"
+            );
+        }
+        let log = std::fs::read_to_string(root.join("root/xitc-postinst.log")).unwrap();
+        assert!(
+            log.contains("hook installed") || log.contains("unit installed"),
+            "{log}"
+        );
+    }
 }
