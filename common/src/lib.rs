@@ -11,6 +11,7 @@
 //! - [`shell`]: quoting for POSIX shell command lines.
 //! - `cloud` (feature `cloud`): all HTTP of the workspace, Keystone and Nova.
 //! - `ssh` (feature `ssh`): all SSH of the workspace, through libssh2.
+//! - `download` (feature `download`): resumable, checked file downloads.
 //!
 //! Both features are on by default. `xitc-convert` turns them off: it runs on the
 //! node as a static binary (DESIGN §6) and needs neither, so it links no OpenSSL
@@ -18,6 +19,8 @@
 
 #[cfg(feature = "cloud")]
 pub mod cloud;
+#[cfg(feature = "download")]
+pub mod download;
 pub mod exit;
 pub mod poll;
 pub mod secret;

@@ -12,6 +12,7 @@
 //!   instance per test process (mimic takes seconds to start; tests isolate
 //!   themselves by using their own user/tenant names); [`Mimic::start`] a private
 //!   one.
+//! - [`Nginx`]: nginx serving a directory, with Range support, for downloads.
 //! - [`SshAgent`]: an ssh-agent on a socket of its own.
 //! - [`FakeHttp`]: a scripted HTTP server, only for what mimic cannot do on demand.
 //! - [`free_port`], [`generate_key`].
@@ -31,6 +32,7 @@ mod agent;
 mod assertions;
 mod fake_http;
 mod mimic;
+mod nginx;
 mod process;
 mod sshd;
 
@@ -38,6 +40,7 @@ pub use agent::SshAgent;
 pub use assertions::assert_one_line_error;
 pub use fake_http::{FakeHttp, Reply, Request};
 pub use mimic::Mimic;
+pub use nginx::Nginx;
 pub use process::{ServerProcess, free_port, wait_until_gone};
 pub use sshd::{KeyType, Sshd, generate_key};
 

@@ -142,3 +142,24 @@ fn shared_mimic_dies_with_its_process() {
         "mimic {pid} outlived its process"
     );
 }
+
+#[test]
+fn nginx_serves_files_with_ranges_and_statuses() {
+    let nginx = xitc_test_support::Nginx::start();
+    std::fs::write(nginx.root().join("file.bin"), b"0123456789").unwrap();
+    let body = ureq::get(nginx.url("file.bin"))
+        .header("Range", "bytes=4-")
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert_eq!(body, "456789");
+    let error = ureq::get(nginx.url("status/503")).call().unwrap_err();
+    assert!(matches!(error, ureq::Error::StatusCode(503)), "{error}");
+    let log = nginx.access_log();
+    assert!(
+        log.contains("\"GET /file.bin HTTP/1.1\" 206 6 \"bytes=4-\""),
+        "{log}"
+    );
+}

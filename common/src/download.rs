@@ -1,0 +1,291 @@
+//! Large downloads (the installer ISO, the appliance XVA) for xitc-convert:
+//! streamed to disk in bounded memory, resumed with HTTP Range after an
+//! interruption, retried with backoff inside a deadline, SHA-256 checked while
+//! they stream, and renamed into place only when complete and verified.
+//!
+//! This and [`crate::cloud`] are the workspace's only HTTP: API calls there,
+//! file transfers here, both over ureq (this feature does not pull in the cloud
+//! API's YAML and JSON dependencies, so the static node binary stays small).
+//!
+//! A transfer writes `DEST.part`; a later run (after a crash or reboot) asks for
+//! the rest with `Range: bytes=N-` and hashes the part it already has. A server
+//! that ignores the range (200) restarts it from zero. A finished file whose sum
+//! does not match is deleted, so nothing half-written stays looking complete.
+//! `file://` URLs are copied the same way (tests, rehearsals, pre-seeded nodes).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+
+use crate::exit;
+use crate::poll::{Deadline, format_duration};
+
+const BUFFER: usize = 256 * 1024;
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// One file to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    pub url: String,
+    pub destination: PathBuf,
+    /// Expected SHA-256, lower-case hex; `None` accepts any content.
+    pub sha256: Option<String>,
+}
+
+/// How the transfer reports progress: bytes so far and the total when known.
+pub type Progress<'a> = dyn FnMut(u64, Option<u64>) + Send + 'a;
+
+/// What went wrong with one attempt.
+enum Failure {
+    /// Worth another attempt (network trouble, 5xx).
+    Transient(String),
+    Permanent(anyhow::Error),
+}
+
+/// Fetches `download` (unless a verified copy is already in place) within
+/// `deadline`; returns the file's SHA-256 (lower-case hex).
+pub fn fetch(
+    download: &Download,
+    deadline: &Deadline,
+    progress: &mut Progress<'_>,
+) -> anyhow::Result<String> {
+    let destination = &download.destination;
+    if destination.is_file() {
+        let sum = hash_file(destination)?.1;
+        match &download.sha256 {
+            Some(expected) if *expected != sum => {
+                fs::remove_file(destination)
+                    .with_context(|| format!("removing {}", destination.display()))?;
+            }
+            _ => return Ok(sum),
+        }
+    }
+    let part = part_path(destination);
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match attempt(download, &part, deadline, progress) {
+            Ok(()) => break,
+            Err(Failure::Permanent(error)) => return Err(error),
+            Err(Failure::Transient(why)) => {
+                let now = Instant::now();
+                if deadline.remaining(now).is_some_and(|left| left < backoff) {
+                    return Err(exit::timeout(format!(
+                        "downloading {}: timed out after {} ({why})",
+                        download.url,
+                        format_duration(deadline.elapsed(now))
+                    )));
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    let (_, sum) = hash_file(&part)?;
+    if let Some(expected) = &download.sha256
+        && *expected != sum
+    {
+        let _ = fs::remove_file(&part);
+        anyhow::bail!(
+            "downloading {}: SHA-256 mismatch: expected {expected}, got {sum}; the file was removed",
+            download.url
+        );
+    }
+    File::open(&part)
+        .and_then(|file| file.sync_all())
+        .and_then(|()| fs::rename(&part, destination))
+        .with_context(|| format!("moving {} into place", destination.display()))?;
+    Ok(sum)
+}
+
+/// Fetches several downloads at once, one thread each; the first error wins.
+pub fn fetch_all(downloads: &[Download], deadline: &Deadline) -> anyhow::Result<Vec<String>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = downloads
+            .iter()
+            .map(|download| scope.spawn(move || fetch(download, deadline, &mut |_, _| {})))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a download thread panicked")))
+            })
+            .collect()
+    })
+}
+
+/// `DEST.part`.
+pub fn part_path(destination: &Path) -> PathBuf {
+    let mut name = destination.file_name().unwrap_or_default().to_os_string();
+    name.push(".part");
+    destination.with_file_name(name)
+}
+
+/// Length and SHA-256 of a file.
+fn hash_file(path: &Path) -> anyhow::Result<(u64, String)> {
+    let mut reader = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; BUFFER];
+    let mut length = 0;
+    loop {
+        let read = reader
+            .read(&mut buffer)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        length += read as u64;
+    }
+    Ok((length, hex(&hasher.finalize())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
+
+/// One transfer attempt into `part`, continuing what is there.
+fn attempt(
+    download: &Download,
+    part: &Path,
+    deadline: &Deadline,
+    progress: &mut Progress<'_>,
+) -> Result<(), Failure> {
+    let permanent = |error: anyhow::Error| Failure::Permanent(error);
+    let have = fs::metadata(part).map_or(0, |meta| meta.len());
+    if let Some(path) = download.url.strip_prefix("file://") {
+        return copy_local(Path::new(path), part, progress).map_err(permanent);
+    }
+    let config = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .build();
+    let agent: ureq::Agent = config.into();
+    let mut request = agent.get(&download.url);
+    if have > 0 {
+        request = request.header("Range", format!("bytes={have}-"));
+    }
+    if deadline.is_expired(Instant::now()) {
+        return Err(Failure::Transient("no time left".into()));
+    }
+    let mut response = match request.call() {
+        Ok(response) => response,
+        Err(
+            error @ (ureq::Error::Io(_)
+            | ureq::Error::Timeout(_)
+            | ureq::Error::HostNotFound
+            | ureq::Error::ConnectionFailed),
+        ) => {
+            return Err(Failure::Transient(error.to_string()));
+        }
+        Err(error) => {
+            return Err(permanent(anyhow::anyhow!(
+                "downloading {}: {error}",
+                download.url
+            )));
+        }
+    };
+    let status = response.status().as_u16();
+    let length = response
+        .headers()
+        .get("Content-Length")
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    let append = match status {
+        206 => true,
+        200 => false,
+        // The part already holds everything.
+        416 if have > 0 => return Ok(()),
+        408 | 429 | 500 | 502 | 503 | 504 => {
+            return Err(Failure::Transient(format!("HTTP {status}")));
+        }
+        _ => {
+            return Err(permanent(anyhow::anyhow!(
+                "downloading {}: HTTP {status}",
+                download.url
+            )));
+        }
+    };
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(part)
+        .with_context(|| format!("opening {}", part.display()))
+        .map_err(permanent)?;
+    let start = if append { have } else { 0 };
+    file.set_len(start)
+        .and_then(|()| file.seek(SeekFrom::Start(start)).map(drop))
+        .with_context(|| format!("preparing {}", part.display()))
+        .map_err(permanent)?;
+    let total = length.map(|length| length + start);
+    let mut body = response.body_mut().as_reader();
+    let mut buffer = vec![0; BUFFER];
+    let mut done = start;
+    loop {
+        let read = match body.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) => return Err(Failure::Transient(format!("the transfer broke: {error}"))),
+        };
+        file.write_all(&buffer[..read])
+            .with_context(|| format!("writing {}", part.display()))
+            .map_err(permanent)?;
+        done += read as u64;
+        progress(done, total);
+    }
+    if total.is_some_and(|total| done < total) {
+        return Err(Failure::Transient(format!(
+            "the transfer ended early at {done} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn copy_local(source: &Path, part: &Path, progress: &mut Progress<'_>) -> anyhow::Result<()> {
+    let mut input = File::open(source).with_context(|| format!("reading {}", source.display()))?;
+    let total = input.metadata().ok().map(|meta| meta.len());
+    let mut output = File::create(part).with_context(|| format!("creating {}", part.display()))?;
+    let copied = io::copy(&mut input, &mut output)
+        .with_context(|| format!("copying {} to {}", source.display(), part.display()))?;
+    progress(copied, total);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_files_sit_beside_their_destination() {
+        assert_eq!(
+            part_path(Path::new("/root/x.iso")),
+            Path::new("/root/x.iso.part")
+        );
+    }
+
+    #[test]
+    fn hashes_are_lower_case_hex() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("abc");
+        fs::write(&file, b"abc").unwrap();
+        assert_eq!(
+            hash_file(&file).unwrap(),
+            (
+                3,
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into()
+            )
+        );
+    }
+}
