@@ -10,6 +10,7 @@
 //! [`system`]). The states' steps are listed in [`plan`].
 
 pub mod config;
+pub mod iso;
 pub mod plan;
 pub mod preflight;
 pub mod render;

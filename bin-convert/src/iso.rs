@@ -1,0 +1,320 @@
+//! Reading the installer ISO in userspace (no loop mount: nodes and test machines
+//! may not allow one): find files by path, copy them out, and tell which
+//! installer it is.
+//!
+//! Hand-written on purpose, and small: of the ISO 9660 crates, `cdfs` pulls in a
+//! FUSE library, `iso9660` does not read Rock Ridge names (the installer's
+//! `.treeinfo` has no plain ISO 9660 name), and `iso9660_simple` panics on
+//! malformed names and stops at the first sector of a directory. This reader
+//! does what the conversion needs — the primary volume descriptor, directory
+//! records over any number of sectors, Rock Ridge `NM` names, single-extent
+//! files — and checks every offset, so a damaged ISO is an error, never a panic.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::render::Dialect;
+
+const SECTOR: u64 = 2048;
+
+/// An open ISO image.
+#[derive(Debug)]
+pub struct Iso {
+    file: File,
+    root: Entry,
+    size: u64,
+}
+
+/// A file or directory in the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub is_dir: bool,
+    lba: u64,
+    pub length: u64,
+}
+
+impl Iso {
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let size = file.metadata()?.len();
+        let mut descriptor = [0u8; 2048];
+        read_at(&mut file, size, 16 * SECTOR, &mut descriptor)
+            .with_context(|| format!("{} is too short to be an ISO image", path.display()))?;
+        if descriptor[0] != 1 || &descriptor[1..6] != b"CD001" {
+            anyhow::bail!(
+                "{} is not an ISO 9660 image (no primary volume descriptor)",
+                path.display()
+            );
+        }
+        let root = parse_record(&descriptor[156..190])
+            .with_context(|| format!("{}: the root directory record is damaged", path.display()))?;
+        Ok(Iso { file, root, size })
+    }
+
+    /// The entries of a directory.
+    pub fn list(&mut self, directory: &Entry) -> anyhow::Result<Vec<Entry>> {
+        if !directory.is_dir {
+            anyhow::bail!("{} is not a directory", directory.name);
+        }
+        // Installer directories are a few sectors; a huge length is damage.
+        anyhow::ensure!(
+            directory.length <= 16 << 20,
+            "directory {} claims {} bytes: the ISO is damaged",
+            directory.name,
+            directory.length
+        );
+        let mut data = vec![0u8; usize::try_from(directory.length)?];
+        read_at(&mut self.file, self.size, directory.lba * SECTOR, &mut data)
+            .context("reading a directory")?;
+        let mut entries = Vec::new();
+        let mut offset = 0usize;
+        while offset < data.len() {
+            let length = usize::from(data[offset]);
+            if length == 0 {
+                // Records never cross a sector: the rest of this one is padding.
+                offset = (offset / 2048 + 1) * 2048;
+                continue;
+            }
+            let record = data
+                .get(offset..offset + length)
+                .context("a directory record runs past its directory")?;
+            let entry = parse_record(record)?;
+            if entry.name != "." && entry.name != ".." {
+                entries.push(entry);
+            }
+            offset += length;
+        }
+        Ok(entries)
+    }
+
+    /// The entry at `path` (`boot/xen.gz`), if there is one.
+    pub fn find(&mut self, path: &str) -> anyhow::Result<Option<Entry>> {
+        let mut current = self.root.clone();
+        for component in path.split('/').filter(|part| !part.is_empty()) {
+            let next = self
+                .list(&current)?
+                .into_iter()
+                .find(|entry| entry.name == component);
+            match next {
+                Some(entry) => current = entry,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(current))
+    }
+
+    /// Copies the file at `path` into `out`; its length.
+    pub fn copy(&mut self, path: &str, out: &mut impl Write) -> anyhow::Result<u64> {
+        let entry = self
+            .find(path)?
+            .with_context(|| format!("the ISO has no {path}"))?;
+        if entry.is_dir {
+            anyhow::bail!("{path} in the ISO is a directory");
+        }
+        let end = entry.lba * SECTOR + entry.length;
+        if end > self.size {
+            anyhow::bail!("{path} runs past the end of the ISO (is it truncated?)");
+        }
+        self.file.seek(SeekFrom::Start(entry.lba * SECTOR))?;
+        let copied = io::copy(&mut (&mut self.file).take(entry.length), out)
+            .with_context(|| format!("copying {path} out of the ISO"))?;
+        Ok(copied)
+    }
+
+    /// A small file's contents as text.
+    pub fn read_text(&mut self, path: &str) -> anyhow::Result<Option<String>> {
+        if self.find(path)?.is_none() {
+            return Ok(None);
+        }
+        let mut bytes = Vec::new();
+        self.copy(path, &mut bytes)?;
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+}
+
+fn read_at(file: &mut File, size: u64, offset: u64, buffer: &mut [u8]) -> anyhow::Result<()> {
+    if offset + buffer.len() as u64 > size {
+        anyhow::bail!(
+            "the image ends before byte {}",
+            offset + buffer.len() as u64
+        );
+    }
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buffer)?;
+    Ok(())
+}
+
+fn le32(bytes: &[u8]) -> u64 {
+    u64::from(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+/// One directory record; its Rock Ridge name when it has one.
+fn parse_record(record: &[u8]) -> anyhow::Result<Entry> {
+    anyhow::ensure!(record.len() >= 34, "a directory record is too short");
+    let lba = le32(&record[2..6]);
+    let length = le32(&record[10..14]);
+    let is_dir = record[25] & 0x02 != 0;
+    let name_length = usize::from(record[32]);
+    let name_bytes = record
+        .get(33..33 + name_length)
+        .context("a directory record's name runs past it")?;
+    let plain = match name_bytes {
+        [0] => ".".to_owned(),
+        [1] => "..".to_owned(),
+        bytes => {
+            let text = String::from_utf8_lossy(bytes);
+            let text = text.split(';').next().unwrap_or_default();
+            text.strip_suffix('.').unwrap_or(text).to_owned()
+        }
+    };
+    // System Use area: after the name and its padding byte (when the name length
+    // is even).
+    let system_use_start = 33 + name_length + usize::from(name_length % 2 == 0);
+    let rock_ridge = record.get(system_use_start..).and_then(rock_ridge_name);
+    Ok(Entry {
+        name: rock_ridge.unwrap_or(plain),
+        is_dir,
+        lba,
+        length,
+    })
+}
+
+/// The name in the SUSP `NM` entries of a System Use area.
+fn rock_ridge_name(mut area: &[u8]) -> Option<String> {
+    let mut name = Vec::new();
+    while area.len() >= 4 {
+        let length = usize::from(area[2]);
+        if length < 4 || length > area.len() {
+            break;
+        }
+        if &area[..2] == b"NM" && length >= 5 {
+            name.extend_from_slice(&area[5..length]);
+        }
+        area = &area[length..];
+    }
+    (!name.is_empty()).then(|| String::from_utf8_lossy(&name).into_owned())
+}
+
+/// Which installer an ISO holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installer {
+    pub product: String,
+    pub version: String,
+    pub dialect: Dialect,
+}
+
+/// Tells the installer apart: XenServer 7+ and XCP-ng carry `.treeinfo`; 6.x
+/// names itself in `packages.main/XS-REPOSITORY`.
+pub fn identify(iso: &mut Iso) -> anyhow::Result<Installer> {
+    if let Some(treeinfo) = iso.read_text(".treeinfo")? {
+        let (product, version) = treeinfo_identity(&treeinfo)
+            .context("the ISO's .treeinfo names no family and version")?;
+        return Ok(installer(product, version));
+    }
+    if let Some(repository) = iso.read_text("packages.main/XS-REPOSITORY")? {
+        let document = roxmltree::Document::parse(&repository)
+            .context("the ISO's packages.main/XS-REPOSITORY is not XML")?;
+        let root = document.root_element();
+        let attribute = |name| root.attribute(name).map(str::to_owned);
+        let product = attribute("product").unwrap_or_else(|| "XenServer".to_owned());
+        let version = attribute("version").context("XS-REPOSITORY has no version")?;
+        return Ok(installer(product, version));
+    }
+    anyhow::bail!(
+        "the ISO is no XenServer or XCP-ng installer (no .treeinfo, no packages.main/XS-REPOSITORY)"
+    )
+}
+
+fn installer(product: String, version: String) -> Installer {
+    let major: u32 = version
+        .split('.')
+        .next()
+        .and_then(|major| major.parse().ok())
+        .unwrap_or(0);
+    let dialect = if product.eq_ignore_ascii_case("XenServer") && major < 7 {
+        Dialect::XenServer6
+    } else {
+        Dialect::XenServer7
+    };
+    Installer {
+        product,
+        version,
+        dialect,
+    }
+}
+
+/// `family`/`name` and `version` from the `[general]` or `[release]` section.
+fn treeinfo_identity(text: &str) -> Option<(String, String)> {
+    let mut section = "";
+    let (mut product, mut version) = (None, None);
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
+            section = name;
+            continue;
+        }
+        if !matches!(section, "general" | "release") {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            match key.trim() {
+                "family" | "name" => product = product.or_else(|| Some(value.trim().to_owned())),
+                "version" => version = version.or_else(|| Some(value.trim().to_owned())),
+                _ => {}
+            }
+        }
+    }
+    Some((product?, version?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn treeinfo_sections() {
+        let xcp = "[general]\nfamily = XCP-ng\nversion = 8.3.0\narch = x86_64\n";
+        assert_eq!(
+            treeinfo_identity(xcp),
+            Some(("XCP-ng".into(), "8.3.0".into()))
+        );
+        let newer = "[header]\nversion = 1.2\n[release]\nname = XenServer\nversion = 8.4.0\n";
+        assert_eq!(
+            treeinfo_identity(newer),
+            Some(("XenServer".into(), "8.4.0".into()))
+        );
+        assert_eq!(treeinfo_identity("[general]\narch = x86_64\n"), None);
+    }
+
+    #[test]
+    fn dialects_by_product_and_version() {
+        assert_eq!(
+            installer("XenServer".into(), "6.2.0".into()).dialect,
+            Dialect::XenServer6
+        );
+        assert_eq!(
+            installer("XenServer".into(), "7.1.0".into()).dialect,
+            Dialect::XenServer7
+        );
+        assert_eq!(
+            installer("XCP-ng".into(), "8.3.0".into()).dialect,
+            Dialect::XenServer7
+        );
+    }
+
+    #[test]
+    fn damaged_records_are_errors() {
+        assert!(parse_record(&[0u8; 10]).is_err());
+        let mut record = [0u8; 34];
+        record[32] = 200;
+        assert!(parse_record(&record).is_err());
+        assert_eq!(rock_ridge_name(b"NM\x03"), None);
+        assert_eq!(rock_ridge_name(b"NM\x09\x01\x00name"), Some("name".into()));
+    }
+}
