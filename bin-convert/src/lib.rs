@@ -14,8 +14,10 @@ pub mod iso;
 pub mod plan;
 pub mod preflight;
 pub mod render;
+pub mod start;
 pub mod state;
 pub mod system;
+pub mod work;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -146,16 +148,17 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// The files of a run, as node paths.
-struct Files {
-    install_dir: PathBuf,
-    state: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
-    lock: PathBuf,
+#[derive(Debug, Clone)]
+pub struct Files {
+    pub install_dir: PathBuf,
+    pub state: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub lock: PathBuf,
 }
 
 impl Files {
-    fn new(install_dir: PathBuf) -> Self {
+    pub fn new(install_dir: PathBuf) -> Self {
         Files {
             state: install_dir.join("xitc-convert.state"),
             config: install_dir.join("xitc-convert.config"),
@@ -205,10 +208,16 @@ where
     if cli.check {
         return check(&system, &config, out);
     }
-    let missing: Vec<&str> = plan::steps(state)
-        .iter()
-        .filter(|step| !step.implemented)
-        .map(|step| step.name)
+    // A conversion is started only when every state can be done: a node left
+    // half converted (shrunk, installer not set up) is worse than none.
+    let missing: Vec<String> = State::ALL
+        .into_iter()
+        .flat_map(|state| {
+            plan::steps(state)
+                .iter()
+                .filter(|step| step.action.is_none())
+                .map(move |step| format!("{state}/{}", step.name))
+        })
         .collect();
     if !missing.is_empty() {
         return Err(anyhow::anyhow!(
@@ -217,7 +226,7 @@ where
         ));
     }
     let _lock = lock(&system, &files.lock)?;
-    Ok(())
+    work::run_state(&system, &files, &config, state)
 }
 
 /// Holds `<install dir>/xitc-convert.lock` while a run works, so the boot hook

@@ -3,25 +3,38 @@
 //! so a crash or power loss anywhere re-runs the state; every step is
 //! idempotent for that reason.
 //!
-//! This version has the frame and the step lists; the steps' work is being built
-//! (issues "xitc-convert part 1/2"). A step without its work yet has no action,
-//! and a real run refuses, before any change, to run a state that has one.
+//! The steps' work is being built (issues "xitc-convert part 1/2"): a step
+//! without its work yet has no action, and a real run refuses, before any
+//! change, to start while any state has such a step.
 
+use crate::start;
 use crate::state::State;
+use crate::work::Work;
+
+/// A step's work.
+pub type Action = fn(&mut Work<'_>) -> anyhow::Result<()>;
 
 /// One step: its name, what it does (for `--dry-run`), and its work.
 #[derive(Debug, Clone, Copy)]
 pub struct Step {
     pub name: &'static str,
     pub does: &'static str,
-    pub implemented: bool,
+    pub action: Option<Action>,
 }
 
 const fn todo(name: &'static str, does: &'static str) -> Step {
     Step {
         name,
         does,
-        implemented: false,
+        action: None,
+    }
+}
+
+const fn step(name: &'static str, does: &'static str, action: Action) -> Step {
+    Step {
+        name,
+        does,
+        action: Some(action),
     }
 }
 
@@ -37,39 +50,47 @@ pub fn steps(state: State) -> &'static [Step] {
 }
 
 const START: [Step; 9] = [
-    todo(
+    step(
         "preflight",
         "check root, the root file system, space, GRUB2 and the network before any change",
+        start::preflight,
     ),
-    todo(
+    step(
         "save-config",
         "save this run's settings (0600, password as a hash) for the boot-time runs",
+        start::save_config,
     ),
-    todo(
+    step(
         "boot-hook",
         "install the systemd unit (upstart job without systemd) that re-runs xitc-convert on every boot",
+        start::boot_hook,
     ),
-    todo(
+    step(
         "download",
         "download the XenServer ISO and the appliance XVA in parallel, resumable, SHA-256 checked",
+        start::download,
     ),
-    todo(
+    step(
         "installer-files",
         "read install.img, boot/xen.gz, boot/vmlinuz and .treeinfo out of the ISO",
+        start::installer_files,
     ),
-    todo(
+    step(
         "ramdisk-source",
         "write the installer's xsinst/ (ISO, answerfile.xml, post-install script, dom0 boot hook)",
+        start::ramdisk_source,
     ),
-    todo(
+    step(
         "grub-entry",
         "add the \"XenServer installer\" GRUB entry, GRUB_DEFAULT=saved, update-grub",
+        start::grub_entry,
     ),
-    todo(
+    step(
         "shrink-hook",
         "install the initramfs hook that shrinks the root file system and partition 1; update-initramfs",
+        start::shrink_hook,
     ),
-    todo("prepare-reboot", "sync"),
+    step("prepare-reboot", "sync", start::prepare_reboot),
 ];
 
 const SETUP_INSTALLER: [Step; 4] = [

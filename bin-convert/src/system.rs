@@ -22,6 +22,8 @@ pub const ROOT_ENV: &str = "XITC_ROOT";
 #[derive(Debug, Clone)]
 pub struct System {
     root: PathBuf,
+    /// PATH for programs; `None`: this process's.
+    search_path: Option<std::ffi::OsString>,
 }
 
 impl System {
@@ -29,7 +31,16 @@ impl System {
     pub fn new(root: Option<PathBuf>) -> Self {
         System {
             root: root.unwrap_or_else(|| PathBuf::from("/")),
+            search_path: None,
         }
+    }
+
+    /// Programs are looked up in `search_path` instead of this process's PATH
+    /// (tests put their stand-ins first without changing the whole process).
+    #[must_use]
+    pub fn with_search_path(mut self, search_path: impl Into<std::ffi::OsString>) -> Self {
+        self.search_path = Some(search_path.into());
+        self
     }
 
     pub fn is_sandboxed(&self) -> bool {
@@ -89,6 +100,18 @@ impl System {
         contents: &[u8],
         mode: u32,
     ) -> anyhow::Result<()> {
+        self.write_atomic_with(path, mode, |file| file.write_all(contents))
+    }
+
+    /// [`System::write_atomic`] for contents that `write_contents` streams into
+    /// the file (large files in bounded memory). An error from it leaves the old
+    /// file in place.
+    pub fn write_atomic_with(
+        &self,
+        path: impl AsRef<Path>,
+        mode: u32,
+        write_contents: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> anyhow::Result<()> {
         let path = path.as_ref();
         let target = self.path(path);
         let dir = target
@@ -110,7 +133,7 @@ impl System {
                 .mode(mode)
                 .open(&temp)?;
             file.set_permissions(fs::Permissions::from_mode(mode))?;
-            file.write_all(contents)?;
+            write_contents(&mut file)?;
             file.sync_all()?;
             fs::rename(&temp, &target)?;
             File::open(dir)?.sync_all()
@@ -119,6 +142,27 @@ impl System {
             let _ = fs::remove_file(&temp);
         }
         result.with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Makes `link` a symbolic link to `target` (replacing what is there).
+    pub fn symlink(&self, target: impl AsRef<Path>, link: impl AsRef<Path>) -> anyhow::Result<()> {
+        let link_path = self.path(&link);
+        let _ = fs::remove_file(&link_path);
+        std::os::unix::fs::symlink(target.as_ref(), &link_path)
+            .with_context(|| format!("linking {}", link.as_ref().display()))
+    }
+
+    /// Makes `link` a hard link to `original` (replacing what is there): the
+    /// same bytes under a second name without a copy.
+    pub fn hard_link(
+        &self,
+        original: impl AsRef<Path>,
+        link: impl AsRef<Path>,
+    ) -> anyhow::Result<()> {
+        let link_path = self.path(&link);
+        let _ = fs::remove_file(&link_path);
+        fs::hard_link(self.path(&original), &link_path)
+            .with_context(|| format!("linking {}", link.as_ref().display()))
     }
 
     /// Appends a line (for the log).
@@ -147,15 +191,24 @@ impl System {
 
     /// Where `program` is in PATH, if anywhere.
     pub fn find_program(&self, program: &str) -> Option<PathBuf> {
-        which::which(program).ok()
+        match &self.search_path {
+            Some(path) => which::which_in(program, Some(path), "/").ok(),
+            None => which::which(program).ok(),
+        }
     }
 
     /// Runs `program` with `args` (found in PATH, `XITC_ROOT` set when
     /// sandboxed); its stdout when it succeeds, else an error with its status and
     /// the end of its stderr.
     pub fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
-        let mut command = Command::new(program);
+        let found = self
+            .find_program(program)
+            .unwrap_or_else(|| PathBuf::from(program));
+        let mut command = Command::new(found);
         command.args(args).stdin(Stdio::null());
+        if let Some(path) = &self.search_path {
+            command.env("PATH", path);
+        }
         if self.is_sandboxed() {
             command.env(ROOT_ENV, &self.root);
         }

@@ -3,6 +3,7 @@
 //! test checks that nothing in the sandbox changed where nothing may change.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -220,7 +221,7 @@ fn a_real_run_refuses_steps_it_cannot_do_and_changes_nothing() {
         TOOL,
         &output,
         1,
-        "state START: this version of xitc-convert cannot do the steps preflight, save-config",
+        "state START: this version of xitc-convert cannot do the steps SETUP_INSTALLER/remove-shrink-hook",
     );
     assert!(!text(&output).1.contains("secret-pw-2"));
     assert_eq!(sandbox.tree(), before);
@@ -578,4 +579,208 @@ fn check_reports_every_problem_at_once() {
             "{problem:?} missing from {stderr}"
         );
     }
+}
+
+/// Stand-ins that record how they were called in `$XITC_ROOT/commands.log`.
+fn recording_stand_ins(bin: &Path) {
+    for (name, output) in [
+        ("update-grub", ""),
+        ("update-initramfs", ""),
+        ("sync", ""),
+        ("reboot", ""),
+        ("blkid", "echo 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19"),
+    ] {
+        let path = bin.join(name);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho \"{name} $*\" >> \"$XITC_ROOT/commands.log\"\n{output}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), bytes).unwrap();
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn installer_iso(dir: &Path) -> Vec<u8> {
+    let tree = dir.join("iso-tree");
+    for (path, bytes) in [
+        (
+            ".treeinfo",
+            b"[general]\nfamily = XCP-ng\nversion = 8.3.0\n".to_vec(),
+        ),
+        ("install.img", vec![7u8; 300_000]),
+        ("boot/xen.gz", vec![8u8; 20_000]),
+        ("boot/vmlinuz", vec![9u8; 40_000]),
+    ] {
+        let file = tree.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, bytes).unwrap();
+    }
+    let iso = dir.join("installer.iso");
+    let status = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-R", "-quiet", "-o"])
+        .arg(&iso)
+        .arg(&tree)
+        .status()
+        .expect("xorriso (scripts/install-test-deps)");
+    assert!(status.success());
+    std::fs::read(iso).unwrap()
+}
+
+#[test]
+fn start_runs_every_step_in_the_sandbox_and_again_after_a_crash() {
+    use bin_convert::state::State;
+    let sandbox = Sandbox::new();
+    let root = sandbox.root.path().to_path_buf();
+    let bin = node_fixture(&sandbox, "ext4", 1);
+    recording_stand_ins(&bin);
+    std::os::unix::fs::chown(root.join("proc/self"), Some(0), Some(0))
+        .expect("this test runs as root (as CI does)");
+    std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
+    std::fs::create_dir_all(root.join("etc/grub.d")).unwrap();
+    std::fs::create_dir_all(root.join("usr/share/initramfs-tools/hooks")).unwrap();
+    std::fs::create_dir_all(root.join("usr/share/initramfs-tools/scripts/local-premount")).unwrap();
+
+    let nginx = xitc_test_support::Nginx::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let iso = installer_iso(scratch.path());
+    std::fs::write(nginx.root().join("installer.iso"), &iso).unwrap();
+    let xva = vec![42u8; 123_456];
+    std::fs::write(nginx.root().join("appliance.xva"), &xva).unwrap();
+
+    let config = Config {
+        appliance_url: nginx.url("appliance.xva"),
+        appliance_label: "Devstack".into(),
+        iso_url: nginx.url("installer.iso"),
+        iso_sha256: Some(sha256_hex(&iso)),
+        appliance_sha256: Some(sha256_hex(&xva)),
+        ubuntu_size: None,
+        installer_disk: "sda".into(),
+        installer_nic: "eth0".into(),
+        root_password_hash: bin_convert::config::hash_password(&Secret::new("pw")).unwrap(),
+    };
+    let system = System::new(Some(root.clone())).with_search_path(path_with(&bin));
+    let files = bin_convert::Files::new(PathBuf::from(INSTALL));
+    if let Err(error) = bin_convert::work::run_state(&system, &files, &config, State::Start) {
+        panic!("START failed: {error:#}");
+    }
+
+    check_start_result(&root, &config, &iso, &xva);
+    let install = root.join(INSTALL.trim_start_matches('/'));
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+
+    // A crash anywhere leaves the state START: the whole state runs again and
+    // ends the same, without downloading the verified files again.
+    let requests = nginx.access_log().lines().count();
+    std::fs::write(install.join("xitc-convert.state"), "START\n").unwrap();
+    bin_convert::work::run_state(&system, &files, &config, State::Start).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(install.join("xitc-convert.state")).unwrap(),
+        "SETUP_INSTALLER\n"
+    );
+    assert_eq!(
+        nginx.access_log().lines().count(),
+        requests,
+        "downloads repeated"
+    );
+    assert_eq!(std::fs::read(install.join("xenserver.iso")).unwrap(), iso);
+    assert!(read("etc/default/grub").contains("GRUB_DEFAULT=saved\n"));
+}
+
+/// What a finished START leaves in the sandbox `root`.
+fn check_start_result(root: &Path, config: &Config, iso: &[u8], xva: &[u8]) {
+    let install = root.join(INSTALL.trim_start_matches('/'));
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(install.join("xitc-convert.state")).unwrap(),
+        "SETUP_INSTALLER\n"
+    );
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&install.join("xitc-convert.config")), 0o600);
+    assert!(
+        read("etc/systemd/system/xitc-convert.service")
+            .contains(&format!("--install-dir \"{INSTALL}\""))
+    );
+    assert!(
+        root.join("etc/systemd/system/multi-user.target.wants/xitc-convert.service")
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read(install.join("xenserver.iso")).unwrap(), iso);
+    assert_eq!(std::fs::read(install.join("appliance.xva")).unwrap(), xva);
+    assert_eq!(
+        std::fs::read(install.join("installer/install.img")).unwrap(),
+        vec![7u8; 300_000]
+    );
+    assert_eq!(
+        std::fs::read(install.join("installer/xen.gz")).unwrap(),
+        vec![8u8; 20_000]
+    );
+    assert_eq!(
+        std::fs::metadata(install.join("xsinst/xenserver.iso"))
+            .unwrap()
+            .ino(),
+        std::fs::metadata(install.join("xenserver.iso"))
+            .unwrap()
+            .ino(),
+        "xsinst/ holds the ISO as a hard link, not a copy"
+    );
+    let answerfile = std::fs::read_to_string(install.join("xsinst/answerfile.xml")).unwrap();
+    assert!(answerfile.contains(&format!(
+        "<root-password type=\"hash\">{}</root-password>",
+        config.root_password_hash
+    )));
+    assert!(
+        answerfile.contains("<primary-disk preserve-first-partition=\"true\">sda</primary-disk>")
+    );
+    assert!(answerfile.contains("sr-type=\"ext\""), "XCP-ng 8.3 dialect");
+    assert!(
+        std::fs::read_to_string(install.join("xsinst/xitc-dom0-boot"))
+            .unwrap()
+            .contains("UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19")
+    );
+    let grub = read("etc/grub.d/45_xitc-installer");
+    assert!(
+        grub.contains(&format!("multiboot {INSTALL}/installer/xen.gz")),
+        "{grub}"
+    );
+    assert!(grub.contains("make-ramdisk=/dev/sda2"), "{grub}");
+    assert!(read("etc/default/grub").contains("GRUB_DEFAULT=saved\n"));
+    assert_eq!(
+        read("usr/share/initramfs-tools/hooks/xitc-shrink"),
+        bin_convert::render::SHRINK_HOOK
+    );
+    let premount = read("usr/share/initramfs-tools/scripts/local-premount/xitc-shrink");
+    // 2 GiB in use (df stand-in) + 2 GiB: 4 GiB.
+    assert!(
+        premount.contains(&format!("TARGET_KIB={}\n", 4u64 << 20)),
+        "{premount}"
+    );
+    assert!(
+        premount.contains("PART='/dev/xvda1'\nDISK='/dev/xvda'\n"),
+        "{premount}"
+    );
+    assert_eq!(
+        read("commands.log"),
+        "blkid -s UUID -o value /dev/xvda1\nupdate-grub \nupdate-initramfs -u\nsync \nreboot \n"
+    );
+    let log = std::fs::read_to_string(install.join("xitc-convert.log")).unwrap();
+    assert!(
+        log.contains("state START: done; next state SETUP_INSTALLER"),
+        "{log}"
+    );
 }

@@ -1,0 +1,233 @@
+//! START's steps (DESIGN §5), in Ubuntu, before the first reboot.
+//!
+//! Where the installer's ramdisk comes from: the installer mounts its
+//! `make-ramdisk=` device as iso9660, vfat or ext3 only, and Ubuntu's root is
+//! ext4 with extents, which does not mount as ext3. So START writes the ramdisk's
+//! contents to `<install dir>/xsinst/` on the root file system, and
+//! SETUP_INSTALLER — after the boot-time shrink has made room behind partition 1
+//! — creates partition 2 as ext3, copies `xsinst/` onto it, and the GRUB entry
+//! passes `make-ramdisk=/dev/<installer disk>2`. The installer keeps partition 1
+//! (`preserve-first-partition`) and reuses the rest of the disk for dom0 only
+//! after it has copied the ramdisk.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use xitc_common::download::{self, Download};
+use xitc_common::exit;
+use xitc_common::poll::Deadline;
+
+use crate::iso::{self, Iso};
+use crate::preflight::{self, MARGIN_BYTES};
+use crate::render::{self, Answers, Dom0Hook, InstallerEntry, Shrink};
+use crate::work::Work;
+
+/// How long the downloads may take in all.
+const DOWNLOAD_LIMIT: Duration = Duration::from_secs(6 * 3600);
+
+fn in_install(work: &Work<'_>, name: &str) -> PathBuf {
+    work.files.install_dir.join(name)
+}
+
+fn node<'w>(work: &'w Work<'_>) -> anyhow::Result<&'w preflight::Node> {
+    work.node.as_ref().context("the preflight step has not run")
+}
+
+pub fn preflight(work: &mut Work<'_>) -> anyhow::Result<()> {
+    work.node = Some(preflight::check(work.system, work.config)?);
+    Ok(())
+}
+
+pub fn save_config(work: &mut Work<'_>) -> anyhow::Result<()> {
+    work.config.save(work.system, &work.files.config)
+}
+
+pub fn boot_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let binary = in_install(work, "xitc-convert");
+    let binary = binary.to_str().context("the install dir is not UTF-8")?;
+    let install_dir = work
+        .files
+        .install_dir
+        .to_str()
+        .context("the install dir is not UTF-8")?;
+    if work.system.exists("/run/systemd/system") {
+        let unit = "/etc/systemd/system/xitc-convert.service";
+        work.system.create_dir_all("/etc/systemd/system")?;
+        work.system.write_atomic(
+            unit,
+            render::systemd_unit(binary, install_dir).as_bytes(),
+            0o644,
+        )?;
+        work.system
+            .create_dir_all("/etc/systemd/system/multi-user.target.wants")?;
+        work.system.symlink(
+            unit,
+            "/etc/systemd/system/multi-user.target.wants/xitc-convert.service",
+        )
+    } else {
+        work.system.write_atomic(
+            "/etc/init/xitc-convert.conf",
+            render::upstart_job(binary, install_dir).as_bytes(),
+            0o644,
+        )
+    }
+}
+
+pub fn download(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let downloads = [
+        Download {
+            url: work.config.iso_url.clone(),
+            destination: work.system.path(in_install(work, "xenserver.iso")),
+            sha256: work.config.iso_sha256.clone(),
+        },
+        Download {
+            url: work.config.appliance_url.clone(),
+            destination: work.system.path(in_install(work, "appliance.xva")),
+            sha256: work.config.appliance_sha256.clone(),
+        },
+    ];
+    let deadline = Deadline::new(Instant::now(), Some(DOWNLOAD_LIMIT));
+    let sums = download::fetch_all(&downloads, &deadline)?;
+    for (download, sum) in downloads.iter().zip(sums) {
+        work.log
+            .line(&format!("downloaded {} (SHA-256 {sum})", download.url));
+    }
+    Ok(())
+}
+
+fn open_iso(work: &Work<'_>) -> anyhow::Result<Iso> {
+    Iso::open(&work.system.path(in_install(work, "xenserver.iso")))
+}
+
+pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let mut iso = open_iso(work)?;
+    let installer = iso::identify(&mut iso)?;
+    work.log.line(&format!(
+        "installer: {} {}",
+        installer.product, installer.version
+    ));
+    let dir = in_install(work, "installer");
+    work.system.create_dir_all(&dir)?;
+    for (inside, name) in [
+        ("install.img", "install.img"),
+        ("boot/xen.gz", "xen.gz"),
+        ("boot/vmlinuz", "vmlinuz"),
+    ] {
+        work.system
+            .write_atomic_with(dir.join(name), 0o644, |file| {
+                iso.copy(inside, file)
+                    .map(drop)
+                    .map_err(|error| std::io::Error::other(format!("{error:#}")))
+            })?;
+    }
+    Ok(())
+}
+
+pub fn ramdisk_source(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let mut iso = open_iso(work)?;
+    let installer = iso::identify(&mut iso)?;
+    let xsinst = in_install(work, "xsinst");
+    work.system.create_dir_all(&xsinst)?;
+    work.system.hard_link(
+        in_install(work, "xenserver.iso"),
+        xsinst.join("xenserver.iso"),
+    )?;
+    let answers = Answers {
+        dialect: installer.dialect,
+        disk: work.config.installer_disk.clone(),
+        root_password_hash: work.config.root_password_hash.clone(),
+        source_url: "file:///tmp/ramdisk".to_owned(),
+        post_install_url: "file:///tmp/ramdisk/postinst.sh".to_owned(),
+        nic: work.config.installer_nic.clone(),
+    };
+    work.system.write_atomic(
+        xsinst.join("answerfile.xml"),
+        render::answerfile(&answers)?.as_bytes(),
+        0o600,
+    )?;
+    let root_device = node(work)?.root_device.clone();
+    let uuid = work
+        .system
+        .run("blkid", &["-s", "UUID", "-o", "value", &root_device])?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(!uuid.is_empty(), "blkid gave no UUID for {root_device}");
+    let hook = Dom0Hook {
+        ramdisk_dir: "/tmp/ramdisk".to_owned(),
+        ubuntu_uuid: uuid,
+        ubuntu_mount: "/mnt/ubuntu".to_owned(),
+        install_dir: work.files.install_dir.to_string_lossy().into_owned(),
+    };
+    work.system.write_atomic(
+        xsinst.join("postinst.sh"),
+        render::post_install_script(&hook).as_bytes(),
+        0o755,
+    )?;
+    work.system.write_atomic(
+        xsinst.join("xitc-dom0-boot"),
+        render::dom0_boot_script(&hook).as_bytes(),
+        0o755,
+    )
+}
+
+pub fn grub_entry(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let entry = InstallerEntry {
+        files_dir: in_install(work, "installer").to_string_lossy().into_owned(),
+        ramdisk_device: format!("/dev/{}2", work.config.installer_disk),
+        answerfile_url: "file:///tmp/ramdisk/answerfile.xml".to_owned(),
+    };
+    work.system.write_atomic(
+        "/etc/grub.d/45_xitc-installer",
+        render::grub_installer_script(&entry)?.as_bytes(),
+        0o755,
+    )?;
+    let default = work
+        .system
+        .read_to_string("/etc/default/grub")
+        .context("reading /etc/default/grub")?;
+    work.system.write_atomic(
+        "/etc/default/grub",
+        render::edit_default_grub(&default).as_bytes(),
+        0o644,
+    )?;
+    work.system.run("update-grub", &[]).map(drop)
+}
+
+pub fn shrink_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let node = node(work)?.clone();
+    // Space in use now, with the downloads, which stay on the Ubuntu side.
+    let used = work
+        .system
+        .run("df", &["-B1", "--output=used,avail", "/"])
+        .ok()
+        .and_then(|output| preflight::parse_df(&output))
+        .map_or(node.used_bytes, |(used, _)| used);
+    let target = work.config.ubuntu_size.unwrap_or(used + 2 * MARGIN_BYTES);
+    if used + MARGIN_BYTES > target {
+        return Err(exit::usage(format!(
+            "--ubuntu-size {target} bytes is too small: {used} bytes are in use on / with the downloads"
+        )));
+    }
+    let partition = node.root_device.clone();
+    let script = render::shrink_premount_script(&Shrink {
+        partition,
+        disk: format!("/dev/{}", node.disk),
+        target_bytes: target,
+    })?;
+    work.system.write_atomic(
+        "/usr/share/initramfs-tools/hooks/xitc-shrink",
+        render::SHRINK_HOOK.as_bytes(),
+        0o755,
+    )?;
+    work.system.write_atomic(
+        "/usr/share/initramfs-tools/scripts/local-premount/xitc-shrink",
+        script.as_bytes(),
+        0o755,
+    )?;
+    work.system.run("update-initramfs", &["-u"]).map(drop)
+}
+
+pub fn prepare_reboot(work: &mut Work<'_>) -> anyhow::Result<()> {
+    work.system.run("sync", &[]).map(drop)
+}
