@@ -14,6 +14,7 @@ pub mod iso;
 pub mod plan;
 pub mod preflight;
 pub mod render;
+pub mod setup_installer;
 pub mod start;
 pub mod state;
 pub mod system;

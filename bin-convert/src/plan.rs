@@ -7,6 +7,7 @@
 //! without its work yet has no action, and a real run refuses, before any
 //! change, to start while any state has such a step.
 
+use crate::setup_installer;
 use crate::start;
 use crate::state::State;
 use crate::work::Work;
@@ -93,22 +94,36 @@ const START: [Step; 9] = [
     step("prepare-reboot", "sync", start::prepare_reboot),
 ];
 
-const SETUP_INSTALLER: [Step; 4] = [
-    todo(
+const SETUP_INSTALLER: [Step; 6] = [
+    step(
+        "inspect",
+        "read the node again (root device, disk, network)",
+        setup_installer::inspect,
+    ),
+    step(
         "remove-shrink-hook",
         "remove the initramfs hook and rebuild the initramfs",
+        setup_installer::remove_shrink_hook,
     ),
-    todo(
+    step(
         "verify-shrink",
         "check that the root file system and partition 1 were shrunk (stop otherwise)",
+        setup_installer::verify_shrink,
     ),
-    todo(
+    step(
         "save-settings",
         "save the network settings and /root/.ssh/authorized_keys into xsinst/",
+        setup_installer::save_settings,
     ),
-    todo(
+    step(
+        "ramdisk-partition",
+        "create partition 2 (ext3) behind the root and copy xsinst/ onto it",
+        setup_installer::ramdisk_partition,
+    ),
+    step(
         "boot-installer-once",
         "boot the XenServer installer next, once (grub-reboot)",
+        setup_installer::boot_installer_once,
     ),
 ];
 

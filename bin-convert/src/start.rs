@@ -209,6 +209,11 @@ pub fn shrink_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
             "--ubuntu-size {target} bytes is too small: {used} bytes are in use on / with the downloads"
         )));
     }
+    work.system.write_atomic(
+        in_install(work, crate::setup_installer::SHRINK_TARGET_FILE),
+        format!("{target}\n").as_bytes(),
+        0o644,
+    )?;
     let partition = node.root_device.clone();
     let script = render::shrink_premount_script(&Shrink {
         partition,

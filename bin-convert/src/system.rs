@@ -144,6 +144,46 @@ impl System {
         result.with_context(|| format!("writing {}", path.display()))
     }
 
+    /// Removes a file; one that is not there is fine.
+    pub fn remove_file(&self, path: impl AsRef<Path>) -> anyhow::Result<()> {
+        let path = path.as_ref();
+        match fs::remove_file(self.path(path)) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                Err(error).with_context(|| format!("removing {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The files in a directory: name and length.
+    pub fn list_files(
+        &self,
+        dir: impl AsRef<Path>,
+    ) -> anyhow::Result<Vec<(std::ffi::OsString, u64)>> {
+        let dir = dir.as_ref();
+        let mut files = Vec::new();
+        for entry in
+            fs::read_dir(self.path(dir)).with_context(|| format!("listing {}", dir.display()))?
+        {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_file() {
+                files.push((entry.file_name(), meta.len()));
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Copies a file (streamed, atomically, keeping its permission bits).
+    pub fn copy_file(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> anyhow::Result<()> {
+        let from = from.as_ref();
+        let mut input =
+            File::open(self.path(from)).with_context(|| format!("reading {}", from.display()))?;
+        let mode = input.metadata()?.permissions().mode() & 0o7777;
+        self.write_atomic_with(to, mode, |file| io::copy(&mut input, file).map(drop))
+    }
+
     /// Makes `link` a symbolic link to `target` (replacing what is there).
     pub fn symlink(&self, target: impl AsRef<Path>, link: impl AsRef<Path>) -> anyhow::Result<()> {
         let link_path = self.path(&link);
@@ -201,20 +241,41 @@ impl System {
     /// sandboxed); its stdout when it succeeds, else an error with its status and
     /// the end of its stderr.
     pub fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        self.run_with_input(program, args, "")
+    }
+
+    /// [`System::run`] with `input` on the program's stdin.
+    pub fn run_with_input(
+        &self,
+        program: &str,
+        args: &[&str],
+        input: &str,
+    ) -> anyhow::Result<String> {
         let found = self
             .find_program(program)
             .unwrap_or_else(|| PathBuf::from(program));
         let mut command = Command::new(found);
-        command.args(args).stdin(Stdio::null());
+        command
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         if let Some(path) = &self.search_path {
             command.env("PATH", path);
         }
         if self.is_sandboxed() {
             command.env(ROOT_ENV, &self.root);
         }
-        let output = command
-            .output()
+        let mut child = command
+            .spawn()
             .with_context(|| format!("running {program} (is it installed and in PATH?)"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A program that does not read its input closes the pipe: not an error.
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        let output = child
+            .wait_with_output()
+            .with_context(|| format!("running {program}"))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let last = stderr

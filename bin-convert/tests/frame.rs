@@ -221,7 +221,7 @@ fn a_real_run_refuses_steps_it_cannot_do_and_changes_nothing() {
         TOOL,
         &output,
         1,
-        "state START: this version of xitc-convert cannot do the steps SETUP_INSTALLER/remove-shrink-hook",
+        "state START: this version of xitc-convert cannot do the steps XENSERVER_FIRSTBOOT/wait-xapi",
     );
     assert!(!text(&output).1.contains("secret-pw-2"));
     assert_eq!(sandbox.tree(), before);
@@ -642,8 +642,10 @@ fn installer_iso(dir: &Path) -> Vec<u8> {
     std::fs::read(iso).unwrap()
 }
 
+// One story, START then SETUP_INSTALLER, as the node lives it.
+#[allow(clippy::too_many_lines)]
 #[test]
-fn start_runs_every_step_in_the_sandbox_and_again_after_a_crash() {
+fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
     use bin_convert::state::State;
     let sandbox = Sandbox::new();
     let root = sandbox.root.path().to_path_buf();
@@ -700,6 +702,121 @@ fn start_runs_every_step_in_the_sandbox_and_again_after_a_crash() {
     );
     assert_eq!(std::fs::read(install.join("xenserver.iso")).unwrap(), iso);
     assert!(read("etc/default/grub").contains("GRUB_DEFAULT=saved\n"));
+
+    // The reboot; the initramfs did (or did not) shrink the root.
+    setup_installer_world(&root, &bin);
+    std::fs::write(root.join("commands.log"), "").unwrap();
+    std::fs::write(bin.join("fs-blocks"), "2621440\n").unwrap(); // 10 GiB: not shrunk
+    let error =
+        bin_convert::work::run_state(&system, &files, &config, State::SetupInstaller).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("the root was not shrunk"),
+        "{error:#}"
+    );
+    assert_eq!(
+        read(&format!(
+            "{}/xitc-convert.state",
+            INSTALL.trim_start_matches('/')
+        )),
+        "SETUP_INSTALLER\n"
+    );
+    assert!(
+        !read("commands.log").contains("reboot"),
+        "no reboot after a failed shrink"
+    );
+
+    std::fs::write(bin.join("fs-blocks"), "1048576\n").unwrap(); // 4 GiB: shrunk
+    std::fs::write(root.join("commands.log"), "").unwrap();
+    if let Err(error) =
+        bin_convert::work::run_state(&system, &files, &config, State::SetupInstaller)
+    {
+        panic!("SETUP_INSTALLER failed: {error:#}");
+    }
+    assert_eq!(
+        read(&format!(
+            "{}/xitc-convert.state",
+            INSTALL.trim_start_matches('/')
+        )),
+        "XENSERVER_FIRSTBOOT\n"
+    );
+    assert!(
+        !root
+            .join("usr/share/initramfs-tools/hooks/xitc-shrink")
+            .exists()
+    );
+    let commands = read("commands.log");
+    // Partition 2 starts at the first 1 MiB boundary behind partition 1.
+    let part1_end = 2048 + (4u64 << 30) / 512 + 2048;
+    let part2_start = part1_end.div_ceil(2048) * 2048;
+    for expected in [
+        "update-initramfs -u\n",
+        &format!("sfdisk -q --append --no-reread /dev/xvda\n<start={part2_start}, size="),
+        "partx -a --nr 2 /dev/xvda\n",
+        "mkfs.ext3 -q -F /dev/xvda2\n",
+        "mount /dev/xvda2 /mnt/xitc-ramdisk\n",
+        "umount /mnt/xitc-ramdisk\n",
+        "grub-reboot XenServer installer\n",
+        "reboot \n",
+    ] {
+        assert!(
+            commands.contains(expected),
+            "{expected:?} not in:\n{commands}"
+        );
+    }
+    let ramdisk = root.join("mnt/xitc-ramdisk/xsinst");
+    let settings = std::fs::read_to_string(ramdisk.join("cloud-settings")).unwrap();
+    assert_eq!(
+        settings,
+        "ADDRESS=203.0.171.17\nNETMASK=255.255.255.0\nGATEWAY=203.15.171.1\n\
+         MACADDRESS=bc:76:4e:20:1a:2b\nNAMESERVERS=203.0.113.53,198.51.100.53\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ramdisk.join("authorized_keys")).unwrap(),
+        "ssh-ed25519 AAAA user@laptop\n"
+    );
+    assert_eq!(std::fs::read(ramdisk.join("xenserver.iso")).unwrap(), iso);
+    assert!(ramdisk.join("answerfile.xml").is_file() && ramdisk.join("postinst.sh").is_file());
+}
+
+/// The node after START's reboot: sysfs for the (shrunk) partition 1, the user's
+/// keys, and stand-ins for the programs SETUP_INSTALLER runs (dumpe2fs reports
+/// the block count in `bin/fs-blocks`).
+fn setup_installer_world(root: &Path, bin: &Path) {
+    let part = root.join("sys/devices/vbd-51712/block/xvda/xvda1");
+    std::fs::write(part.join("start"), "2048\n").unwrap();
+    std::fs::write(
+        part.join("size"),
+        format!("{}\n", (4u64 << 30) / 512 + 2048),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("root/.ssh")).unwrap();
+    std::fs::write(
+        root.join("root/.ssh/authorized_keys"),
+        "ssh-ed25519 AAAA user@laptop\n",
+    )
+    .unwrap();
+    let record = "echo \"$(basename \"$0\") $*\" >> \"$XITC_ROOT/commands.log\"";
+    for (name, body) in [
+        (
+            "dumpe2fs",
+            "printf 'Block count:              %s\\nBlock size:               4096\\n' \"$(cat \"$(dirname \"$0\")/fs-blocks\")\"".to_owned(),
+        ),
+        (
+            "sfdisk",
+            format!(
+                "{record}\nprintf '<%s' \"$(cat)\" >> \"$XITC_ROOT/commands.log\"\necho >> \"$XITC_ROOT/commands.log\""
+            ),
+        ),
+        ("partx", record.to_owned()),
+        ("mkfs.ext3", record.to_owned()),
+        ("mount", record.to_owned()),
+        ("umount", record.to_owned()),
+        ("grub-reboot", record.to_owned()),
+    ] {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
 }
 
 /// What a finished START leaves in the sandbox `root`.

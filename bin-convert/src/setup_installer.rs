@@ -1,0 +1,183 @@
+//! SETUP_INSTALLER's steps (DESIGN §5): in Ubuntu, after the boot-time shrink.
+//! They check the shrink happened (and stop, state unchanged, when it did not),
+//! put the ramdisk source on a new ext3 partition 2 behind the shrunk root (see
+//! `start.rs` for why), save the cloud's network settings and the user's
+//! authorized_keys for dom0, and boot the installer once with `grub-reboot`, so
+//! that a failed install falls back to Ubuntu.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::preflight;
+use crate::render::{INSTALLER_ENTRY, SHRINK_MARGIN_SECTORS};
+use crate::work::Work;
+
+/// Where START recorded the size the shrink aims at (bytes).
+pub const SHRINK_TARGET_FILE: &str = "xitc-convert.shrink-target";
+
+/// Room on partition 2 beyond `xsinst/` itself.
+const RAMDISK_SLACK: u64 = 64 << 20;
+
+/// Where partition 2 is mounted while `xsinst/` is copied onto it.
+const RAMDISK_MOUNT: &str = "/mnt/xitc-ramdisk";
+
+fn node<'w>(work: &'w Work<'_>) -> anyhow::Result<&'w preflight::Node> {
+    work.node.as_ref().context("the inspect step has not run")
+}
+
+/// `xvda` + 2 → `xvda2`; `nvme0n1` + 2 → `nvme0n1p2`.
+pub fn partition_name(disk: &str, number: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{number}")
+    } else {
+        format!("{disk}{number}")
+    }
+}
+
+fn sysfs_number(work: &Work<'_>, path: &str) -> anyhow::Result<u64> {
+    work.system
+        .read_to_string(path)
+        .with_context(|| format!("reading {path}"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{path} does not hold a number"))
+}
+
+pub fn inspect(work: &mut Work<'_>) -> anyhow::Result<()> {
+    work.node = Some(preflight::check(work.system, work.config)?);
+    Ok(())
+}
+
+pub fn remove_shrink_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
+    for path in [
+        "/usr/share/initramfs-tools/hooks/xitc-shrink",
+        "/usr/share/initramfs-tools/scripts/local-premount/xitc-shrink",
+    ] {
+        work.system.remove_file(path)?;
+    }
+    work.system.run("update-initramfs", &["-u"]).map(drop)
+}
+
+pub fn verify_shrink(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let node = node(work)?.clone();
+    let target_file = work.files.install_dir.join(SHRINK_TARGET_FILE);
+    let target: u64 = work
+        .system
+        .read_to_string(&target_file)
+        .with_context(|| format!("reading {}", target_file.display()))?
+        .trim()
+        .parse()
+        .context("the shrink target is not a number")?;
+    let header = work.system.run("dumpe2fs", &["-h", &node.root_device])?;
+    let value = |key: &str| -> anyhow::Result<u64> {
+        header
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.trim_start_matches(':').trim().parse().ok())
+            .with_context(|| format!("dumpe2fs shows no {key} for {}", node.root_device))
+    };
+    let fs_bytes = value("Block count")? * value("Block size")?;
+    let part = node.root_device.trim_start_matches("/dev/").to_owned();
+    let part_bytes = sysfs_number(work, &format!("/sys/class/block/{part}/size"))? * 512;
+    let most = fs_bytes + SHRINK_MARGIN_SECTORS * 512 + (1 << 20);
+    if fs_bytes > target || part_bytes > most {
+        anyhow::bail!(
+            "the root was not shrunk (file system {fs_bytes} bytes, partition {part_bytes} bytes, \
+             target {target} bytes): see the boot messages of the initramfs (xitc-shrink); \
+             the state stays SETUP_INSTALLER and the node does not reboot"
+        );
+    }
+    Ok(())
+}
+
+pub fn ramdisk_partition(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let node = node(work)?.clone();
+    let disk_device = format!("/dev/{}", node.disk);
+    let part1 = node.root_device.trim_start_matches("/dev/").to_owned();
+    let part2 = partition_name(&node.disk, 2);
+    let xsinst = work.files.install_dir.join("xsinst");
+    let needed = work
+        .system
+        .list_files(&xsinst)?
+        .iter()
+        .map(|(_, length)| length)
+        .sum::<u64>()
+        + RAMDISK_SLACK;
+    if !work.system.exists(format!("/sys/class/block/{part2}")) {
+        let start1 = sysfs_number(work, &format!("/sys/class/block/{part1}/start"))?;
+        let size1 = sysfs_number(work, &format!("/sys/class/block/{part1}/size"))?;
+        let start = (start1 + size1).div_ceil(2048) * 2048;
+        let sectors = needed.div_ceil(512).div_ceil(2048) * 2048;
+        let table = format!("start={start}, size={sectors}, type=83\n");
+        work.system.run_with_input(
+            "sfdisk",
+            &["-q", "--append", "--no-reread", &disk_device],
+            &table,
+        )?;
+        work.system
+            .run("partx", &["-a", "--nr", "2", &disk_device])?;
+    }
+    let part2_device = format!("/dev/{part2}");
+    work.system.run("mkfs.ext3", &["-q", "-F", &part2_device])?;
+    work.system.create_dir_all(RAMDISK_MOUNT)?;
+    work.system.run("mount", &[&part2_device, RAMDISK_MOUNT])?;
+    let target = Path::new(RAMDISK_MOUNT).join("xsinst");
+    let copied = work.system.create_dir_all(&target).and_then(|()| {
+        for (name, _) in work.system.list_files(&xsinst)? {
+            work.system
+                .copy_file(xsinst.join(&name), target.join(&name))?;
+        }
+        Ok(())
+    });
+    let unmounted = work.system.run("umount", &[RAMDISK_MOUNT]);
+    copied?;
+    unmounted.map(drop)
+}
+
+pub fn save_settings(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let node = node(work)?.clone();
+    let network = &node.network;
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(network.prefix))
+        .unwrap_or(0);
+    let netmask = std::net::Ipv4Addr::from(mask);
+    let nameservers: Vec<String> = network
+        .nameservers
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut settings = String::new();
+    let _ = writeln!(settings, "ADDRESS={}", network.address);
+    let _ = writeln!(settings, "NETMASK={netmask}");
+    let _ = writeln!(settings, "GATEWAY={}", network.gateway);
+    let _ = writeln!(settings, "MACADDRESS={}", network.mac);
+    let _ = writeln!(settings, "NAMESERVERS={}", nameservers.join(","));
+    let xsinst: PathBuf = work.files.install_dir.join("xsinst");
+    work.system
+        .write_atomic(xsinst.join("cloud-settings"), settings.as_bytes(), 0o600)?;
+    let keys = work
+        .system
+        .read_to_string("/root/.ssh/authorized_keys")
+        .context("reading /root/.ssh/authorized_keys (without it nobody could log in to dom0)")?;
+    work.system
+        .write_atomic(xsinst.join("authorized_keys"), keys.as_bytes(), 0o600)
+}
+
+pub fn boot_installer_once(work: &mut Work<'_>) -> anyhow::Result<()> {
+    work.system.run("grub-reboot", &[INSTALLER_ENTRY]).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names() {
+        assert_eq!(partition_name("xvda", 2), "xvda2");
+        assert_eq!(partition_name("sda", 2), "sda2");
+        assert_eq!(partition_name("nvme0n1", 2), "nvme0n1p2");
+        assert_eq!(partition_name("mmcblk0", 2), "mmcblk0p2");
+    }
+}
