@@ -207,7 +207,7 @@ where
         return dry_run(state, &config, out);
     }
     if cli.check {
-        return check(&system, &config, out);
+        return check(&system, &files, &config, out);
     }
     // A conversion is started only when every state can be done: a node left
     // half converted (shrunk, installer not set up) is worse than none.
@@ -400,8 +400,14 @@ fn dry_run(state: State, config: &Config, out: &mut impl Write) -> anyhow::Resul
         .context("writing to stdout")
 }
 
-fn check(system: &System, config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
-    let node = preflight::check(system, config)?;
+fn check(
+    system: &System,
+    files: &Files,
+    config: &Config,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let downloads = start::download_targets(config, &files.install_dir);
+    let node = preflight::check(system, config, &downloads)?;
     let network = &node.network;
     let nameservers: Vec<String> = network
         .nameservers

@@ -44,8 +44,13 @@ pub struct Network {
 /// Room the shrunk root keeps beyond what is in use: logs and updates go on.
 pub const MARGIN_BYTES: u64 = 1 << 30;
 
-/// Reads and checks the node; every failure in one usage error.
-pub fn check(system: &System, config: &Config) -> anyhow::Result<Node> {
+/// Reads and checks the node; every failure in one usage error. `downloads`
+/// are (URL, node path) pairs whose missing bytes must fit on `/`.
+pub fn check(
+    system: &System,
+    config: &Config,
+    downloads: &[(String, std::path::PathBuf)],
+) -> anyhow::Result<Node> {
     let mut problems = Vec::new();
     let mut note = |problem: String| problems.push(problem);
 
@@ -60,13 +65,71 @@ pub fn check(system: &System, config: &Config) -> anyhow::Result<Node> {
         }
     }
 
+    let (root_device, disk, fs_type) = root_filesystem(system, &mut note);
+
+    let (used_bytes, available_bytes) = match system
+        .run("df", &["-B1", "--output=used,avail", "/"])
+        .map_err(|error| format!("{error:#}"))
+        .and_then(|output| {
+            parse_df(&output).ok_or_else(|| format!("cannot read df's output: {output:?}"))
+        }) {
+        Ok(space) => space,
+        Err(problem) => {
+            note(format!("cannot tell the space on /: {problem}"));
+            (0, 0)
+        }
+    };
+    if let Some(size) = config.ubuntu_size
+        && used_bytes > 0
+        && used_bytes.saturating_add(MARGIN_BYTES) > size
+    {
+        note(format!(
+            "--ubuntu-size {size} bytes is too small: {used_bytes} bytes are in use on /, \
+             plus a margin of {MARGIN_BYTES}"
+        ));
+    }
+
+    let still_to_download = bytes_still_to_download(system, downloads);
+    if available_bytes > 0 && still_to_download + MARGIN_BYTES > available_bytes {
+        note(format!(
+            "the downloads need {still_to_download} bytes more on /, plus a margin of \
+             {MARGIN_BYTES}, and only {available_bytes} are free"
+        ));
+    }
+
+    let network = match network(system) {
+        Ok(network) => Some(network),
+        Err(problem) => {
+            note(problem);
+            None
+        }
+    };
+
+    match (problems.is_empty(), network) {
+        (true, Some(network)) => Ok(Node {
+            root_device,
+            disk,
+            fs_type,
+            used_bytes,
+            available_bytes,
+            network,
+        }),
+        _ => Err(exit::usage(format!(
+            "the node cannot be converted, nothing was changed: {}",
+            problems.join("; ")
+        ))),
+    }
+}
+
+/// The device, disk and type of the root file system; problems go to `note`.
+fn root_filesystem(system: &System, note: &mut impl FnMut(String)) -> (String, String, String) {
     let root = system
         .read_to_string("/proc/self/mounts")
         .map_err(|error| format!("cannot read /proc/self/mounts: {error}"))
         .and_then(|mounts| {
             root_mount(&mounts).ok_or_else(|| "no file system is mounted on /".to_owned())
         });
-    let (root_device, disk, fs_type) = match root {
+    match root {
         Ok((device, fs_type)) => {
             if !matches!(fs_type.as_str(), "ext2" | "ext3" | "ext4") {
                 note(format!(
@@ -100,52 +163,24 @@ pub fn check(system: &System, config: &Config) -> anyhow::Result<Node> {
             note(problem);
             Default::default()
         }
-    };
-
-    let (used_bytes, available_bytes) = match system
-        .run("df", &["-B1", "--output=used,avail", "/"])
-        .map_err(|error| format!("{error:#}"))
-        .and_then(|output| {
-            parse_df(&output).ok_or_else(|| format!("cannot read df's output: {output:?}"))
-        }) {
-        Ok(space) => space,
-        Err(problem) => {
-            note(format!("cannot tell the space on /: {problem}"));
-            (0, 0)
-        }
-    };
-    if let Some(size) = config.ubuntu_size
-        && used_bytes > 0
-        && used_bytes.saturating_add(MARGIN_BYTES) > size
-    {
-        note(format!(
-            "--ubuntu-size {size} bytes is too small: {used_bytes} bytes are in use on /, \
-             plus a margin of {MARGIN_BYTES}"
-        ));
     }
+}
 
-    let network = match network(system) {
-        Ok(network) => Some(network),
-        Err(problem) => {
-            note(problem);
-            None
-        }
-    };
-
-    match (problems.is_empty(), network) {
-        (true, Some(network)) => Ok(Node {
-            root_device,
-            disk,
-            fs_type,
-            used_bytes,
-            available_bytes,
-            network,
-        }),
-        _ => Err(exit::usage(format!(
-            "the node cannot be converted, nothing was changed: {}",
-            problems.join("; ")
-        ))),
-    }
+/// What the downloads still need on `/`: each one's size (when the server says)
+/// less what an earlier run already has of it.
+fn bytes_still_to_download(system: &System, downloads: &[(String, std::path::PathBuf)]) -> u64 {
+    downloads
+        .iter()
+        .filter_map(|(url, local)| {
+            let total = xitc_common::download::content_length(url)?;
+            let have = [local.clone(), xitc_common::download::part_path(local)]
+                .iter()
+                .filter_map(|path| system.metadata(path).ok().map(|meta| meta.len()))
+                .max()
+                .unwrap_or(0);
+            Some(total.saturating_sub(have))
+        })
+        .sum()
 }
 
 fn network(system: &System) -> Result<Network, String> {

@@ -46,7 +46,8 @@ fn sysfs_number(work: &Work<'_>, path: &str) -> anyhow::Result<u64> {
 }
 
 pub fn inspect(work: &mut Work<'_>) -> anyhow::Result<()> {
-    work.node = Some(preflight::check(work.system, work.config)?);
+    // The downloads are done: nothing more to fit.
+    work.node = Some(preflight::check(work.system, work.config, &[])?);
     Ok(())
 }
 

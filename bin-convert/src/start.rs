@@ -34,8 +34,23 @@ fn node<'w>(work: &'w Work<'_>) -> anyhow::Result<&'w preflight::Node> {
     work.node.as_ref().context("the preflight step has not run")
 }
 
+/// The downloads as (URL, node path) pairs.
+pub fn download_targets(
+    config: &crate::config::Config,
+    install_dir: &std::path::Path,
+) -> Vec<(String, PathBuf)> {
+    vec![
+        (config.iso_url.clone(), install_dir.join("xenserver.iso")),
+        (
+            config.appliance_url.clone(),
+            install_dir.join("appliance.xva"),
+        ),
+    ]
+}
+
 pub fn preflight(work: &mut Work<'_>) -> anyhow::Result<()> {
-    work.node = Some(preflight::check(work.system, work.config)?);
+    let downloads = download_targets(work.config, &work.files.install_dir);
+    work.node = Some(preflight::check(work.system, work.config, &downloads)?);
     Ok(())
 }
 
@@ -75,20 +90,22 @@ pub fn boot_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
 }
 
 pub fn download(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let downloads = [
-        Download {
-            url: work.config.iso_url.clone(),
-            destination: work.system.path(in_install(work, "xenserver.iso")),
-            sha256: work.config.iso_sha256.clone(),
-        },
-        Download {
-            url: work.config.appliance_url.clone(),
-            destination: work.system.path(in_install(work, "appliance.xva")),
-            sha256: work.config.appliance_sha256.clone(),
-        },
+    let sums = [
+        work.config.iso_sha256.clone(),
+        work.config.appliance_sha256.clone(),
     ];
+    let downloads: Vec<Download> = download_targets(work.config, &work.files.install_dir)
+        .into_iter()
+        .zip(sums)
+        .map(|((url, path), sha256)| Download {
+            url,
+            destination: work.system.path(path),
+            sha256,
+        })
+        .collect();
     let deadline = Deadline::new(Instant::now(), Some(DOWNLOAD_LIMIT));
-    let sums = download::fetch_all(&downloads, &deadline)?;
+    let log = &work.log;
+    let sums = download::fetch_all(&downloads, &deadline, &|line: &str| log.line(line))?;
     for (download, sum) in downloads.iter().zip(sums) {
         work.log
             .line(&format!("downloaded {} (SHA-256 {sum})", download.url));

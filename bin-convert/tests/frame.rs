@@ -15,6 +15,9 @@ use xitc_test_support::assert_one_line_error;
 const TOOL: &str = "xitc-convert";
 const INSTALL: &str = "/opt/xenapi-in-the-cloud";
 const URL: &str = "http://127.0.0.1:9/appliance.xva";
+/// --check asks the ISO's server for its size: tests must never reach the real
+/// default mirror (loopback only; nothing listens on port 9).
+const LOOPBACK_ISO: &str = "http://127.0.0.1:9/installer.iso";
 
 struct Sandbox {
     root: tempfile::TempDir,
@@ -529,7 +532,16 @@ fn check_reads_the_node_from_the_live_system_and_changes_nothing() {
     let output = sandbox
         .convert()
         .env("PATH", path_with(&bin))
-        .args(["--check", "--ubuntu-size", "8G", "pw", URL, "L"])
+        .args([
+            "--check",
+            "--iso-url",
+            LOOPBACK_ISO,
+            "--ubuntu-size",
+            "8G",
+            "pw",
+            URL,
+            "L",
+        ])
         .output()
         .unwrap();
     let (stdout, stderr) = text(&output);
@@ -559,7 +571,16 @@ fn check_reports_every_problem_at_once() {
     let output = sandbox
         .convert()
         .env("PATH", path_with(&bin))
-        .args(["--check", "--ubuntu-size", "2G", "pw", URL, "L"])
+        .args([
+            "--check",
+            "--iso-url",
+            LOOPBACK_ISO,
+            "--ubuntu-size",
+            "2G",
+            "pw",
+            URL,
+            "L",
+        ])
         .output()
         .unwrap();
     let (_, stderr) = text(&output);
@@ -688,18 +709,15 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
 
     // A crash anywhere leaves the state START: the whole state runs again and
     // ends the same, without downloading the verified files again.
-    let requests = nginx.access_log().lines().count();
+    let gets = || nginx.access_log().matches("\"GET /").count();
+    let requests = gets();
     std::fs::write(install.join("xitc-convert.state"), "START\n").unwrap();
     bin_convert::work::run_state(&system, &files, &config, State::Start).unwrap();
     assert_eq!(
         std::fs::read_to_string(install.join("xitc-convert.state")).unwrap(),
         "SETUP_INSTALLER\n"
     );
-    assert_eq!(
-        nginx.access_log().lines().count(),
-        requests,
-        "downloads repeated"
-    );
+    assert_eq!(gets(), requests, "downloads repeated");
     assert_eq!(std::fs::read(install.join("xenserver.iso")).unwrap(), iso);
     assert!(read("etc/default/grub").contains("GRUB_DEFAULT=saved\n"));
 
@@ -899,5 +917,39 @@ fn check_start_result(root: &Path, config: &Config, iso: &[u8], xva: &[u8]) {
     assert!(
         log.contains("state START: done; next state SETUP_INSTALLER"),
         "{log}"
+    );
+}
+
+#[test]
+fn check_needs_room_for_the_downloads() {
+    let sandbox = Sandbox::new();
+    let bin = node_fixture(&sandbox, "ext4", 1);
+    // 1 GiB free: not enough for 2 MB of downloads plus the 1 GiB margin.
+    std::fs::write(
+        bin.join("df"),
+        "#!/bin/sh\nprintf '     Used    Avail\\n2147483648 1073741824\\n'\n",
+    )
+    .unwrap();
+    let nginx = xitc_test_support::Nginx::start();
+    std::fs::write(nginx.root().join("big.xva"), vec![0u8; 2_000_000]).unwrap();
+    let output = sandbox
+        .convert()
+        .env("PATH", path_with(&bin))
+        .args([
+            "--check",
+            "--iso-url",
+            LOOPBACK_ISO,
+            "pw",
+            &nginx.url("big.xva"),
+            "L",
+        ])
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        "no room",
+        TOOL,
+        &output,
+        2,
+        "the downloads need 2000000 bytes more on /, plus a margin of 1073741824, and only 1073741824 are free",
     );
 }

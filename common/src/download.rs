@@ -103,11 +103,35 @@ pub fn fetch(
 }
 
 /// Fetches several downloads at once, one thread each; the first error wins.
-pub fn fetch_all(downloads: &[Download], deadline: &Deadline) -> anyhow::Result<Vec<String>> {
+/// `report` gets a line per file every 10 % (and at the end).
+pub fn fetch_all(
+    downloads: &[Download],
+    deadline: &Deadline,
+    report: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<Vec<String>> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = downloads
             .iter()
-            .map(|download| scope.spawn(move || fetch(download, deadline, &mut |_, _| {})))
+            .map(|download| {
+                scope.spawn(move || {
+                    let mut last_tenth = None;
+                    fetch(download, deadline, &mut |done, total| {
+                        let Some(total) = total.filter(|total| *total > 0) else {
+                            return;
+                        };
+                        let tenth = done * 10 / total;
+                        if last_tenth != Some(tenth) {
+                            last_tenth = Some(tenth);
+                            report(&format!(
+                                "{}: {}% of {} bytes",
+                                download.url,
+                                tenth * 10,
+                                total
+                            ));
+                        }
+                    })
+                })
+            })
             .collect();
         handles
             .into_iter()
@@ -118,6 +142,26 @@ pub fn fetch_all(downloads: &[Download], deadline: &Deadline) -> anyhow::Result<
             })
             .collect()
     })
+}
+
+/// The size of what `url` serves (a HEAD request, or the file for `file://`),
+/// when the server says.
+pub fn content_length(url: &str) -> Option<u64> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return fs::metadata(path).ok().map(|meta| meta.len());
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let response = agent.head(url).call().ok()?;
+    response
+        .headers()
+        .get("Content-Length")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// `DEST.part`.

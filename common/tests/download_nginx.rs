@@ -163,7 +163,26 @@ fn downloads_run_in_parallel_and_file_urls_work() {
             sha256: Some(sha256_of(b"local bytes")),
         },
     ];
-    let sums = fetch_all(&downloads, &deadline(60)).unwrap();
+    let lines = std::sync::Mutex::new(Vec::new());
+    let sums = fetch_all(&downloads, &deadline(60), &|line: &str| {
+        lines.lock().unwrap().push(line.to_owned());
+    })
+    .unwrap();
+    let lines = lines.into_inner().unwrap();
+    let a_url = setup.nginx.url("a.bin");
+    assert!(
+        lines.contains(&format!("{a_url}: 100% of {} bytes", 1 << 20)),
+        "{lines:?}"
+    );
+    assert!(lines.iter().filter(|line| line.starts_with(&a_url)).count() <= 11);
+    assert_eq!(
+        xitc_common::download::content_length(&setup.nginx.url("b.bin")),
+        Some(500_000)
+    );
+    assert_eq!(
+        xitc_common::download::content_length(&setup.nginx.url("none")),
+        None
+    );
     assert_eq!(sums[1], sha256_of(&second));
     assert_eq!(
         std::fs::read(setup.dir.path().join("copied")).unwrap(),
