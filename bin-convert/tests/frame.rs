@@ -46,12 +46,17 @@ impl Sandbox {
         command
     }
 
-    /// Every file under the root with its contents: to prove nothing changed.
+    /// Every file under the root with its contents (a symbolic link: its
+    /// target): to prove nothing changed.
     fn tree(&self) -> BTreeMap<PathBuf, Vec<u8>> {
         fn walk(dir: &Path, into: &mut BTreeMap<PathBuf, Vec<u8>>) {
             for entry in std::fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
-                if path.is_dir() {
+                let kind = std::fs::symlink_metadata(&path).unwrap().file_type();
+                if kind.is_symlink() {
+                    let target = std::fs::read_link(&path).unwrap();
+                    into.insert(path, target.into_os_string().into_encoded_bytes());
+                } else if kind.is_dir() {
                     into.insert(path.clone(), Vec::new());
                     walk(&path, into);
                 } else {
@@ -668,42 +673,23 @@ fn installer_iso(dir: &Path) -> Vec<u8> {
 #[test]
 fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
     use bin_convert::state::State;
-    let sandbox = Sandbox::new();
-    let root = sandbox.root.path().to_path_buf();
-    let bin = node_fixture(&sandbox, "ext4", 1);
-    recording_stand_ins(&bin);
-    std::os::unix::fs::chown(root.join("proc/self"), Some(0), Some(0))
-        .expect("this test runs as root (as CI does)");
-    std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
-    std::fs::create_dir_all(root.join("etc/grub.d")).unwrap();
-    std::fs::create_dir_all(root.join("usr/share/initramfs-tools/hooks")).unwrap();
-    std::fs::create_dir_all(root.join("usr/share/initramfs-tools/scripts/local-premount")).unwrap();
-
     let nginx = xitc_test_support::Nginx::start();
     let scratch = tempfile::tempdir().unwrap();
-    let iso = installer_iso(scratch.path());
-    std::fs::write(nginx.root().join("installer.iso"), &iso).unwrap();
-    let xva = vec![42u8; 123_456];
-    std::fs::write(nginx.root().join("appliance.xva"), &xva).unwrap();
-
-    let config = Config {
-        appliance_url: nginx.url("appliance.xva"),
-        appliance_label: "Devstack".into(),
-        iso_url: nginx.url("installer.iso"),
-        iso_sha256: Some(sha256_hex(&iso)),
-        appliance_sha256: Some(sha256_hex(&xva)),
-        ubuntu_size: None,
-        installer_disk: "sda".into(),
-        installer_nic: "eth0".into(),
-        root_password_hash: bin_convert::config::hash_password(&Secret::new("pw")).unwrap(),
-    };
-    let system = System::new(Some(root.clone())).with_search_path(path_with(&bin));
-    let files = bin_convert::Files::new(PathBuf::from(INSTALL));
-    if let Err(error) = bin_convert::work::run_state(&system, &files, &config, State::Start) {
+    let (iso, xva) = serve_installer(&nginx, scratch.path());
+    let world = StartWorld::new(&nginx, &iso, &xva);
+    let (sandbox, bin, system, files, config) = (
+        &world.sandbox,
+        &world.bin,
+        &world.system,
+        &world.files,
+        &world.config,
+    );
+    let root = sandbox.root.path().to_path_buf();
+    if let Err(error) = bin_convert::work::run_state(system, files, config, State::Start) {
         panic!("START failed: {error:#}");
     }
 
-    check_start_result(&root, &config, &iso, &xva);
+    check_start_result(&root, config, &iso, &xva);
     let install = root.join(INSTALL.trim_start_matches('/'));
     let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
 
@@ -712,7 +698,7 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
     let gets = || nginx.access_log().matches("\"GET /").count();
     let requests = gets();
     std::fs::write(install.join("xitc-convert.state"), "START\n").unwrap();
-    bin_convert::work::run_state(&system, &files, &config, State::Start).unwrap();
+    bin_convert::work::run_state(system, files, config, State::Start).unwrap();
     assert_eq!(
         std::fs::read_to_string(install.join("xitc-convert.state")).unwrap(),
         "SETUP_INSTALLER\n"
@@ -722,11 +708,11 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
     assert!(read("etc/default/grub").contains("GRUB_DEFAULT=saved\n"));
 
     // The reboot; the initramfs did (or did not) shrink the root.
-    setup_installer_world(&root, &bin);
+    setup_installer_world(&root, bin);
     std::fs::write(root.join("commands.log"), "").unwrap();
     std::fs::write(bin.join("fs-blocks"), "2621440\n").unwrap(); // 10 GiB: not shrunk
     let error =
-        bin_convert::work::run_state(&system, &files, &config, State::SetupInstaller).unwrap_err();
+        bin_convert::work::run_state(system, files, config, State::SetupInstaller).unwrap_err();
     assert!(
         format!("{error:#}").contains("the root was not shrunk"),
         "{error:#}"
@@ -745,9 +731,7 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
 
     std::fs::write(bin.join("fs-blocks"), "1048576\n").unwrap(); // 4 GiB: shrunk
     std::fs::write(root.join("commands.log"), "").unwrap();
-    if let Err(error) =
-        bin_convert::work::run_state(&system, &files, &config, State::SetupInstaller)
-    {
+    if let Err(error) = bin_convert::work::run_state(system, files, config, State::SetupInstaller) {
         panic!("SETUP_INSTALLER failed: {error:#}");
     }
     assert_eq!(
@@ -834,6 +818,151 @@ fn setup_installer_world(root: &Path, bin: &Path) {
         let path = bin.join(name);
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// Puts an installer ISO and an appliance on `nginx`; returns their bytes.
+fn serve_installer(nginx: &xitc_test_support::Nginx, scratch: &Path) -> (Vec<u8>, Vec<u8>) {
+    let iso = installer_iso(scratch);
+    std::fs::write(nginx.root().join("installer.iso"), &iso).unwrap();
+    let xva = vec![42u8; 123_456];
+    std::fs::write(nginx.root().join("appliance.xva"), &xva).unwrap();
+    (iso, xva)
+}
+
+/// A node ready for START: the sandbox, its stand-ins, and the run's config.
+struct StartWorld {
+    sandbox: Sandbox,
+    bin: PathBuf,
+    system: System,
+    files: bin_convert::Files,
+    config: Config,
+}
+
+impl StartWorld {
+    fn new(nginx: &xitc_test_support::Nginx, iso: &[u8], xva: &[u8]) -> Self {
+        let sandbox = Sandbox::new();
+        let root = sandbox.root.path().to_path_buf();
+        let bin = node_fixture(&sandbox, "ext4", 1);
+        recording_stand_ins(&bin);
+        std::os::unix::fs::chown(root.join("proc/self"), Some(0), Some(0))
+            .expect("this test runs as root (as CI does)");
+        for dir in [
+            "run/systemd/system",
+            "etc/grub.d",
+            "usr/share/initramfs-tools/hooks",
+            "usr/share/initramfs-tools/scripts/local-premount",
+        ] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let config = Config {
+            appliance_url: nginx.url("appliance.xva"),
+            appliance_label: "Devstack".into(),
+            iso_url: nginx.url("installer.iso"),
+            iso_sha256: Some(sha256_hex(iso)),
+            appliance_sha256: Some(sha256_hex(xva)),
+            ubuntu_size: None,
+            installer_disk: "sda".into(),
+            installer_nic: "eth0".into(),
+            root_password_hash: bin_convert::config::hash_password(&Secret::new("pw")).unwrap(),
+        };
+        let system = System::new(Some(root)).with_search_path(path_with(&bin));
+        StartWorld {
+            sandbox,
+            bin,
+            system,
+            files: bin_convert::Files::new(PathBuf::from(INSTALL)),
+            config,
+        }
+    }
+
+    /// The sandbox's files without logs and temp names, relative to its root:
+    /// what must be the same however START got to its end.
+    fn outcome(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let root = self.sandbox.root.path();
+        self.sandbox
+            .tree()
+            .into_iter()
+            .filter(|(path, _)| {
+                let name = path
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .unwrap_or("");
+                !(name.ends_with(".log")
+                    || name == "xitc-convert.config"
+                    || name == "answerfile.xml")
+            })
+            .map(|(path, bytes)| (path.strip_prefix(root).unwrap().to_path_buf(), bytes))
+            .collect()
+    }
+}
+
+#[test]
+fn start_reaches_the_same_end_after_a_failure_at_any_external_step() {
+    use bin_convert::state::State;
+    let nginx = xitc_test_support::Nginx::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let (iso, xva) = serve_installer(&nginx, scratch.path());
+    let clean = StartWorld::new(&nginx, &iso, &xva);
+    bin_convert::work::run_state(&clean.system, &clean.files, &clean.config, State::Start).unwrap();
+    let expected = clean.outcome();
+    for failing in ["blkid", "update-grub", "update-initramfs", "sync", "reboot"] {
+        let world = StartWorld::new(&nginx, &iso, &xva);
+        // The stand-in fails once, as a crash there would interrupt the run.
+        let stand_in = world.bin.join(failing);
+        let script = std::fs::read_to_string(&stand_in).unwrap();
+        let marker = world.bin.join(format!("fail-{failing}"));
+        std::fs::write(&marker, "").unwrap();
+        std::fs::write(
+            &stand_in,
+            script.replacen(
+                "#!/bin/sh\n",
+                &format!(
+                    "#!/bin/sh\nif [ -e '{0}' ]; then rm '{0}'; exit 1; fi\n",
+                    marker.display()
+                ),
+                1,
+            ),
+        )
+        .unwrap();
+        let state_file = world
+            .sandbox
+            .root
+            .path()
+            .join(INSTALL.trim_start_matches('/'))
+            .join("xitc-convert.state");
+        let first =
+            bin_convert::work::run_state(&world.system, &world.files, &world.config, State::Start);
+        if failing == "reboot" {
+            // The state was recorded before the reboot failed: the next boot goes on.
+            assert!(first.is_err());
+            assert_eq!(
+                std::fs::read_to_string(&state_file).unwrap(),
+                "SETUP_INSTALLER\n"
+            );
+        } else {
+            assert!(first.is_err(), "{failing} failing must fail START");
+            assert!(
+                !state_file.exists(),
+                "{failing}: the state moved on after a failure"
+            );
+            bin_convert::work::run_state(&world.system, &world.files, &world.config, State::Start)
+                .unwrap();
+        }
+        let mut outcome = world.outcome();
+        outcome.remove(Path::new("commands.log"));
+        let mut clean_outcome = expected.clone();
+        clean_outcome.remove(Path::new("commands.log"));
+        let keys: Vec<_> = outcome.keys().collect();
+        let clean_keys: Vec<_> = clean_outcome.keys().collect();
+        assert_eq!(keys, clean_keys, "{failing}: different files");
+        for (path, bytes) in &outcome {
+            let name = path.to_string_lossy();
+            // The bin dir holds this test's stand-ins; its contents differ by design.
+            if !name.starts_with("stand-ins") {
+                assert_eq!(bytes, &clean_outcome[path], "{failing}: {name} differs");
+            }
+        }
     }
 }
 
