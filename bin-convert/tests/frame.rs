@@ -888,9 +888,8 @@ impl StartWorld {
                     .file_name()
                     .and_then(|name| name.to_str())
                     .unwrap_or("");
-                !(name.ends_with(".log")
-                    || name == "xitc-convert.config"
-                    || name == "answerfile.xml")
+                let is_log = path.extension().is_some_and(|extension| extension == "log");
+                !(is_log || name == "xitc-convert.config" || name == "answerfile.xml")
             })
             .map(|(path, bytes)| (path.strip_prefix(root).unwrap().to_path_buf(), bytes))
             .collect()
