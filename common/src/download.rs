@@ -1,7 +1,7 @@
 //! Large downloads (the installer ISO, the appliance XVA) for xitc-convert:
 //! streamed to disk in bounded memory, resumed with HTTP Range after an
 //! interruption, retried with backoff inside a deadline, SHA-256 checked while
-//! they stream, and renamed into place only when complete and verified.
+//! they stream (a resumed part is hashed once, then the rest as it arrives), and renamed into place only when complete and verified.
 //!
 //! This and [`crate::cloud`] are the workspace's only HTTP: API calls there,
 //! file transfers here, both over ureq (this feature does not pull in the cloud
@@ -67,9 +67,9 @@ pub fn fetch(
     }
     let part = part_path(destination);
     let mut backoff = FIRST_BACKOFF;
-    loop {
+    let sum = loop {
         match attempt(download, &part, deadline, progress) {
-            Ok(()) => break,
+            Ok(sum) => break sum,
             Err(Failure::Permanent(error)) => return Err(error),
             Err(Failure::Transient(why)) => {
                 let now = Instant::now();
@@ -84,8 +84,7 @@ pub fn fetch(
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
-    }
-    let (_, sum) = hash_file(&part)?;
+    };
     if let Some(expected) = &download.sha256
         && *expected != sum
     {
@@ -199,17 +198,20 @@ fn hex(bytes: &[u8]) -> String {
     text
 }
 
-/// One transfer attempt into `part`, continuing what is there.
+/// One transfer attempt into `part`, continuing what is there; the SHA-256 of
+/// the whole part when it is complete (hashed as it streams, so the file is
+/// not read a second time).
 fn attempt(
     download: &Download,
     part: &Path,
     deadline: &Deadline,
     progress: &mut Progress<'_>,
-) -> Result<(), Failure> {
+) -> Result<String, Failure> {
     let permanent = |error: anyhow::Error| Failure::Permanent(error);
     let have = fs::metadata(part).map_or(0, |meta| meta.len());
     if let Some(path) = download.url.strip_prefix("file://") {
-        return copy_local(Path::new(path), part, progress).map_err(permanent);
+        copy_local(Path::new(path), part, progress).map_err(permanent)?;
+        return hash_file(part).map(|(_, sum)| sum).map_err(permanent);
     }
     let config = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(30)))
@@ -250,7 +252,7 @@ fn attempt(
         206 => true,
         200 => false,
         // The part already holds everything.
-        416 if have > 0 => return Ok(()),
+        416 if have > 0 => return hash_file(part).map(|(_, sum)| sum).map_err(permanent),
         408 | 429 | 500 | 502 | 503 | 504 => {
             return Err(Failure::Transient(format!("HTTP {status}")));
         }
@@ -274,6 +276,10 @@ fn attempt(
         .with_context(|| format!("preparing {}", part.display()))
         .map_err(permanent)?;
     let total = length.map(|length| length + start);
+    let mut hasher = Sha256::new();
+    if start > 0 {
+        hash_prefix(part, start, &mut hasher).map_err(permanent)?;
+    }
     let mut body = response.body_mut().as_reader();
     let mut buffer = vec![0; BUFFER];
     let mut done = start;
@@ -286,6 +292,7 @@ fn attempt(
         file.write_all(&buffer[..read])
             .with_context(|| format!("writing {}", part.display()))
             .map_err(permanent)?;
+        hasher.update(&buffer[..read]);
         done += read as u64;
         progress(done, total);
     }
@@ -294,7 +301,24 @@ fn attempt(
             "the transfer ended early at {done} bytes"
         )));
     }
-    Ok(())
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Feeds the first `length` bytes of `path` to `hasher` (a resumed part).
+fn hash_prefix(path: &Path, length: u64, hasher: &mut Sha256) -> anyhow::Result<()> {
+    let mut reader = File::open(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .take(length);
+    let mut buffer = vec![0; BUFFER];
+    loop {
+        let read = reader
+            .read(&mut buffer)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if read == 0 {
+            return Ok(());
+        }
+        hasher.update(&buffer[..read]);
+    }
 }
 
 fn copy_local(source: &Path, part: &Path, progress: &mut Progress<'_>) -> anyhow::Result<()> {

@@ -66,8 +66,33 @@ boot_server() {
 }
 
 stop_local_servers() {
+    [[ -n ${NGINX_PID:-} ]] && kill "$NGINX_PID" 2>/dev/null
     [[ -n ${SSHD_PID:-} ]] && kill "$SSHD_PID" 2>/dev/null
     [[ -n ${MIMIC_PID:-} ]] && kill "$MIMIC_PID" 2>/dev/null
     wait 2>/dev/null
     return 0
+}
+
+# nginx serving $1 on a free loopback port; sets NGINX_PORT, NGINX_PID.
+start_nginx() {
+    NGINX_PORT=$(free_port)
+    mkdir -p "$WORK/nginx"
+    cat >"$WORK/nginx/nginx.conf" <<CONFIG
+daemon off;
+master_process off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/tmp;
+    server { listen 127.0.0.1:$NGINX_PORT; root $1; }
+}
+CONFIG
+    "$(command -v nginx || echo /usr/sbin/nginx)" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>/dev/null &
+    NGINX_PID=$!
+    for _ in $(seq 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && break
+        sleep 0.1
+    done
 }
