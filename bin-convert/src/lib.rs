@@ -209,6 +209,7 @@ where
     if cli.check {
         return check(&system, &files, &config, out);
     }
+    work::check_os(&system, &files, state)?;
     // A conversion is started only when every state can be done: a node left
     // half converted (shrunk, installer not set up) is worse than none.
     let missing: Vec<String> = State::ALL
@@ -456,6 +457,12 @@ fn status(system: &System, files: &Files, out: &mut impl Write) -> anyhow::Resul
         files.install_dir.display(),
         files.log.display()
     );
+    if let Some(last) = system
+        .read_if_exists(&files.log)?
+        .and_then(|log| log.lines().last().map(str::to_owned))
+    {
+        let _ = writeln!(text, "last log line: {last}");
+    }
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("writing to stdout")

@@ -20,7 +20,11 @@ pub struct Log<'a> {
     path: &'a Path,
 }
 
-impl Log<'_> {
+impl<'a> Log<'a> {
+    pub fn new(system: &'a System, path: &'a Path) -> Self {
+        Log { system, path }
+    }
+
     pub fn line(&self, text: &str) {
         let stamp = timestamp();
         let line = format!("{stamp} xitc-convert: {text}\n");
@@ -49,6 +53,36 @@ pub struct Work<'a> {
     pub node: Option<Node>,
 }
 
+/// Which OS this run is in: dom0 has `/etc/xensource-inventory`.
+pub fn running_on(system: &System) -> &'static str {
+    if system.exists("/etc/xensource-inventory") {
+        "dom0"
+    } else {
+        "Ubuntu"
+    }
+}
+
+/// Refuses a state that belongs to the other OS. The case that matters: the
+/// node booted Ubuntu in a dom0 state because the install failed (GRUB fell
+/// back to Ubuntu). Rebooting again would loop; the node stays usable over SSH
+/// and the log and `--status` say what happened.
+pub fn check_os(system: &System, files: &Files, state: State) -> anyhow::Result<()> {
+    let here = running_on(system);
+    if state.runs_on() == here {
+        return Ok(());
+    }
+    let message = if here == "Ubuntu" {
+        format!(
+            "state {state} runs in dom0, but this is Ubuntu: the XenServer install did not \
+             happen (see the installer's messages on the console); not rebooting"
+        )
+    } else {
+        format!("state {state} runs in Ubuntu, but this is dom0; not rebooting")
+    };
+    Log::new(system, &files.log).line(&message);
+    Err(anyhow::anyhow!(message))
+}
+
 /// Runs `state`'s steps; records the next state and reboots when the cycle says.
 pub fn run_state(
     system: &System,
@@ -60,12 +94,10 @@ pub fn run_state(
         system,
         files,
         config,
-        log: Log {
-            system,
-            path: &files.log,
-        },
+        log: Log::new(system, &files.log),
         node: None,
     };
+    check_os(system, files, state)?;
     work.log.line(&format!("state {state}: starting"));
     for step in plan::steps(state) {
         let action = step.action.ok_or_else(|| {

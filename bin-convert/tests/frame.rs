@@ -1081,3 +1081,58 @@ fn check_needs_room_for_the_downloads() {
         "the downloads need 2000000 bytes more on /, plus a margin of 1073741824, and only 1073741824 are free",
     );
 }
+
+#[test]
+fn a_dom0_state_in_ubuntu_stops_without_rebooting_and_says_why() {
+    let sandbox = Sandbox::new();
+    sandbox.save_config();
+    sandbox.set_state("XENSERVER_FIRSTBOOT");
+    let bin = sandbox.root.path().join("stand-ins");
+    std::fs::create_dir_all(&bin).unwrap();
+    recording_stand_ins(&bin);
+    let output = sandbox
+        .convert()
+        .env("PATH", path_with(&bin))
+        .output()
+        .unwrap();
+    // A real run logs to stdout too (journald), so the message is on both.
+    let (stdout, stderr) = text(&output);
+    let message = "state XENSERVER_FIRSTBOOT runs in dom0, but this is Ubuntu: the XenServer install did not happen";
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("xitc-convert: error: ") && stderr.contains(message),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stdout.contains(message), "{stdout}");
+    assert!(
+        !sandbox.root.path().join("commands.log").exists(),
+        "nothing may run, no reboot"
+    );
+    let status = sandbox.convert().arg("--status").output().unwrap();
+    let (stdout, _) = text(&status);
+    assert!(
+        stdout.contains("last log line: [")
+            && stdout.contains("the XenServer install did not happen"),
+        "{stdout}"
+    );
+
+    // And the other way round: an Ubuntu state in dom0.
+    std::fs::write(
+        sandbox.root.path().join("etc/xensource-inventory"),
+        "INSTALLATION_UUID=x\n",
+    )
+    .unwrap();
+    sandbox.set_state("UBUNTU");
+    let output = sandbox
+        .convert()
+        .env("PATH", path_with(&bin))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output)
+            .1
+            .contains("state UBUNTU runs in Ubuntu, but this is dom0")
+    );
+}
