@@ -9,6 +9,7 @@
 //! the password, `--status`, `--dry-run`, and the sandbox (`--root`, see
 //! [`system`]). The states' steps are listed in [`plan`].
 
+pub mod bootloader;
 pub mod config;
 pub mod iso;
 pub mod plan;

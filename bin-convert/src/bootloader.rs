@@ -1,0 +1,366 @@
+//! dom0's boot loader: extlinux on XenServer 6.x, GRUB2 on XenServer 7+ and
+//! XCP-ng 8 (BIOS or EFI). The conversion adds one Ubuntu entry and flips the
+//! default between Ubuntu and XenServer on every cycle (DESIGN §5).
+//!
+//! Edits parse the file and change only what they mean to: the default and our
+//! own entry; everything else is written back as it was. The XenServer entry
+//! that was the default when the Ubuntu entry was added is remembered in a
+//! comment beside it, so switching back returns to exactly that entry. Adding
+//! is idempotent: a file never grows over cycles.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::system::System;
+
+/// The title/label of our entry.
+pub const UBUNTU_ENTRY: &str = "Ubuntu (xitc-convert)";
+const EXTLINUX_LABEL: &str = "xitc-ubuntu";
+const REMEMBER: &str = "# xitc-convert: XenServer default: ";
+
+/// Which boot loader, and where its configuration is (a node path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootLoader {
+    Extlinux(String),
+    Grub(String),
+}
+
+/// The boot files of the Ubuntu entry, as dom0's boot loader sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UbuntuEntry {
+    pub kernel: String,
+    pub initrd: String,
+    /// The Ubuntu root file system's UUID (device names differ between Ubuntu
+    /// and dom0).
+    pub root_uuid: String,
+}
+
+/// Finds dom0's boot loader under `boot_root` (dom0's `/`, or where Ubuntu
+/// mounted it): the EFI GRUB configuration, the BIOS one, then extlinux.
+pub fn detect(system: &System, boot_root: &str) -> anyhow::Result<BootLoader> {
+    let root = boot_root.trim_end_matches('/');
+    for (candidate, grub) in [
+        (format!("{root}/boot/efi/EFI/xenserver/grub.cfg"), true),
+        (format!("{root}/boot/grub/grub.cfg"), true),
+        (format!("{root}/boot/extlinux.conf"), false),
+    ] {
+        if system.exists(&candidate) {
+            return Ok(if grub {
+                BootLoader::Grub(candidate)
+            } else {
+                BootLoader::Extlinux(candidate)
+            });
+        }
+    }
+    anyhow::bail!("no boot loader configuration found under {root}/boot (GRUB2 or extlinux)")
+}
+
+impl BootLoader {
+    fn path(&self) -> &str {
+        match self {
+            BootLoader::Extlinux(path) | BootLoader::Grub(path) => path,
+        }
+    }
+
+    fn edit(
+        &self,
+        system: &System,
+        change: impl FnOnce(&str) -> anyhow::Result<String>,
+    ) -> anyhow::Result<()> {
+        let path = self.path();
+        let text = system
+            .read_to_string(path)
+            .with_context(|| format!("reading {path}"))?;
+        let changed = change(&text)?;
+        if changed != text {
+            system.write_atomic(Path::new(path), changed.as_bytes(), 0o644)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the Ubuntu entry unless it is there.
+    pub fn add_ubuntu(&self, system: &System, entry: &UbuntuEntry) -> anyhow::Result<()> {
+        match self {
+            BootLoader::Extlinux(_) => self.edit(system, |text| Ok(extlinux_add(text, entry))),
+            BootLoader::Grub(_) => self.edit(system, |text| Ok(grub_add(text, entry))),
+        }
+    }
+
+    /// Makes Ubuntu (`true`) or XenServer the default.
+    pub fn set_default(&self, system: &System, ubuntu: bool) -> anyhow::Result<()> {
+        match self {
+            BootLoader::Extlinux(_) => self.edit(system, |text| extlinux_default(text, ubuntu)),
+            BootLoader::Grub(_) => self.edit(system, |text| grub_default(text, ubuntu)),
+        }
+    }
+}
+
+fn with_newline(mut text: String) -> String {
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+/// The value of the first top-level `default X` line of an extlinux.conf.
+fn extlinux_current_default(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        words
+            .next()
+            .filter(|word| word.eq_ignore_ascii_case("default"))
+            .and_then(|_| words.next())
+            .map(str::to_owned)
+    })
+}
+
+pub fn extlinux_add(text: &str, entry: &UbuntuEntry) -> String {
+    let has_label = text.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        words
+            .next()
+            .is_some_and(|word| word.eq_ignore_ascii_case("label"))
+            && words.next() == Some(EXTLINUX_LABEL)
+    });
+    if has_label {
+        return text.to_owned();
+    }
+    let remembered = extlinux_current_default(text).unwrap_or_else(|| "xe".to_owned());
+    let out = with_newline(text.to_owned());
+    format!(
+        "{out}\n{REMEMBER}{remembered}\nlabel {EXTLINUX_LABEL}\n  # {UBUNTU_ENTRY}\n  kernel {}\n  \
+         append root=UUID={} ro console=tty0 console=hvc0\n  initrd {}\n",
+        entry.kernel, entry.root_uuid, entry.initrd
+    )
+}
+
+fn remembered(text: &str) -> anyhow::Result<String> {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(REMEMBER)
+                .map(|value| value.trim().to_owned())
+        })
+        .context("the boot loader configuration has no Ubuntu entry yet")
+}
+
+pub fn extlinux_default(text: &str, ubuntu: bool) -> anyhow::Result<String> {
+    let wanted = if ubuntu {
+        EXTLINUX_LABEL.to_owned()
+    } else {
+        remembered(text)?
+    };
+    let mut replaced = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let is_default = line
+                .split_whitespace()
+                .next()
+                .is_some_and(|word| word.eq_ignore_ascii_case("default"));
+            if is_default && !replaced {
+                replaced = true;
+                format!("default {wanted}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    let mut out = lines.join("\n");
+    if !replaced {
+        out = format!("default {wanted}\n{out}");
+    }
+    Ok(with_newline(out))
+}
+
+/// The value of the top-level `set default=…` line of a grub.cfg.
+fn grub_current_default(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        line.trim()
+            .strip_prefix("set default=")
+            .map(|value| value.trim().trim_matches('"').trim_matches('\'').to_owned())
+    })
+}
+
+pub fn grub_add(text: &str, entry: &UbuntuEntry) -> String {
+    if text.contains(&format!("menuentry '{UBUNTU_ENTRY}'")) {
+        return text.to_owned();
+    }
+    let remembered = grub_current_default(text).unwrap_or_else(|| "0".to_owned());
+    let out = with_newline(text.to_owned());
+    format!(
+        "{out}\n{REMEMBER}{remembered}\nmenuentry '{UBUNTU_ENTRY}' {{\n\tsearch --fs-uuid --set root {uuid}\n\t\
+         linux {} root=UUID={uuid} ro console=tty0 console=hvc0\n\tinitrd {}\n}}\n",
+        entry.kernel,
+        entry.initrd,
+        uuid = entry.root_uuid,
+    )
+}
+
+pub fn grub_default(text: &str, ubuntu: bool) -> anyhow::Result<String> {
+    let wanted = if ubuntu {
+        format!("\"{UBUNTU_ENTRY}\"")
+    } else {
+        let value = remembered(text)?;
+        if value.chars().all(|c| c.is_ascii_digit()) {
+            value
+        } else {
+            format!("\"{value}\"")
+        }
+    };
+    let mut replaced = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.trim().starts_with("set default=") && !replaced {
+                replaced = true;
+                format!("set default={wanted}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    let mut out = lines.join("\n");
+    if !replaced {
+        out = format!("set default={wanted}\n{out}");
+    }
+    Ok(with_newline(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const XS62_EXTLINUX: &str = "# location mbr\nserial 0 115200\ndefault xe-serial\nprompt 1\ntimeout 50\n\n\
+        label xe\n  # XenServer\n  kernel mboot.c32\n  append /boot/xen.gz dom0_mem=752M,max:752M --- \
+        /boot/vmlinuz-2.6-xen root=LABEL=root-abc ro --- /boot/initrd-2.6-xen.img\n\n\
+        label xe-serial\n  # XenServer (Serial)\n  kernel mboot.c32\n  append /boot/xen.gz com1=115200,8n1 \
+        console=com1 --- /boot/vmlinuz-2.6-xen root=LABEL=root-abc ro console=hvc0 --- /boot/initrd-2.6-xen.img\n\n\
+        label safe\n  # XenServer in Safe Mode\n  kernel mboot.c32\n  append /boot/xen.gz nosmp --- \
+        /boot/vmlinuz-2.6-xen nousb root=LABEL=root-abc ro --- /boot/initrd-2.6-xen.img\n";
+
+    const XCPNG83_GRUB: &str = "serial --unit=0 --speed=115200\nterminal_input serial console\n\
+        terminal_output serial console\nset default=0\nset timeout=5\n\
+        menuentry 'XCP-ng' {\n\tsearch --label --set root root-vgdorj\n\tmultiboot2 /boot/xen.gz dom0_mem=2048M,max:2048M\n\
+        \tmodule2 /boot/vmlinuz-4.19-xen root=LABEL=root-vgdorj ro\n\tmodule2 /boot/initrd-4.19-xen.img\n}\n\
+        menuentry 'XCP-ng (Serial)' {\n\tsearch --label --set root root-vgdorj\n\tmultiboot2 /boot/xen.gz com1=115200,8n1\n\
+        \tmodule2 /boot/vmlinuz-4.19-xen root=LABEL=root-vgdorj ro console=hvc0\n\tmodule2 /boot/initrd-4.19-xen.img\n}\n";
+
+    fn entry() -> UbuntuEntry {
+        UbuntuEntry {
+            kernel: "/boot/vmlinuz-ubuntu".into(),
+            initrd: "/boot/initrd-ubuntu".into(),
+            root_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
+        }
+    }
+
+    #[test]
+    fn extlinux_gets_one_entry_and_flips_back_to_the_original_default() {
+        let added = extlinux_add(XS62_EXTLINUX, &entry());
+        assert!(
+            added.starts_with(XS62_EXTLINUX),
+            "the rest is kept as it was"
+        );
+        assert!(added.contains("label xitc-ubuntu\n"));
+        assert!(added.contains("append root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro"));
+        assert_eq!(
+            extlinux_add(&added, &entry()),
+            added,
+            "adding twice changes nothing"
+        );
+        let ubuntu = extlinux_default(&added, true).unwrap();
+        assert_eq!(
+            extlinux_current_default(&ubuntu).as_deref(),
+            Some("xitc-ubuntu")
+        );
+        let xenserver = extlinux_default(&ubuntu, false).unwrap();
+        assert_eq!(xenserver, added, "back to xe-serial, byte for byte");
+        // Cycles do not grow the file.
+        let mut text = added.clone();
+        for _ in 0..5 {
+            text = extlinux_default(&extlinux_default(&text, true).unwrap(), false).unwrap();
+        }
+        assert_eq!(text, added);
+    }
+
+    #[test]
+    fn grub_gets_one_entry_and_flips_back_to_the_original_default() {
+        let added = grub_add(XCPNG83_GRUB, &entry());
+        assert!(added.starts_with(XCPNG83_GRUB));
+        assert!(added.contains(
+            "menuentry 'Ubuntu (xitc-convert)' {\n\tsearch --fs-uuid --set root 0b6a8b1e"
+        ));
+        assert_eq!(grub_add(&added, &entry()), added);
+        let ubuntu = grub_default(&added, true).unwrap();
+        assert_eq!(
+            grub_current_default(&ubuntu).as_deref(),
+            Some("Ubuntu (xitc-convert)")
+        );
+        assert!(ubuntu.contains("set default=\"Ubuntu (xitc-convert)\"\n"));
+        assert_eq!(grub_default(&ubuntu, false).unwrap(), added);
+    }
+
+    #[test]
+    fn switching_back_needs_the_entry_first() {
+        assert!(extlinux_default(XS62_EXTLINUX, false).is_err());
+        assert!(grub_default(XCPNG83_GRUB, false).is_err());
+    }
+
+    #[test]
+    fn the_grub_entry_passes_grub_script_check() {
+        use std::io::Write as _;
+        let text = grub_default(&grub_add(XCPNG83_GRUB, &entry()), true).unwrap();
+        let mut child = std::process::Command::new("grub-script-check")
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("grub-script-check (scripts/install-test-deps)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn detection_prefers_efi_then_bios_grub_then_extlinux() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = System::new(Some(dir.path().to_path_buf()));
+        assert!(detect(&system, "/").is_err());
+        std::fs::create_dir_all(dir.path().join("boot/grub")).unwrap();
+        std::fs::write(dir.path().join("boot/extlinux.conf"), XS62_EXTLINUX).unwrap();
+        assert_eq!(
+            detect(&system, "/").unwrap(),
+            BootLoader::Extlinux("/boot/extlinux.conf".into())
+        );
+        std::fs::write(dir.path().join("boot/grub/grub.cfg"), XCPNG83_GRUB).unwrap();
+        assert_eq!(
+            detect(&system, "/").unwrap(),
+            BootLoader::Grub("/boot/grub/grub.cfg".into())
+        );
+        std::fs::create_dir_all(dir.path().join("mnt/dom0/boot/efi/EFI/xenserver")).unwrap();
+        std::fs::write(
+            dir.path().join("mnt/dom0/boot/efi/EFI/xenserver/grub.cfg"),
+            XCPNG83_GRUB,
+        )
+        .unwrap();
+        let efi = detect(&system, "/mnt/dom0").unwrap();
+        assert_eq!(
+            efi,
+            BootLoader::Grub("/mnt/dom0/boot/efi/EFI/xenserver/grub.cfg".into())
+        );
+        efi.add_ubuntu(&system, &entry()).unwrap();
+        efi.set_default(&system, true).unwrap();
+        let written =
+            std::fs::read_to_string(dir.path().join("mnt/dom0/boot/efi/EFI/xenserver/grub.cfg"))
+                .unwrap();
+        assert!(written.contains("set default=\"Ubuntu (xitc-convert)\""));
+    }
+}
