@@ -15,6 +15,7 @@ pub mod iso;
 pub mod plan;
 pub mod preflight;
 pub mod render;
+pub mod settings;
 pub mod setup_installer;
 pub mod start;
 pub mod state;

@@ -623,7 +623,7 @@ fi
 exec >> "$log" 2>&1
 echo "xitc postinst: new root $root"
 mkdir -p "$root/root/.ssh" "$root/opt/xitc"
-cp "$ramdisk/cloud-settings" "$root/root/cloud-settings" || echo "xitc postinst: no cloud-settings"
+cp "$ramdisk/cloud-settings.json" "$root/root/cloud-settings.json" || echo "xitc postinst: no cloud-settings.json"
 cp "$ramdisk/authorized_keys" "$root/root/.ssh/authorized_keys" || echo "xitc postinst: no authorized_keys"
 chmod 0600 "$root/root/.ssh/authorized_keys" 2> /dev/null
 cp "$ramdisk/xitc-dom0-boot" "$root/opt/xitc/xitc-dom0-boot" || echo "xitc postinst: no boot script"

@@ -5,7 +5,6 @@
 //! authorized_keys for dom0, and boot the installer once with `grub-reboot`, so
 //! that a failed install falls back to Ubuntu.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -139,25 +138,17 @@ pub fn ramdisk_partition(work: &mut Work<'_>) -> anyhow::Result<()> {
 
 pub fn save_settings(work: &mut Work<'_>) -> anyhow::Result<()> {
     let node = node(work)?.clone();
-    let network = &node.network;
-    let mask = u32::MAX
-        .checked_shl(32 - u32::from(network.prefix))
-        .unwrap_or(0);
-    let netmask = std::net::Ipv4Addr::from(mask);
-    let nameservers: Vec<String> = network
-        .nameservers
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let mut settings = String::new();
-    let _ = writeln!(settings, "ADDRESS={}", network.address);
-    let _ = writeln!(settings, "NETMASK={netmask}");
-    let _ = writeln!(settings, "GATEWAY={}", network.gateway);
-    let _ = writeln!(settings, "MACADDRESS={}", network.mac);
-    let _ = writeln!(settings, "NAMESERVERS={}", nameservers.join(","));
+    let settings = crate::settings::CloudSettings::from_network(&node.network);
+    work.log.line(&format!(
+        "network settings for the appliance: {}",
+        settings.describe()
+    ));
     let xsinst: PathBuf = work.files.install_dir.join("xsinst");
-    work.system
-        .write_atomic(xsinst.join("cloud-settings"), settings.as_bytes(), 0o600)?;
+    work.system.write_atomic(
+        xsinst.join(crate::settings::FILE_NAME),
+        settings.to_json().as_bytes(),
+        0o644,
+    )?;
     let keys = work
         .system
         .read_to_string("/root/.ssh/authorized_keys")

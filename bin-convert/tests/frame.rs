@@ -766,12 +766,16 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
         );
     }
     let ramdisk = root.join("mnt/xitc-ramdisk/xsinst");
-    let settings = std::fs::read_to_string(ramdisk.join("cloud-settings")).unwrap();
+    let settings = bin_convert::settings::CloudSettings::from_json(
+        &std::fs::read_to_string(ramdisk.join("cloud-settings.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(
-        settings,
-        "ADDRESS=203.0.171.17\nNETMASK=255.255.255.0\nGATEWAY=203.15.171.1\n\
-         MACADDRESS=bc:76:4e:20:1a:2b\nNAMESERVERS=203.0.113.53,198.51.100.53\n"
+        settings.describe(),
+        "eth0 203.0.171.17/24 via 203.15.171.1, MAC bc:76:4e:20:1a:2b, \
+         name servers 203.0.113.53, 198.51.100.53"
     );
+    assert_eq!(settings.netmask.to_string(), "255.255.255.0");
     assert_eq!(
         std::fs::read_to_string(ramdisk.join("authorized_keys")).unwrap(),
         "ssh-ed25519 AAAA user@laptop\n"

@@ -324,7 +324,7 @@ fn the_post_install_script_installs_the_dom0_hook_for_systemd_and_rc_local() {
         &bin_convert::render::dom0_boot_script(&hook),
     );
     for (name, text) in [
-        ("cloud-settings", "ADDRESS=203.0.113.7\n"),
+        ("cloud-settings.json", "{\"version\": 1}\n"),
         ("authorized_keys", "ssh-ed25519 AAAA user\n"),
         ("xitc-dom0-boot", "#!/bin/sh\n"),
     ] {
@@ -353,8 +353,8 @@ fn the_post_install_script_installs_the_dom0_hook_for_systemd_and_rc_local() {
             .unwrap();
         assert!(status.success());
         assert_eq!(
-            std::fs::read_to_string(root.join("root/cloud-settings")).unwrap(),
-            "ADDRESS=203.0.113.7\n"
+            std::fs::read_to_string(root.join("root/cloud-settings.json")).unwrap(),
+            "{\"version\": 1}\n"
         );
         assert_eq!(
             std::fs::read_to_string(root.join("root/.ssh/authorized_keys")).unwrap(),
