@@ -21,6 +21,7 @@ pub mod start;
 pub mod state;
 pub mod system;
 pub mod work;
+pub mod xe;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;

@@ -283,9 +283,13 @@ impl System {
                 .rev()
                 .find(|line| !line.trim().is_empty())
                 .unwrap_or("");
+            let shown: Vec<String> = args
+                .iter()
+                .map(|arg| xitc_common::shell::shell_quote(arg))
+                .collect();
             anyhow::bail!(
                 "{program} {} failed ({}): {last}",
-                args.join(" "),
+                shown.join(" "),
                 output.status
             );
         }
