@@ -150,14 +150,8 @@ fn wait_for_address(client: &CloudClient, cli: &Cli) -> anyhow::Result<(Server, 
                 anyhow::anyhow!("server {id} was deleted while waiting for its address")
             })?,
         };
-        if server.status.eq_ignore_ascii_case("ERROR") {
-            let fault = server
-                .fault
-                .as_ref()
-                .map(|fault| fault.message.trim())
-                .filter(|message| !message.is_empty())
-                .unwrap_or("the cloud gave no fault message");
-            anyhow::bail!("server {} is in ERROR: {fault}", server.id);
+        if let Some(error) = server.error() {
+            anyhow::bail!(error);
         }
         let address = choose_address(&server, cli.address, cli.ipv6);
         known_id = Some(server.id.clone());

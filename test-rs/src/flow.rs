@@ -390,21 +390,10 @@ impl Run<'_> {
                 .client
                 .get_server(id, deadline)?
                 .ok_or_else(|| anyhow::anyhow!("server {id} disappeared"))?;
-            match server.status.as_str() {
-                "ACTIVE" => Ok(Some(())),
-                "ERROR" => {
-                    let fault = server.fault.map(|fault| fault.message).unwrap_or_default();
-                    anyhow::bail!(
-                        "server {id} is in ERROR: {}",
-                        if fault.is_empty() {
-                            "the cloud gave no fault message"
-                        } else {
-                            &fault
-                        }
-                    )
-                }
-                _ => Ok(None),
+            if let Some(error) = server.error() {
+                anyhow::bail!(error);
             }
+            Ok((server.status == "ACTIVE").then_some(()))
         })
     }
 

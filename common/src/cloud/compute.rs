@@ -28,6 +28,22 @@ pub struct Server {
     pub fault: Option<Fault>,
 }
 
+impl Server {
+    /// `server ID is in ERROR: FAULT` when the server is in ERROR, else `None`.
+    pub fn error(&self) -> Option<String> {
+        if !self.status.eq_ignore_ascii_case("ERROR") {
+            return None;
+        }
+        let fault = self
+            .fault
+            .as_ref()
+            .map(|fault| fault.message.trim())
+            .filter(|message| !message.is_empty())
+            .unwrap_or("the cloud gave no fault message");
+        Some(format!("server {} is in ERROR: {fault}", self.id))
+    }
+}
+
 /// One address of a server on one network.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ServerAddress {
@@ -145,6 +161,25 @@ mod tests {
                 .to_string()
                 .contains("no \"servers\" list")
         );
+    }
+
+    #[test]
+    fn errors_carry_the_fault_message() {
+        let json = serde_json::json!({"id": "s1", "status": "ERROR", "fault": {"message": " No valid host "}});
+        let server: Server = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            server.error().as_deref(),
+            Some("server s1 is in ERROR: No valid host")
+        );
+        let bare: Server =
+            serde_json::from_value(serde_json::json!({"id": "s2", "status": "error"})).unwrap();
+        assert_eq!(
+            bare.error().as_deref(),
+            Some("server s2 is in ERROR: the cloud gave no fault message")
+        );
+        let fine: Server =
+            serde_json::from_value(serde_json::json!({"id": "s3", "status": "ACTIVE"})).unwrap();
+        assert_eq!(fine.error(), None);
     }
 
     #[test]
