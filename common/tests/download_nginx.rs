@@ -193,3 +193,66 @@ fn downloads_run_in_parallel_and_file_urls_work() {
         second
     );
 }
+
+/// A small file system, mounted from an image for the test (root, as CI has).
+struct SmallFs {
+    _dir: tempfile::TempDir,
+    mount: std::path::PathBuf,
+}
+
+impl SmallFs {
+    fn new(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("fs.img");
+        let mount = dir.path().join("mnt");
+        std::fs::create_dir(&mount).unwrap();
+        let run = |program: &str, args: &[&std::ffi::OsStr]| {
+            let status = std::process::Command::new(program)
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "{program} failed (the test needs root, as CI has)"
+            );
+        };
+        run(
+            "truncate",
+            &["-s".as_ref(), size.as_ref(), image.as_os_str()],
+        );
+        run("mkfs.ext4", &["-q".as_ref(), image.as_os_str()]);
+        run(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                image.as_os_str(),
+                mount.as_os_str(),
+            ],
+        );
+        SmallFs { _dir: dir, mount }
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.mount)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_an_error_and_leaves_nothing_that_looks_complete() {
+    let setup = setup("huge.xva", 20 << 20);
+    let small = SmallFs::new("8M");
+    let download = Download {
+        url: setup.nginx.url("huge.xva"),
+        destination: small.mount.join("huge.xva"),
+        sha256: None,
+    };
+    let error = fetch(&download, &deadline(60), &mut |_, _| {}).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains("No space left on device"), "{message}");
+    assert!(!download.destination.exists(), "a partial file in place");
+}
