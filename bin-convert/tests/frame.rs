@@ -676,6 +676,7 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
     let nginx = xitc_test_support::Nginx::start();
     let scratch = tempfile::tempdir().unwrap();
     let (iso, xva) = serve_installer(&nginx, scratch.path());
+    let outside_before = outside_the_sandbox();
     let world = StartWorld::new(&nginx, &iso, &xva);
     let (sandbox, bin, system, files, config) = (
         &world.sandbox,
@@ -782,6 +783,29 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
     );
     assert_eq!(std::fs::read(ramdisk.join("xenserver.iso")).unwrap(), iso);
     assert!(ramdisk.join("answerfile.xml").is_file() && ramdisk.join("postinst.sh").is_file());
+    assert_eq!(
+        outside_the_sandbox(),
+        outside_before,
+        "the real system was touched"
+    );
+}
+
+/// The real system's files that START and SETUP_INSTALLER write in their
+/// sandbox: they must be exactly as they were.
+fn outside_the_sandbox() -> Vec<(&'static str, Option<Vec<u8>>)> {
+    [
+        "/etc/default/grub",
+        "/etc/grub.d/45_xitc-installer",
+        "/etc/systemd/system/xitc-convert.service",
+        "/etc/init/xitc-convert.conf",
+        "/usr/share/initramfs-tools/hooks/xitc-shrink",
+        "/usr/share/initramfs-tools/scripts/local-premount/xitc-shrink",
+        "/opt/xenapi-in-the-cloud/xitc-convert.state",
+        "/mnt/xitc-ramdisk/xsinst/answerfile.xml",
+    ]
+    .into_iter()
+    .map(|path| (path, std::fs::read(path).ok()))
+    .collect()
 }
 
 /// The node after START's reboot: sysfs for the (shrunk) partition 1, the user's
