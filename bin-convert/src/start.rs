@@ -105,7 +105,41 @@ pub fn download(work: &mut Work<'_>) -> anyhow::Result<()> {
         .collect();
     let deadline = Deadline::new(Instant::now(), Some(DOWNLOAD_LIMIT));
     let log = &work.log;
-    let sums = download::fetch_all(&downloads, &deadline, &|line: &str| log.line(line))?;
+    let sums = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        // Someone is watching: bars, and the log gets the result only.
+        let bars = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg:20} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let bar_of: Vec<indicatif::ProgressBar> = downloads
+            .iter()
+            .map(|download| {
+                let bar = bars.add(indicatif::ProgressBar::new(0));
+                bar.set_style(style.clone());
+                let name = download.destination.file_name().unwrap_or_default();
+                bar.set_message(name.to_string_lossy().into_owned());
+                bar
+            })
+            .collect();
+        let result = download::fetch_all(&downloads, &deadline, &|index, done, total| {
+            if let Some(total) = total {
+                bar_of[index].set_length(total);
+            }
+            bar_of[index].set_position(done);
+        });
+        for bar in &bar_of {
+            bar.finish();
+        }
+        result?
+    } else {
+        let steps = download::TenPercent::default();
+        download::fetch_all(&downloads, &deadline, &|index, done, total| {
+            if let Some(line) = steps.line(index, &downloads[index].url, done, total) {
+                log.line(&line);
+            }
+        })?
+    };
     for (download, sum) in downloads.iter().zip(sums) {
         work.log
             .line(&format!("downloaded {} (SHA-256 {sum})", download.url));

@@ -23,6 +23,6 @@ fn main() -> std::process::ExitCode {
         })
         .collect();
     let deadline = Deadline::new(Instant::now(), None);
-    let result = fetch_all(&downloads, &deadline, &|_| {});
+    let result = fetch_all(&downloads, &deadline, &|_, _, _| {});
     xitc_common::exit::report("fetch", result.map(drop))
 }

@@ -102,32 +102,20 @@ pub fn fetch(
 }
 
 /// Fetches several downloads at once, one thread each; the first error wins.
-/// `report` gets a line per file every 10 % (and at the end).
+/// `progress(index, done, total)` hears from every transfer.
 pub fn fetch_all(
     downloads: &[Download],
     deadline: &Deadline,
-    report: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(usize, u64, Option<u64>) + Sync),
 ) -> anyhow::Result<Vec<String>> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = downloads
             .iter()
-            .map(|download| {
+            .enumerate()
+            .map(|(index, download)| {
                 scope.spawn(move || {
-                    let mut last_tenth = None;
                     fetch(download, deadline, &mut |done, total| {
-                        let Some(total) = total.filter(|total| *total > 0) else {
-                            return;
-                        };
-                        let tenth = done * 10 / total;
-                        if last_tenth != Some(tenth) {
-                            last_tenth = Some(tenth);
-                            report(&format!(
-                                "{}: {}% of {} bytes",
-                                download.url,
-                                tenth * 10,
-                                total
-                            ));
-                        }
+                        progress(index, done, total);
                     })
                 })
             })
@@ -141,6 +129,29 @@ pub fn fetch_all(
             })
             .collect()
     })
+}
+
+/// Turns progress reports into one line every 10 % (for logs, not terminals).
+#[derive(Debug, Default)]
+pub struct TenPercent {
+    last: std::sync::Mutex<std::collections::BTreeMap<usize, u64>>,
+}
+
+impl TenPercent {
+    /// The line to print for this report, if it reaches a new tenth.
+    pub fn line(&self, index: usize, name: &str, done: u64, total: Option<u64>) -> Option<String> {
+        let total = total.filter(|total| *total > 0)?;
+        let tenth = done.min(total) * 10 / total;
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.get(&index) == Some(&tenth) {
+            return None;
+        }
+        last.insert(index, tenth);
+        Some(format!("{name}: {}% of {total} bytes", tenth * 10))
+    }
 }
 
 /// The size of what `url` serves (a HEAD request, or the file for `file://`),
@@ -334,6 +345,18 @@ fn copy_local(source: &Path, part: &Path, progress: &mut Progress<'_>) -> anyhow
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ten_percent_steps() {
+        let steps = TenPercent::default();
+        let lines: Vec<String> = (0..=100u64)
+            .filter_map(|done| steps.line(0, "f", done * 10, Some(1000)))
+            .collect();
+        assert_eq!(lines.len(), 11);
+        assert_eq!(lines[0], "f: 0% of 1000 bytes");
+        assert_eq!(lines[10], "f: 100% of 1000 bytes");
+        assert_eq!(steps.line(1, "g", 5, None), None);
+    }
 
     #[test]
     fn part_files_sit_beside_their_destination() {

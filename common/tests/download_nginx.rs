@@ -164,8 +164,11 @@ fn downloads_run_in_parallel_and_file_urls_work() {
         },
     ];
     let lines = std::sync::Mutex::new(Vec::new());
-    let sums = fetch_all(&downloads, &deadline(60), &|line: &str| {
-        lines.lock().unwrap().push(line.to_owned());
+    let steps = xitc_common::download::TenPercent::default();
+    let sums = fetch_all(&downloads, &deadline(60), &|index, done, total| {
+        if let Some(line) = steps.line(index, &downloads[index].url, done, total) {
+            lines.lock().unwrap().push(line);
+        }
     })
     .unwrap();
     let lines = lines.into_inner().unwrap();
