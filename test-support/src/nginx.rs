@@ -80,8 +80,22 @@ impl Nginx {
     }
 
     /// The access log: one line per request, `"GET /x HTTP/1.1" STATUS BYTES "RANGE"`.
+    ///
+    /// nginx writes a request's line after its response, so a client can be done
+    /// before the line is there: this waits until the log has not changed for
+    /// 300 ms (5 s at most).
     pub fn access_log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+        let read = || fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        let start = std::time::Instant::now();
+        let mut last = read();
+        loop {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = read();
+            if now == last || start.elapsed() > Duration::from_secs(5) {
+                return now;
+            }
+            last = now;
+        }
     }
 }
 
