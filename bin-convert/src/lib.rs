@@ -11,6 +11,7 @@
 
 pub mod bootloader;
 pub mod config;
+pub mod dom0;
 pub mod iso;
 pub mod plan;
 pub mod preflight;

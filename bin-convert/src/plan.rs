@@ -7,6 +7,7 @@
 //! without its work yet has no action, and a real run refuses, before any
 //! change, to start while any state has such a step.
 
+use crate::dom0;
 use crate::setup_installer;
 use crate::start;
 use crate::state::State;
@@ -128,7 +129,11 @@ const SETUP_INSTALLER: [Step; 6] = [
 ];
 
 const XENSERVER_FIRSTBOOT: [Step; 6] = [
-    todo("wait-xapi", "wait for xapi to finish starting"),
+    step(
+        "wait-xapi",
+        "wait for xapi to finish starting",
+        dom0::wait_xapi,
+    ),
     todo(
         "forget-networking",
         "forget dom0's networking; VLAN 100 management network with 192.168.33.2",
@@ -137,12 +142,17 @@ const XENSERVER_FIRSTBOOT: [Step; 6] = [
         "appliance",
         "import and configure the appliance (VIFs, VCPUs, key, its network), reboot it",
     ),
-    todo(
+    step(
         "ubuntu-boot-entry",
-        "add an Ubuntu entry to dom0's boot loader",
+        "copy Ubuntu's kernel and initrd to dom0 and add an Ubuntu entry to its boot loader",
+        dom0::ubuntu_boot_entry,
     ),
-    todo("boot-ubuntu-next", "make Ubuntu the next boot"),
-    todo("stamp", "sync, touch the stamp file on the appliance"),
+    step(
+        "boot-ubuntu-next",
+        "make Ubuntu the next boot; sync",
+        dom0::boot_ubuntu_next,
+    ),
+    todo("stamp", "touch the stamp file on the appliance"),
 ];
 
 const UBUNTU: [Step; 5] = [
@@ -152,21 +162,34 @@ const UBUNTU: [Step; 5] = [
         "save-settings",
         "save the network settings and authorized_keys into dom0",
     ),
-    todo("boot-xenserver-next", "make XenServer the next boot"),
+    step(
+        "boot-xenserver-next",
+        "make XenServer the next boot",
+        dom0::boot_xenserver_next,
+    ),
     todo("prepare-reboot", "sync"),
 ];
 
-const XENSERVER: [Step; 4] = [
-    todo("wait-xapi", "wait for xapi to finish starting"),
+const XENSERVER: [Step; 5] = [
+    step(
+        "wait-xapi",
+        "wait for xapi to finish starting",
+        dom0::wait_xapi,
+    ),
     todo(
         "forget-networking",
         "forget dom0's networking and set it up again",
     ),
     todo(
         "appliance-settings",
-        "re-apply the saved settings to the appliance; boot Ubuntu next",
+        "re-apply the saved settings to the appliance",
     ),
-    todo("stamp", "sync, touch the stamp file on the appliance"),
+    step(
+        "boot-ubuntu-next",
+        "make Ubuntu the next boot; sync",
+        dom0::boot_ubuntu_next,
+    ),
+    todo("stamp", "touch the stamp file on the appliance"),
 ];
 
 #[cfg(test)]

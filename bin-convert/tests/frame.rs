@@ -229,7 +229,7 @@ fn a_real_run_refuses_steps_it_cannot_do_and_changes_nothing() {
         TOOL,
         &output,
         1,
-        "state START: this version of xitc-convert cannot do the steps XENSERVER_FIRSTBOOT/wait-xapi",
+        "state START: this version of xitc-convert cannot do the steps XENSERVER_FIRSTBOOT/forget-networking",
     );
     assert!(!text(&output).1.contains("secret-pw-2"));
     assert_eq!(sandbox.tree(), before);

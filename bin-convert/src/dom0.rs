@@ -1,0 +1,218 @@
+//! Steps that run in dom0 (XENSERVER_FIRSTBOOT, XENSERVER) and the boot-loader
+//! steps of both halves. dom0 runs xitc-convert from the Ubuntu partition,
+//! which its boot script mounts at [`UBUNTU_MOUNT`]; Ubuntu mounts dom0's root
+//! at [`DOM0_MOUNT`].
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use xitc_common::poll::{Clock, Deadline, SystemClock};
+
+use crate::bootloader::{self, UbuntuEntry};
+use crate::work::Work;
+
+/// Where dom0 sees the Ubuntu root file system.
+pub const UBUNTU_MOUNT: &str = "/mnt/ubuntu";
+/// Where Ubuntu mounts dom0's root file system.
+pub const DOM0_MOUNT: &str = "/mnt/dom0";
+/// xapi writes this when it has finished starting.
+pub const XAPI_READY: &str = "/var/run/xapi_init_complete.cookie";
+/// How long xapi may take to start.
+pub const XAPI_LIMIT: Duration = Duration::from_secs(20 * 60);
+
+/// Waits until xapi says it is ready (`limit` at most).
+pub fn wait_for_xapi(work: &Work<'_>, clock: &impl Clock, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Deadline::new(clock.now(), Some(limit));
+    loop {
+        if work.system.exists(XAPI_READY) {
+            return Ok(());
+        }
+        if deadline.is_expired(clock.now()) {
+            anyhow::bail!(
+                "xapi did not finish starting within {}s ({XAPI_READY} never appeared); \
+                 see /var/log/xensource.log",
+                limit.as_secs()
+            );
+        }
+        clock.sleep(deadline.cap(clock.now(), Duration::from_secs(2)));
+    }
+}
+
+pub fn wait_xapi(work: &mut Work<'_>) -> anyhow::Result<()> {
+    wait_for_xapi(work, &SystemClock, XAPI_LIMIT)
+}
+
+/// The newest file in `dir` whose name starts with `prefix` (by name: kernel
+/// versions sort so within one distribution's naming).
+fn newest(work: &Work<'_>, dir: &str, prefix: &str) -> anyhow::Result<String> {
+    work.system
+        .list_files(dir)?
+        .into_iter()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with(prefix))
+        .max()
+        .with_context(|| format!("no {prefix}* in {dir}"))
+}
+
+/// Copies Ubuntu's newest kernel and initrd into dom0's /boot and adds the
+/// Ubuntu entry (root by UUID) to dom0's boot loader, once.
+pub fn ubuntu_boot_entry(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let ubuntu_boot = format!("{UBUNTU_MOUNT}/boot");
+    let kernel = newest(work, &ubuntu_boot, "vmlinuz-")?;
+    let version = kernel.trim_start_matches("vmlinuz-").to_owned();
+    let initrd = format!("initrd.img-{version}");
+    work.system
+        .copy_file(format!("{ubuntu_boot}/{kernel}"), "/boot/vmlinuz-ubuntu")?;
+    work.system
+        .copy_file(format!("{ubuntu_boot}/{initrd}"), "/boot/initrd-ubuntu")?;
+    let uuid = work
+        .system
+        .run("findmnt", &["-n", "-o", "UUID", "--target", UBUNTU_MOUNT])?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(!uuid.is_empty(), "findmnt gave no UUID for {UBUNTU_MOUNT}");
+    bootloader::detect(work.system, "/")?.add_ubuntu(
+        work.system,
+        &UbuntuEntry {
+            kernel: "/boot/vmlinuz-ubuntu".to_owned(),
+            initrd: "/boot/initrd-ubuntu".to_owned(),
+            root_uuid: uuid,
+        },
+    )
+}
+
+pub fn boot_ubuntu_next(work: &mut Work<'_>) -> anyhow::Result<()> {
+    bootloader::detect(work.system, "/")?.set_default(work.system, true)?;
+    work.system.run("sync", &[]).map(drop)
+}
+
+/// In Ubuntu: dom0's boot loader, on its mounted root, boots XenServer next.
+pub fn boot_xenserver_next(work: &mut Work<'_>) -> anyhow::Result<()> {
+    bootloader::detect(work.system, DOM0_MOUNT)?.set_default(work.system, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Files;
+    use crate::config::Config;
+    use crate::system::System;
+    use crate::work::Log;
+    use std::cell::Cell;
+    use std::path::{Path, PathBuf};
+    use std::time::Instant;
+
+    struct FakeClock(Cell<Instant>);
+
+    impl Clock for FakeClock {
+        fn now(&self) -> Instant {
+            self.0.get()
+        }
+        fn sleep(&self, duration: Duration) {
+            self.0.set(self.0.get() + duration);
+        }
+    }
+
+    fn config() -> Config {
+        Config {
+            appliance_url: "http://127.0.0.1:9/a.xva".into(),
+            appliance_label: "Devstack".into(),
+            iso_url: "http://127.0.0.1:9/x.iso".into(),
+            iso_sha256: None,
+            appliance_sha256: None,
+            ubuntu_size: None,
+            installer_disk: "sda".into(),
+            installer_nic: "eth0".into(),
+            root_password_hash: "$6$x$y".into(),
+        }
+    }
+
+    fn with_work(system: &System, check: impl FnOnce(&mut Work<'_>)) {
+        let files = Files::new(PathBuf::from("/opt/xenapi-in-the-cloud"));
+        let config = config();
+        let mut work = Work {
+            system,
+            files: &files,
+            config: &config,
+            log: Log::new(system, Path::new("/xitc-convert.log")),
+            node: None,
+        };
+        check(&mut work);
+    }
+
+    #[test]
+    fn xapi_is_waited_for_until_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = System::new(Some(dir.path().to_path_buf()));
+        with_work(&system, |work| {
+            let clock = FakeClock(Cell::new(Instant::now()));
+            let start = clock.now();
+            let error = wait_for_xapi(work, &clock, Duration::from_secs(60)).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("xapi did not finish starting within 60s"),
+                "{error}"
+            );
+            assert_eq!(clock.now() - start, Duration::from_secs(60));
+            std::fs::create_dir_all(dir.path().join("var/run")).unwrap();
+            std::fs::write(dir.path().join("var/run/xapi_init_complete.cookie"), "").unwrap();
+            wait_for_xapi(work, &clock, Duration::from_secs(60)).unwrap();
+        });
+    }
+
+    const GRUB: &str =
+        "set default=0\nset timeout=5\nmenuentry 'XCP-ng' {\n\tmultiboot2 /boot/xen.gz\n}\n";
+
+    #[test]
+    fn the_ubuntu_entry_is_added_once_and_the_default_flips_each_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let write = |path: &str, text: &str| {
+            let file = root.join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+        };
+        write("mnt/ubuntu/boot/vmlinuz-6.8.0-30-generic", "old kernel");
+        write("mnt/ubuntu/boot/vmlinuz-6.8.0-31-generic", "new kernel");
+        write("mnt/ubuntu/boot/initrd.img-6.8.0-31-generic", "new initrd");
+        write("boot/grub/grub.cfg", GRUB);
+        write(
+            "bin/findmnt",
+            "#!/bin/sh\necho 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19\n",
+        );
+        write("bin/sync", "#!/bin/sh\n");
+        for program in ["findmnt", "sync"] {
+            std::fs::set_permissions(
+                root.join("bin").join(program),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
+        }
+        let system = System::new(Some(root.to_path_buf()))
+            .with_search_path(format!("{}:/usr/bin:/bin", root.join("bin").display()));
+        with_work(&system, |work| {
+            ubuntu_boot_entry(work).unwrap();
+            ubuntu_boot_entry(work).unwrap();
+            boot_ubuntu_next(work).unwrap();
+        });
+        assert_eq!(
+            std::fs::read_to_string(root.join("boot/vmlinuz-ubuntu")).unwrap(),
+            "new kernel"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("boot/initrd-ubuntu")).unwrap(),
+            "new initrd"
+        );
+        let grub = std::fs::read_to_string(root.join("boot/grub/grub.cfg")).unwrap();
+        assert_eq!(grub.matches("menuentry 'Ubuntu (xitc-convert)'").count(), 1);
+        assert!(grub.contains("set default=\"Ubuntu (xitc-convert)\"\n"));
+        assert!(grub.contains("root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19"));
+
+        // Ubuntu sees dom0's root at /mnt/dom0 and flips back to XenServer.
+        write("mnt/dom0/boot/grub/grub.cfg", &grub);
+        with_work(&system, |work| boot_xenserver_next(work).unwrap());
+        let back = std::fs::read_to_string(root.join("mnt/dom0/boot/grub/grub.cfg")).unwrap();
+        assert!(back.contains("set default=0\n"), "{back}");
+    }
+}
