@@ -86,6 +86,99 @@ pub fn boot_ubuntu_next(work: &mut Work<'_>) -> anyhow::Result<()> {
     work.system.run("sync", &[]).map(drop)
 }
 
+/// In Ubuntu: mounts dom0's root file system at [`DOM0_MOUNT`], found by its
+/// label (XenServer labels it `root-…`), not by a device name.
+pub fn mount_dom0(work: &mut Work<'_>) -> anyhow::Result<()> {
+    if work.system.run("mountpoint", &["-q", DOM0_MOUNT]).is_ok() {
+        return Ok(());
+    }
+    let listing = work.system.run("lsblk", &["-rno", "NAME,LABEL"])?;
+    let device = listing
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .find(|(_, label)| label.starts_with("root-"))
+        .map(|(name, _)| format!("/dev/{name}"))
+        .context("no file system labelled root-… (dom0's root) was found")?;
+    work.system.create_dir_all(DOM0_MOUNT)?;
+    work.system.run("mount", &[&device, DOM0_MOUNT]).map(drop)
+}
+
+/// In Ubuntu: waits until there is a default route and the appliance's host
+/// name resolves (the cloud's network is up), 5 minutes at most. Nothing is
+/// pinged.
+pub fn wait_network(work: &mut Work<'_>) -> anyhow::Result<()> {
+    wait_for_network(work, &SystemClock, Duration::from_secs(300))
+}
+
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = host.split(':').next()?;
+    (!host.is_empty() && host.parse::<std::net::IpAddr>().is_err()).then_some(host)
+}
+
+pub fn wait_for_network(
+    work: &Work<'_>,
+    clock: &impl Clock,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Deadline::new(clock.now(), Some(limit));
+    let host = url_host(&work.config.appliance_url);
+    loop {
+        let routed = work
+            .system
+            .read_to_string("/proc/net/route")
+            .ok()
+            .and_then(|routes| crate::preflight::default_route(&routes))
+            .is_some();
+        let resolved = host.is_none_or(|host| work.system.run("getent", &["hosts", host]).is_ok());
+        if routed && resolved {
+            return Ok(());
+        }
+        if deadline.is_expired(clock.now()) {
+            anyhow::bail!(
+                "the network did not come up within {}s (default route: {routed}, name resolution: {resolved})",
+                limit.as_secs()
+            );
+        }
+        clock.sleep(deadline.cap(clock.now(), Duration::from_secs(2)));
+    }
+}
+
+/// In Ubuntu: the network settings the cloud gave this boot, and the user's
+/// authorized_keys, into dom0 (for the XENSERVER state to apply).
+pub fn save_settings(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let network = crate::preflight::network(work.system).map_err(|why| anyhow::anyhow!(why))?;
+    let settings = crate::settings::CloudSettings::from_network(&network);
+    work.log.line(&format!(
+        "network settings for the appliance: {}",
+        settings.describe()
+    ));
+    work.system
+        .create_dir_all(format!("{DOM0_MOUNT}/root/.ssh"))?;
+    work.system.write_atomic(
+        format!("{DOM0_MOUNT}/root/{}", crate::settings::FILE_NAME),
+        settings.to_json().as_bytes(),
+        0o644,
+    )?;
+    let keys = work
+        .system
+        .read_to_string("/root/.ssh/authorized_keys")
+        .context("reading /root/.ssh/authorized_keys")?;
+    work.system.write_atomic(
+        format!("{DOM0_MOUNT}/root/.ssh/authorized_keys"),
+        keys.as_bytes(),
+        0o600,
+    )
+}
+
+pub fn sync(work: &mut Work<'_>) -> anyhow::Result<()> {
+    work.system.run("sync", &[]).map(drop)
+}
+
 /// In Ubuntu: dom0's boot loader, on its mounted root, boots XenServer next.
 pub fn boot_xenserver_next(work: &mut Work<'_>) -> anyhow::Result<()> {
     bootloader::detect(work.system, DOM0_MOUNT)?.set_default(work.system, false)
@@ -138,6 +231,47 @@ mod tests {
             node: None,
         };
         check(&mut work);
+    }
+
+    #[test]
+    fn url_hosts() {
+        assert_eq!(
+            url_host("https://mirrors.xcp-ng.org/isos/x.iso?https=1"),
+            Some("mirrors.xcp-ng.org")
+        );
+        assert_eq!(
+            url_host("http://user@host.example:8080/a"),
+            Some("host.example")
+        );
+        assert_eq!(
+            url_host("http://127.0.0.1:9/a"),
+            None,
+            "an address needs no name resolution"
+        );
+        assert_eq!(url_host("file:///srv/a.xva"), None);
+    }
+
+    #[test]
+    fn the_network_is_waited_for_until_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = System::new(Some(dir.path().to_path_buf()));
+        with_work(&system, |work| {
+            let clock = FakeClock(Cell::new(Instant::now()));
+            let error = wait_for_network(work, &clock, Duration::from_secs(30)).unwrap_err();
+            assert!(
+                error.to_string().contains("default route: false"),
+                "{error}"
+            );
+            std::fs::create_dir_all(dir.path().join("proc/net")).unwrap();
+            std::fs::write(
+                dir.path().join("proc/net/route"),
+                "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+                 eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\n",
+            )
+            .unwrap();
+            // The appliance URL is an address: a route is all it takes.
+            wait_for_network(work, &clock, Duration::from_secs(30)).unwrap();
+        });
     }
 
     #[test]

@@ -156,18 +156,27 @@ const XENSERVER_FIRSTBOOT: [Step; 6] = [
 ];
 
 const UBUNTU: [Step; 5] = [
-    todo("mount-dom0", "mount dom0's root file system"),
-    todo("wait-network", "wait for networking"),
-    todo(
+    step(
+        "mount-dom0",
+        "mount dom0's root file system (found by its label)",
+        dom0::mount_dom0,
+    ),
+    step(
+        "wait-network",
+        "wait for a default route and name resolution",
+        dom0::wait_network,
+    ),
+    step(
         "save-settings",
         "save the network settings and authorized_keys into dom0",
+        dom0::save_settings,
     ),
     step(
         "boot-xenserver-next",
         "make XenServer the next boot",
         dom0::boot_xenserver_next,
     ),
-    todo("prepare-reboot", "sync"),
+    step("prepare-reboot", "sync", dom0::sync),
 ];
 
 const XENSERVER: [Step; 5] = [

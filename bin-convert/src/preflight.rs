@@ -183,7 +183,7 @@ fn bytes_still_to_download(system: &System, downloads: &[(String, std::path::Pat
         .sum()
 }
 
-fn network(system: &System) -> Result<Network, String> {
+pub fn network(system: &System) -> Result<Network, String> {
     let routes = system
         .read_to_string("/proc/net/route")
         .map_err(|error| format!("cannot read /proc/net/route: {error}"))?;

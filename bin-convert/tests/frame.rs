@@ -1164,3 +1164,80 @@ fn a_dom0_state_in_ubuntu_stops_without_rebooting_and_says_why() {
             .contains("state UBUNTU runs in Ubuntu, but this is dom0")
     );
 }
+
+#[test]
+fn the_ubuntu_state_hands_the_cloud_settings_to_dom0_and_boots_xenserver() {
+    use bin_convert::state::State;
+    let sandbox = Sandbox::new();
+    let root = sandbox.root.path().to_path_buf();
+    let bin = node_fixture(&sandbox, "ext4", 1);
+    recording_stand_ins(&bin);
+    let record = "echo \"$(basename \"$0\") $*\" >> \"$XITC_ROOT/commands.log\"";
+    for (name, body) in [
+        ("mountpoint", format!("{record}\nexit 1")),
+        (
+            "lsblk",
+            "printf 'xvda \\nxvda1 cloudimg-rootfs\\nxvda2 root-vgdorj\\n'".to_owned(),
+        ),
+        ("mount", record.to_owned()),
+    ] {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::create_dir_all(root.join("root/.ssh")).unwrap();
+    std::fs::write(
+        root.join("root/.ssh/authorized_keys"),
+        "ssh-ed25519 AAAA new@laptop\n",
+    )
+    .unwrap();
+    // dom0's root as Ubuntu sees it once mounted, after a first dom0 boot.
+    let grub = "set default=0\nmenuentry 'XCP-ng' {\n\tmultiboot2 /boot/xen.gz\n}\n";
+    let dom0_grub = root.join("mnt/dom0/boot/grub/grub.cfg");
+    std::fs::create_dir_all(dom0_grub.parent().unwrap()).unwrap();
+    let with_ubuntu = bin_convert::bootloader::grub_default(
+        &bin_convert::bootloader::grub_add(
+            grub,
+            &bin_convert::bootloader::UbuntuEntry {
+                kernel: "/boot/vmlinuz-ubuntu".into(),
+                initrd: "/boot/initrd-ubuntu".into(),
+                root_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
+            },
+        ),
+        true,
+    )
+    .unwrap();
+    std::fs::write(&dom0_grub, &with_ubuntu).unwrap();
+    let config = sandbox.save_config();
+    let system = System::new(Some(root.clone())).with_search_path(path_with(&bin));
+    let files = bin_convert::Files::new(PathBuf::from(INSTALL));
+    if let Err(error) = bin_convert::work::run_state(&system, &files, &config, State::Ubuntu) {
+        panic!("UBUNTU failed: {error:#}");
+    }
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    assert_eq!(
+        read(&format!(
+            "{}/xitc-convert.state",
+            INSTALL.trim_start_matches('/')
+        )),
+        "XENSERVER\n"
+    );
+    assert_eq!(
+        read("commands.log"),
+        "mountpoint -q /mnt/dom0\nmount /dev/xvda2 /mnt/dom0\nsync \nreboot \n"
+    );
+    let settings =
+        bin_convert::settings::CloudSettings::from_json(&read("mnt/dom0/root/cloud-settings.json"))
+            .unwrap();
+    assert_eq!(settings.address.to_string(), "203.0.171.17");
+    assert_eq!(
+        read("mnt/dom0/root/.ssh/authorized_keys"),
+        "ssh-ed25519 AAAA new@laptop\n"
+    );
+    let flipped = std::fs::read_to_string(&dom0_grub).unwrap();
+    assert!(flipped.contains("set default=0\n"), "{flipped}");
+    assert_eq!(
+        flipped.matches("menuentry 'Ubuntu (xitc-convert)'").count(),
+        1
+    );
+}
