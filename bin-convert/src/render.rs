@@ -496,13 +496,15 @@ give_up() {{ say "$*; the disk is left as it is"; exit 0; }}
 read_geometry() {{
     BLOCK_SIZE=
     BLOCK_COUNT=
-    dumpe2fs -h "$PART" > /tmp/xitc-shrink.fs 2> /dev/null || give_up "dumpe2fs $PART failed"
+    header=$(dumpe2fs -h "$PART" 2> /dev/null) || give_up "dumpe2fs $PART failed"
     while IFS=: read -r key value; do
         case "$key" in
             "Block size") BLOCK_SIZE=${{value##* }} ;;
             "Block count") BLOCK_COUNT=${{value##* }} ;;
         esac
-    done < /tmp/xitc-shrink.fs
+    done << HEADER
+$header
+HEADER
     if [ -z "$BLOCK_SIZE" ] || [ -z "$BLOCK_COUNT" ]; then
         give_up "no block size or count for $PART"
     fi
