@@ -148,31 +148,39 @@ pub fn wait_for_network(
     }
 }
 
-/// In Ubuntu: the network settings the cloud gave this boot, and the user's
-/// authorized_keys, into dom0 (for the XENSERVER state to apply).
-pub fn save_settings(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let network = crate::preflight::network(work.system).map_err(|why| anyhow::anyhow!(why))?;
-    let settings = crate::settings::CloudSettings::from_network(&network);
+/// Writes the cloud's network settings (as `cloud-settings.json`) and the
+/// user's authorized_keys where dom0 will read them: `xsinst/` before the
+/// install, dom0's `/root` on every later Ubuntu boot. Logged, without secrets.
+pub(crate) fn hand_over(
+    work: &Work<'_>,
+    network: &crate::preflight::Network,
+    settings_dir: &std::path::Path,
+    keys_file: &std::path::Path,
+) -> anyhow::Result<()> {
+    let settings = crate::settings::CloudSettings::from_network(network);
     work.log.line(&format!(
         "network settings for the appliance: {}",
         settings.describe()
     ));
-    work.system
-        .create_dir_all(format!("{DOM0_MOUNT}/root/.ssh"))?;
     work.system.write_atomic(
-        format!("{DOM0_MOUNT}/root/{}", crate::settings::FILE_NAME),
+        settings_dir.join(crate::settings::FILE_NAME),
         settings.to_json().as_bytes(),
         0o644,
     )?;
     let keys = work
         .system
         .read_to_string("/root/.ssh/authorized_keys")
-        .context("reading /root/.ssh/authorized_keys")?;
-    work.system.write_atomic(
-        format!("{DOM0_MOUNT}/root/.ssh/authorized_keys"),
-        keys.as_bytes(),
-        0o600,
-    )
+        .context("reading /root/.ssh/authorized_keys (without it nobody could log in to dom0)")?;
+    work.system.write_atomic(keys_file, keys.as_bytes(), 0o600)
+}
+
+/// In Ubuntu: the network settings the cloud gave this boot, and the user's
+/// authorized_keys, into dom0 (for the XENSERVER state to apply).
+pub fn save_settings(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let network = crate::preflight::network(work.system).map_err(|why| anyhow::anyhow!(why))?;
+    let root = std::path::PathBuf::from(format!("{DOM0_MOUNT}/root"));
+    work.system.create_dir_all(root.join(".ssh"))?;
+    hand_over(work, &network, &root, &root.join(".ssh/authorized_keys"))
 }
 
 pub fn sync(work: &mut Work<'_>) -> anyhow::Result<()> {

@@ -138,23 +138,13 @@ pub fn ramdisk_partition(work: &mut Work<'_>) -> anyhow::Result<()> {
 
 pub fn save_settings(work: &mut Work<'_>) -> anyhow::Result<()> {
     let node = node(work)?.clone();
-    let settings = crate::settings::CloudSettings::from_network(&node.network);
-    work.log.line(&format!(
-        "network settings for the appliance: {}",
-        settings.describe()
-    ));
     let xsinst: PathBuf = work.files.install_dir.join("xsinst");
-    work.system.write_atomic(
-        xsinst.join(crate::settings::FILE_NAME),
-        settings.to_json().as_bytes(),
-        0o644,
-    )?;
-    let keys = work
-        .system
-        .read_to_string("/root/.ssh/authorized_keys")
-        .context("reading /root/.ssh/authorized_keys (without it nobody could log in to dom0)")?;
-    work.system
-        .write_atomic(xsinst.join("authorized_keys"), keys.as_bytes(), 0o600)
+    crate::dom0::hand_over(
+        work,
+        &node.network,
+        &xsinst,
+        &xsinst.join("authorized_keys"),
+    )
 }
 
 pub fn boot_installer_once(work: &mut Work<'_>) -> anyhow::Result<()> {
