@@ -42,6 +42,92 @@ pub fn wait_xapi(work: &mut Work<'_>) -> anyhow::Result<()> {
     wait_for_xapi(work, &SystemClock, XAPI_LIMIT)
 }
 
+/// The name-label of the management network xitc creates (VLAN 100).
+pub const MANAGEMENT_NETWORK: &str = "xitc-management";
+
+/// dom0's address on the management VLAN; the appliance is .1 on it.
+pub const DOM0_ADDRESS: &str = "192.168.33.2";
+
+/// Forgets dom0's networking and sets it up again for this boot's cloud
+/// settings: the NIC introduced by the MAC saved from Ubuntu, no address on it
+/// (the appliance takes the cloud's), and dom0 on VLAN 100 with 192.168.33.2/24
+/// as its management interface. Re-running it ends the same: the management
+/// network is reused, VLANs and PIFs are recreated.
+pub fn forget_networking(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let path = format!("/root/{}", crate::settings::FILE_NAME);
+    let settings = crate::settings::CloudSettings::from_json(
+        &work
+            .system
+            .read_to_string(&path)
+            .with_context(|| format!("reading {path} (saved in Ubuntu)"))?,
+    )?;
+    work.log.line(&format!(
+        "applying the cloud's network settings: {}",
+        settings.describe()
+    ));
+    let xe = crate::xe::Xe::new(work.system);
+    xe.call(&["host-management-disable"])?;
+    for vlan in xe.list(&["vlan-list"])? {
+        xe.call(&["vlan-destroy", &format!("uuid={vlan}")])?;
+    }
+    for pif in xe.list(&["pif-list"])? {
+        xe.call(&["pif-forget", &format!("uuid={pif}")])?;
+    }
+    let host = xe
+        .list(&["host-list"])?
+        .into_iter()
+        .next()
+        .context("xe host-list names no host")?;
+    let nic = format!("device={}", work.config.installer_nic);
+    let pif = xe.call(&[
+        "pif-introduce",
+        &nic,
+        &format!("host-uuid={host}"),
+        &format!("mac={}", settings.mac),
+    ])?;
+    let label = format!("name-label={MANAGEMENT_NETWORK}");
+    let network = match xe.list(&["network-list", &label])?.into_iter().next() {
+        Some(existing) => existing,
+        None => xe.call(&[
+            "network-create",
+            &label,
+            "name-description=dom0 and the appliance (xitc-convert)",
+        ])?,
+    };
+    xe.call(&[
+        "vlan-create",
+        "vlan=100",
+        &format!("pif-uuid={pif}"),
+        &format!("network-uuid={network}"),
+    ])?;
+    let vlan_pif = xe
+        .list(&["pif-list", "VLAN=100", &nic])?
+        .into_iter()
+        .next()
+        .context("the VLAN 100 PIF did not appear")?;
+    xe.call(&[
+        "pif-reconfigure-ip",
+        &format!("uuid={pif}"),
+        "mode=static",
+        "IP=0.0.0.0",
+        "netmask=0.0.0.0",
+    ])?;
+    xe.call(&[
+        "pif-reconfigure-ip",
+        &format!("uuid={vlan_pif}"),
+        "mode=static",
+        &format!("IP={DOM0_ADDRESS}"),
+        "netmask=255.255.255.0",
+        "gateway=192.168.33.1",
+        "DNS=192.168.33.1",
+    ])?;
+    xe.call(&[
+        "host-management-reconfigure",
+        &format!("pif-uuid={vlan_pif}"),
+    ])
+    .map(drop)
+}
+
 /// The newest file in `dir` whose name starts with `prefix` (by name: kernel
 /// versions sort so within one distribution's naming).
 fn newest(work: &Work<'_>, dir: &str, prefix: &str) -> anyhow::Result<String> {

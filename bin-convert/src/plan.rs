@@ -134,9 +134,10 @@ const XENSERVER_FIRSTBOOT: [Step; 6] = [
         "wait for xapi to finish starting",
         dom0::wait_xapi,
     ),
-    todo(
+    step(
         "forget-networking",
         "forget dom0's networking; VLAN 100 management network with 192.168.33.2",
+        dom0::forget_networking,
     ),
     todo(
         "appliance",
@@ -185,9 +186,10 @@ const XENSERVER: [Step; 5] = [
         "wait for xapi to finish starting",
         dom0::wait_xapi,
     ),
-    todo(
+    step(
         "forget-networking",
         "forget dom0's networking and set it up again",
+        dom0::forget_networking,
     ),
     todo(
         "appliance-settings",

@@ -229,7 +229,7 @@ fn a_real_run_refuses_steps_it_cannot_do_and_changes_nothing() {
         TOOL,
         &output,
         1,
-        "state START: this version of xitc-convert cannot do the steps XENSERVER_FIRSTBOOT/forget-networking",
+        "state START: this version of xitc-convert cannot do the steps XENSERVER_FIRSTBOOT/appliance",
     );
     assert!(!text(&output).1.contains("secret-pw-2"));
     assert_eq!(sandbox.tree(), before);
@@ -1239,5 +1239,73 @@ fn the_ubuntu_state_hands_the_cloud_settings_to_dom0_and_boots_xenserver() {
     assert_eq!(
         flipped.matches("menuentry 'Ubuntu (xitc-convert)'").count(),
         1
+    );
+}
+
+#[test]
+fn forget_networking_puts_dom0_on_vlan_100_and_ends_the_same_when_repeated() {
+    let sandbox = Sandbox::new();
+    let root = sandbox.root.path().to_path_buf();
+    let config = sandbox.save_config();
+    let settings = bin_convert::settings::CloudSettings {
+        version: 1,
+        interface: "eth0".into(),
+        address: "203.0.113.7".parse().unwrap(),
+        prefix: 24,
+        netmask: "255.255.255.0".parse().unwrap(),
+        gateway: "203.0.113.1".parse().unwrap(),
+        mac: "bc:76:4e:20:1a:2b".into(),
+        nameservers: vec!["203.0.113.53".parse().unwrap()],
+    };
+    std::fs::create_dir_all(root.join("root")).unwrap();
+    std::fs::write(root.join("root/cloud-settings.json"), settings.to_json()).unwrap();
+    // xe, backed by a state file (uuids persist between calls).
+    let stand_ins = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stand-ins");
+    let system = System::new(Some(root.clone())).with_search_path(path_with(&stand_ins));
+    let files = bin_convert::Files::new(PathBuf::from(INSTALL));
+    let state = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(root.join("xe.json")).unwrap()).unwrap()
+    };
+    let mut outcomes = Vec::new();
+    for _ in 0..2 {
+        let log = bin_convert::work::Log::new(&system, Path::new("/xitc.log"));
+        let mut work = bin_convert::work::Work {
+            system: &system,
+            files: &files,
+            config: &config,
+            log,
+            node: None,
+        };
+        if let Err(error) = bin_convert::dom0::forget_networking(&mut work) {
+            panic!("forget-networking failed: {error:#}");
+        }
+        let xe = state();
+        let pifs = xe["pifs"].as_object().unwrap();
+        assert_eq!(pifs.len(), 2, "the NIC and its VLAN: {xe}");
+        let physical = pifs.values().find(|pif| pif["VLAN"] == "-1").unwrap();
+        assert_eq!(physical["mac"], "bc:76:4e:20:1a:2b");
+        assert_eq!(physical["IP"], "0.0.0.0");
+        let (vlan_uuid, vlan) = pifs.iter().find(|(_, pif)| pif["VLAN"] == "100").unwrap();
+        assert_eq!(vlan["IP"], "192.168.33.2");
+        assert_eq!(xe["management"], vlan_uuid.as_str());
+        let management_networks = xe["networks"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|name| *name == "xitc-management")
+            .count();
+        assert_eq!(management_networks, 1, "no new network on a re-run: {xe}");
+        outcomes.push(xe["networks"].clone());
+    }
+    assert_eq!(outcomes[0], outcomes[1]);
+    let calls = std::fs::read_to_string(root.join("xe.log")).unwrap();
+    assert!(
+        calls.starts_with("host-management-disable\nvlan-list --minimal\n"),
+        "{calls}"
+    );
+    assert!(
+        std::fs::read_to_string(root.join("xitc.log"))
+            .unwrap()
+            .contains("applying the cloud's network settings: eth0 203.0.113.7/24")
     );
 }
