@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use xitc_common::poll::{Clock, Deadline, SystemClock};
+use xitc_common::poll::{Clock, Schedule, SystemClock, poll_until};
 
 use crate::bootloader::{self, UbuntuEntry};
 use crate::work::Work;
@@ -17,25 +17,23 @@ pub const UBUNTU_MOUNT: &str = "/mnt/ubuntu";
 pub const DOM0_MOUNT: &str = "/mnt/dom0";
 /// xapi writes this when it has finished starting.
 pub const XAPI_READY: &str = "/var/run/xapi_init_complete.cookie";
+/// Time between two looks in the waits below.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// How long xapi may take to start.
 pub const XAPI_LIMIT: Duration = Duration::from_secs(20 * 60);
 
 /// Waits until xapi says it is ready (`limit` at most).
 pub fn wait_for_xapi(work: &Work<'_>, clock: &impl Clock, limit: Duration) -> anyhow::Result<()> {
-    let deadline = Deadline::new(clock.now(), Some(limit));
-    loop {
-        if work.system.exists(XAPI_READY) {
-            return Ok(());
-        }
-        if deadline.is_expired(clock.now()) {
-            anyhow::bail!(
-                "xapi did not finish starting within {}s ({XAPI_READY} never appeared); \
-                 see /var/log/xensource.log",
-                limit.as_secs()
-            );
-        }
-        clock.sleep(deadline.cap(clock.now(), Duration::from_secs(2)));
-    }
+    poll_until(clock, Schedule::new(limit, POLL_INTERVAL), |_| {
+        Ok(work.system.exists(XAPI_READY).then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "xapi did not finish starting within {}s ({XAPI_READY} never appeared); \
+             see /var/log/xensource.log",
+            limit.as_secs()
+        )
+    })
 }
 
 pub fn wait_xapi(work: &mut Work<'_>) -> anyhow::Result<()> {
@@ -169,7 +167,7 @@ pub fn ubuntu_boot_entry(work: &mut Work<'_>) -> anyhow::Result<()> {
 
 pub fn boot_ubuntu_next(work: &mut Work<'_>) -> anyhow::Result<()> {
     bootloader::detect(work.system, "/")?.set_default(work.system, true)?;
-    work.system.run("sync", &[]).map(drop)
+    crate::work::sync(work)
 }
 
 /// In Ubuntu: mounts dom0's root file system at [`DOM0_MOUNT`], found by its
@@ -211,9 +209,9 @@ pub fn wait_for_network(
     clock: &impl Clock,
     limit: Duration,
 ) -> anyhow::Result<()> {
-    let deadline = Deadline::new(clock.now(), Some(limit));
     let host = url_host(&work.config.appliance_url);
-    loop {
+    let mut last = (false, false);
+    poll_until(clock, Schedule::new(limit, POLL_INTERVAL), |_| {
         let routed = work
             .system
             .read_to_string("/proc/net/route")
@@ -221,17 +219,17 @@ pub fn wait_for_network(
             .and_then(|routes| crate::preflight::default_route(&routes))
             .is_some();
         let resolved = host.is_none_or(|host| work.system.run("getent", &["hosts", host]).is_ok());
-        if routed && resolved {
-            return Ok(());
-        }
-        if deadline.is_expired(clock.now()) {
-            anyhow::bail!(
-                "the network did not come up within {}s (default route: {routed}, name resolution: {resolved})",
-                limit.as_secs()
-            );
-        }
-        clock.sleep(deadline.cap(clock.now(), Duration::from_secs(2)));
-    }
+        last = (routed, resolved);
+        Ok((routed && resolved).then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "the network did not come up within {}s (default route: {}, name resolution: {})",
+            limit.as_secs(),
+            last.0,
+            last.1
+        )
+    })
 }
 
 /// Writes the cloud's network settings (as `cloud-settings.json`) and the
@@ -267,10 +265,6 @@ pub fn save_settings(work: &mut Work<'_>) -> anyhow::Result<()> {
     let root = std::path::PathBuf::from(format!("{DOM0_MOUNT}/root"));
     work.system.create_dir_all(root.join(".ssh"))?;
     hand_over(work, &network, &root, &root.join(".ssh/authorized_keys"))
-}
-
-pub fn sync(work: &mut Work<'_>) -> anyhow::Result<()> {
-    work.system.run("sync", &[]).map(drop)
 }
 
 /// In Ubuntu: dom0's boot loader, on its mounted root, boots XenServer next.

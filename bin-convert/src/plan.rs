@@ -11,7 +11,7 @@ use crate::dom0;
 use crate::setup_installer;
 use crate::start;
 use crate::state::State;
-use crate::work::Work;
+use crate::work::{self, Work};
 
 /// A step's work.
 pub type Action = fn(&mut Work<'_>) -> anyhow::Result<()>;
@@ -92,7 +92,7 @@ const START: [Step; 9] = [
         "install the initramfs hook that shrinks the root file system and partition 1; update-initramfs",
         start::shrink_hook,
     ),
-    step("prepare-reboot", "sync", start::prepare_reboot),
+    step("prepare-reboot", "sync", work::sync),
 ];
 
 const SETUP_INSTALLER: [Step; 6] = [
@@ -128,17 +128,28 @@ const SETUP_INSTALLER: [Step; 6] = [
     ),
 ];
 
+// Steps both dom0 states run (DESIGN §5: XENSERVER repeats FIRSTBOOT's network
+// and boot-loader work on every boot).
+const WAIT_XAPI: Step = step(
+    "wait-xapi",
+    "wait for xapi to finish starting",
+    dom0::wait_xapi,
+);
+const FORGET_NETWORKING: Step = step(
+    "forget-networking",
+    "forget dom0's networking; VLAN 100 management network with 192.168.33.2",
+    dom0::forget_networking,
+);
+const BOOT_UBUNTU_NEXT: Step = step(
+    "boot-ubuntu-next",
+    "make Ubuntu the next boot; sync",
+    dom0::boot_ubuntu_next,
+);
+const STAMP: Step = todo("stamp", "touch the stamp file on the appliance");
+
 const XENSERVER_FIRSTBOOT: [Step; 6] = [
-    step(
-        "wait-xapi",
-        "wait for xapi to finish starting",
-        dom0::wait_xapi,
-    ),
-    step(
-        "forget-networking",
-        "forget dom0's networking; VLAN 100 management network with 192.168.33.2",
-        dom0::forget_networking,
-    ),
+    WAIT_XAPI,
+    FORGET_NETWORKING,
     todo(
         "appliance",
         "import and configure the appliance (VIFs, VCPUs, key, its network), reboot it",
@@ -148,12 +159,8 @@ const XENSERVER_FIRSTBOOT: [Step; 6] = [
         "copy Ubuntu's kernel and initrd to dom0 and add an Ubuntu entry to its boot loader",
         dom0::ubuntu_boot_entry,
     ),
-    step(
-        "boot-ubuntu-next",
-        "make Ubuntu the next boot; sync",
-        dom0::boot_ubuntu_next,
-    ),
-    todo("stamp", "touch the stamp file on the appliance"),
+    BOOT_UBUNTU_NEXT,
+    STAMP,
 ];
 
 const UBUNTU: [Step; 5] = [
@@ -177,30 +184,18 @@ const UBUNTU: [Step; 5] = [
         "make XenServer the next boot",
         dom0::boot_xenserver_next,
     ),
-    step("prepare-reboot", "sync", dom0::sync),
+    step("prepare-reboot", "sync", work::sync),
 ];
 
 const XENSERVER: [Step; 5] = [
-    step(
-        "wait-xapi",
-        "wait for xapi to finish starting",
-        dom0::wait_xapi,
-    ),
-    step(
-        "forget-networking",
-        "forget dom0's networking and set it up again",
-        dom0::forget_networking,
-    ),
+    WAIT_XAPI,
+    FORGET_NETWORKING,
     todo(
         "appliance-settings",
         "re-apply the saved settings to the appliance",
     ),
-    step(
-        "boot-ubuntu-next",
-        "make Ubuntu the next boot; sync",
-        dom0::boot_ubuntu_next,
-    ),
-    todo("stamp", "touch the stamp file on the appliance"),
+    BOOT_UBUNTU_NEXT,
+    STAMP,
 ];
 
 #[cfg(test)]

@@ -22,10 +22,6 @@ const RAMDISK_SLACK: u64 = 64 << 20;
 /// Where partition 2 is mounted while `xsinst/` is copied onto it.
 const RAMDISK_MOUNT: &str = "/mnt/xitc-ramdisk";
 
-fn node<'w>(work: &'w Work<'_>) -> anyhow::Result<&'w preflight::Node> {
-    work.node.as_ref().context("the inspect step has not run")
-}
-
 /// `xvda` + 2 → `xvda2`; `nvme0n1` + 2 → `nvme0n1p2`.
 pub fn partition_name(disk: &str, number: u32) -> String {
     if disk.ends_with(|c: char| c.is_ascii_digit()) {
@@ -61,7 +57,7 @@ pub fn remove_shrink_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
 }
 
 pub fn verify_shrink(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let node = node(work)?.clone();
+    let node = work.node()?.clone();
     let target_file = work.files.install_dir.join(SHRINK_TARGET_FILE);
     let target: u64 = work
         .system
@@ -93,7 +89,7 @@ pub fn verify_shrink(work: &mut Work<'_>) -> anyhow::Result<()> {
 }
 
 pub fn ramdisk_partition(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let node = node(work)?.clone();
+    let node = work.node()?.clone();
     let disk_device = format!("/dev/{}", node.disk);
     let part1 = node.root_device.trim_start_matches("/dev/").to_owned();
     let part2 = partition_name(&node.disk, 2);
@@ -137,7 +133,7 @@ pub fn ramdisk_partition(work: &mut Work<'_>) -> anyhow::Result<()> {
 }
 
 pub fn save_settings(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let node = node(work)?.clone();
+    let node = work.node()?.clone();
     let xsinst: PathBuf = work.files.install_dir.join("xsinst");
     crate::dom0::hand_over(
         work,

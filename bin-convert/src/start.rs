@@ -30,10 +30,6 @@ fn in_install(work: &Work<'_>, name: &str) -> PathBuf {
     work.files.install_dir.join(name)
 }
 
-fn node<'w>(work: &'w Work<'_>) -> anyhow::Result<&'w preflight::Node> {
-    work.node.as_ref().context("the preflight step has not run")
-}
-
 /// The downloads as (URL, node path) pairs.
 pub fn download_targets(
     config: &crate::config::Config,
@@ -197,7 +193,7 @@ pub fn ramdisk_source(work: &mut Work<'_>) -> anyhow::Result<()> {
         render::answerfile(&answers)?.as_bytes(),
         0o600,
     )?;
-    let root_device = node(work)?.root_device.clone();
+    let root_device = work.node()?.root_device.clone();
     let uuid = work
         .system
         .run("blkid", &["-s", "UUID", "-o", "value", &root_device])?
@@ -246,7 +242,7 @@ pub fn grub_entry(work: &mut Work<'_>) -> anyhow::Result<()> {
 }
 
 pub fn shrink_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let node = node(work)?.clone();
+    let node = work.node()?.clone();
     // Space in use now, with the downloads, which stay on the Ubuntu side.
     let used = work
         .system
@@ -282,8 +278,4 @@ pub fn shrink_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
         0o755,
     )?;
     work.system.run("update-initramfs", &["-u"]).map(drop)
-}
-
-pub fn prepare_reboot(work: &mut Work<'_>) -> anyhow::Result<()> {
-    work.system.run("sync", &[]).map(drop)
 }

@@ -83,6 +83,20 @@ pub fn check_os(system: &System, files: &Files, state: State) -> anyhow::Result<
     Err(anyhow::anyhow!(message))
 }
 
+impl Work<'_> {
+    /// The node as the state's first step read it.
+    pub fn node(&self) -> anyhow::Result<&Node> {
+        self.node
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the node was not read yet (preflight or inspect step)"))
+    }
+}
+
+/// The step that flushes everything to disk before a reboot.
+pub fn sync(work: &mut Work<'_>) -> anyhow::Result<()> {
+    work.system.run("sync", &[]).map(drop)
+}
+
 /// Runs `state`'s steps; records the next state and reboots when the cycle says.
 pub fn run_state(
     system: &System,

@@ -226,7 +226,7 @@ impl Run<'_> {
         for server in self.client.list_servers(Some(name), deadline)? {
             if server.name == name {
                 self.client.delete_server(&server.id, deadline)?;
-                self.wait_server_gone(&server.id)?;
+                self.wait_server_gone(&server.id, true)?;
             }
         }
         Ok(())
@@ -241,10 +241,14 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn wait_server_gone(&self, id: &str) -> anyhow::Result<()> {
+    /// Waits until server `id` is gone. `interruptible`: Ctrl-C ends the wait
+    /// (leftover removal), or not (the cleanup's own wait must finish).
+    fn wait_server_gone(&self, id: &str, interruptible: bool) -> anyhow::Result<()> {
         let schedule = Schedule::new(self.cli.boot_timeout, self.cli.interval);
         poll_until(&SystemClock, schedule, |deadline| {
-            check_interrupted()?;
+            if interruptible {
+                check_interrupted()?;
+            }
             Ok(self
                 .client
                 .get_server(id, deadline)?
@@ -588,16 +592,7 @@ impl Run<'_> {
 
     fn delete_server(&self, id: &str, deadline: &Deadline) -> anyhow::Result<()> {
         self.client.delete_server(id, deadline)?;
-        // Ctrl-C must not stop the cleanup's own wait.
-        let schedule = Schedule::new(self.cli.boot_timeout, self.cli.interval);
-        poll_until(&SystemClock, schedule, |deadline| {
-            Ok(self
-                .client
-                .get_server(id, deadline)?
-                .is_none()
-                .then_some(()))
-        })
-        .with_context(|| format!("waiting for server {id} to be deleted"))
+        self.wait_server_gone(id, false)
     }
 }
 
