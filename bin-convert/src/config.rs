@@ -27,6 +27,28 @@ pub struct Config {
     pub installer_nic: String,
     /// `$6$…`, for the answerfile.
     pub root_password_hash: String,
+    /// VCPUs for the appliance; `None`: as many as the host has CPUs.
+    #[serde(default)]
+    pub appliance_vcpus: Option<u32>,
+    /// The appliance's user that dom0 logs in as (with sudo), as in 2014.
+    #[serde(default = "default_appliance_user")]
+    pub appliance_user: String,
+    /// The stamp touched on the appliance at the end of each dom0 state: fixed
+    /// by the first run (`XITC_STAMP_PATH` then, else the default), so boot-time
+    /// runs, which have no such variable, touch the same file.
+    #[serde(default = "default_stamp_path")]
+    pub stamp_path: String,
+}
+
+/// The 2014 appliances' user for dom0.
+pub const DEFAULT_APPLIANCE_USER: &str = "domzero";
+
+fn default_appliance_user() -> String {
+    DEFAULT_APPLIANCE_USER.to_owned()
+}
+
+fn default_stamp_path() -> String {
+    xitc_common::stamp::DEFAULT_STAMP_PATH.to_owned()
 }
 
 /// SHA-512 crypt (`$6$…`) of `password`, with a random salt.
@@ -59,7 +81,8 @@ impl Config {
         format!(
             "  appliance URL:    {}\n  appliance label:  {}\n  ISO URL:          {}\n  \
              ISO SHA-256:      {}\n  appliance SHA-256: {}\n  Ubuntu size:      {}\n  \
-             installer disk:   {}\n  installer NIC:    {}\n  root password:    set (SHA-512 crypt hash; \
+             installer disk:   {}\n  installer NIC:    {}\n  appliance VCPUs:  {}\n  \
+             appliance user:   {}\n  stamp:            {}\n  root password:    set (SHA-512 crypt hash; \
              the plaintext is not stored)\n",
             self.appliance_url,
             self.appliance_label,
@@ -72,6 +95,12 @@ impl Config {
             ),
             self.installer_disk,
             self.installer_nic,
+            self.appliance_vcpus.map_or_else(
+                || "as many as the host has CPUs".to_owned(),
+                |n| n.to_string()
+            ),
+            self.appliance_user,
+            self.stamp_path,
         )
     }
 }
@@ -92,6 +121,9 @@ mod tests {
             installer_disk: "sda".into(),
             installer_nic: "eth0".into(),
             root_password_hash: hash,
+            appliance_vcpus: None,
+            appliance_user: DEFAULT_APPLIANCE_USER.into(),
+            stamp_path: "/var/run/xenserver.ready".into(),
         }
     }
 

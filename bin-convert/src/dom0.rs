@@ -40,6 +40,18 @@ pub fn wait_xapi(work: &mut Work<'_>) -> anyhow::Result<()> {
     wait_for_xapi(work, &SystemClock, XAPI_LIMIT)
 }
 
+/// The cloud settings saved in Ubuntu (by the post-install script on the
+/// first boot, by the UBUNTU state on later ones), as dom0 sees them.
+pub fn cloud_settings(work: &Work<'_>) -> anyhow::Result<crate::settings::CloudSettings> {
+    let path = format!("/root/{}", crate::settings::FILE_NAME);
+    crate::settings::CloudSettings::from_json(
+        &work
+            .system
+            .read_to_string(&path)
+            .with_context(|| format!("reading {path} (saved in Ubuntu)"))?,
+    )
+}
+
 /// The name-label of the management network xitc creates (VLAN 100).
 pub const MANAGEMENT_NETWORK: &str = "xitc-management";
 
@@ -52,13 +64,7 @@ pub const DOM0_ADDRESS: &str = "192.168.33.2";
 /// as its management interface. Re-running it ends the same: the management
 /// network is reused, VLANs and PIFs are recreated.
 pub fn forget_networking(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let path = format!("/root/{}", crate::settings::FILE_NAME);
-    let settings = crate::settings::CloudSettings::from_json(
-        &work
-            .system
-            .read_to_string(&path)
-            .with_context(|| format!("reading {path} (saved in Ubuntu)"))?,
-    )?;
+    let settings = cloud_settings(work)?;
     work.log.line(&format!(
         "applying the cloud's network settings: {}",
         settings.describe()
@@ -305,6 +311,9 @@ mod tests {
             installer_disk: "sda".into(),
             installer_nic: "eth0".into(),
             root_password_hash: "$6$x$y".into(),
+            appliance_vcpus: None,
+            appliance_user: "domzero".into(),
+            stamp_path: "/var/run/xenserver.ready".into(),
         }
     }
 

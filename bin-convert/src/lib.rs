@@ -9,6 +9,7 @@
 //! the password, `--status`, `--dry-run`, and the sandbox (`--root`, see
 //! [`system`]). The states' steps are listed in [`plan`].
 
+pub mod appliance;
 pub mod bootloader;
 pub mod config;
 pub mod dom0;
@@ -97,6 +98,15 @@ struct Cli {
     /// The installer's name for the network card.
     #[arg(long, default_value = "eth0")]
     installer_nic: String,
+
+    /// VCPUs for the appliance VM [default: as many as the host has CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=512))]
+    appliance_vcpus: Option<u32>,
+
+    /// The appliance's user that dom0 logs in as over SSH (it needs sudo, and
+    /// the appliance authorises dom0's key for it from xenstore).
+    #[arg(long, value_name = "USER", default_value = config::DEFAULT_APPLIANCE_USER)]
+    appliance_user: String,
 
     /// Where state, config and log live [default: this binary's directory].
     #[arg(long, value_name = "DIR")]
@@ -214,23 +224,6 @@ where
         return check(&system, &files, &config, out);
     }
     work::check_os(&system, &files, state)?;
-    // A conversion is started only when every state can be done: a node left
-    // half converted (shrunk, installer not set up) is worse than none.
-    let missing: Vec<String> = State::ALL
-        .into_iter()
-        .flat_map(|state| {
-            plan::steps(state)
-                .iter()
-                .filter(|step| step.action.is_none())
-                .map(move |step| format!("{state}/{}", step.name))
-        })
-        .collect();
-    if !missing.is_empty() {
-        return Err(anyhow::anyhow!(
-            "state {state}: this version of {TOOL} cannot do the steps {} yet; nothing was changed",
-            missing.join(", ")
-        ));
-    }
     let _lock = lock(&system, &files.lock)?;
     work::run_state(&system, &files, &config, state)
 }
@@ -302,6 +295,20 @@ fn config_from_arguments(cli: &Cli, state: State) -> anyhow::Result<Config> {
             )));
         }
     }
+    let user = &cli.appliance_user;
+    let user_ok = user
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && user
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && user.len() <= 32;
+    if !user_ok {
+        return Err(exit::usage(format!(
+            "--appliance-user must be a user name like domzero, got {user:?}"
+        )));
+    }
     Ok(Config {
         appliance_url,
         appliance_label,
@@ -315,6 +322,9 @@ fn config_from_arguments(cli: &Cli, state: State) -> anyhow::Result<Config> {
         installer_disk: cli.installer_disk.clone(),
         installer_nic: cli.installer_nic.clone(),
         root_password_hash: config::hash_password(&password)?,
+        appliance_vcpus: cli.appliance_vcpus,
+        appliance_user: cli.appliance_user.clone(),
+        stamp_path: xitc_common::stamp::stamp_path()?,
     })
 }
 
@@ -395,11 +405,16 @@ fn dry_run(state: State, config: &Config, out: &mut impl Write) -> anyhow::Resul
     for (number, step) in plan::steps(state).iter().enumerate() {
         let _ = writeln!(text, "  {}. {}: {}", number + 1, step.name, step.does);
     }
-    let _ = write!(
+    let _ = writeln!(
         text,
-        "then: state {next}{}\nnothing was changed\n",
+        "then: state {next}{}",
         if reboots { ", reboot" } else { "" }
     );
+    let after = plan::after_recording(state);
+    for (number, step) in after.iter().enumerate() {
+        let _ = writeln!(text, "  {}. {}: {}", number + 1, step.name, step.does);
+    }
+    text.push_str("nothing was changed\n");
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("writing to stdout")

@@ -2,11 +2,8 @@
 //! runs them in order and records the next state only when all have succeeded,
 //! so a crash or power loss anywhere re-runs the state; every step is
 //! idempotent for that reason.
-//!
-//! The steps' work is being built (issues "xitc-convert part 1/2"): a step
-//! without its work yet has no action, and a real run refuses, before any
-//! change, to start while any state has such a step.
 
+use crate::appliance;
 use crate::dom0;
 use crate::setup_installer;
 use crate::start;
@@ -21,23 +18,11 @@ pub type Action = fn(&mut Work<'_>) -> anyhow::Result<()>;
 pub struct Step {
     pub name: &'static str,
     pub does: &'static str,
-    pub action: Option<Action>,
-}
-
-const fn todo(name: &'static str, does: &'static str) -> Step {
-    Step {
-        name,
-        does,
-        action: None,
-    }
+    pub action: Action,
 }
 
 const fn step(name: &'static str, does: &'static str, action: Action) -> Step {
-    Step {
-        name,
-        does,
-        action: Some(action),
-    }
+    Step { name, does, action }
 }
 
 /// The steps of `state`, in order.
@@ -129,7 +114,7 @@ const SETUP_INSTALLER: [Step; 6] = [
 ];
 
 // Steps both dom0 states run (DESIGN §5: XENSERVER repeats FIRSTBOOT's network
-// and boot-loader work on every boot).
+// and appliance work on every boot, with this boot's cloud settings).
 const WAIT_XAPI: Step = step(
     "wait-xapi",
     "wait for xapi to finish starting",
@@ -140,27 +125,50 @@ const FORGET_NETWORKING: Step = step(
     "forget dom0's networking; VLAN 100 management network with 192.168.33.2",
     dom0::forget_networking,
 );
+const APPLIANCE_VM: Step = step(
+    "appliance-vm",
+    "import the appliance unless a VM has its name-label; VCPUs; its three VIFs; start it; wait for its address",
+    appliance::vm,
+);
+const APPLIANCE_KEY: Step = step(
+    "appliance-key",
+    "once per appliance: dom0's key via xenstore, the key updater's crontab emptied, the appliance user's own key",
+    appliance::key,
+);
+const APPLIANCE_NETWORK: Step = step(
+    "appliance-network",
+    "the cloud settings and authorized_keys onto the appliance, its user's key into dom0 (once); xe vm-reboot",
+    appliance::network,
+);
+const INTERFACE_RECONFIGURE: Step = step(
+    "interface-reconfigure",
+    "interface-reconfigure rewrite (XenServer 6.x; absent later)",
+    appliance::interface_reconfigure,
+);
 const BOOT_UBUNTU_NEXT: Step = step(
     "boot-ubuntu-next",
     "make Ubuntu the next boot; sync",
     dom0::boot_ubuntu_next,
 );
-const STAMP: Step = todo("stamp", "touch the stamp file on the appliance");
+const STAMP: Step = step(
+    "stamp",
+    "touch the stamp on the appliance over SSH (sudo touch), retried until it works",
+    appliance::stamp,
+);
 
-const XENSERVER_FIRSTBOOT: [Step; 6] = [
+const XENSERVER_FIRSTBOOT: [Step; 8] = [
     WAIT_XAPI,
     FORGET_NETWORKING,
-    todo(
-        "appliance",
-        "import and configure the appliance (VIFs, VCPUs, key, its network), reboot it",
-    ),
+    APPLIANCE_VM,
+    APPLIANCE_KEY,
+    APPLIANCE_NETWORK,
+    INTERFACE_RECONFIGURE,
     step(
         "ubuntu-boot-entry",
         "copy Ubuntu's kernel and initrd to dom0 and add an Ubuntu entry to its boot loader",
         dom0::ubuntu_boot_entry,
     ),
     BOOT_UBUNTU_NEXT,
-    STAMP,
 ];
 
 const UBUNTU: [Step; 5] = [
@@ -187,16 +195,26 @@ const UBUNTU: [Step; 5] = [
     step("prepare-reboot", "sync", work::sync),
 ];
 
-const XENSERVER: [Step; 5] = [
+const XENSERVER: [Step; 7] = [
     WAIT_XAPI,
     FORGET_NETWORKING,
-    todo(
-        "appliance-settings",
-        "re-apply the saved settings to the appliance",
-    ),
+    APPLIANCE_VM,
+    APPLIANCE_KEY,
+    APPLIANCE_NETWORK,
+    INTERFACE_RECONFIGURE,
     BOOT_UBUNTU_NEXT,
-    STAMP,
 ];
+
+/// Steps that run after the next state is recorded (DESIGN §5: "UBUNTU, sync,
+/// touch stamp"). The stamp tells the user the node is ready; if touching it
+/// fails, the conversion itself is done and the next boot goes on with the
+/// cycle, so it must not make the state run again.
+pub fn after_recording(state: State) -> &'static [Step] {
+    match state {
+        State::XenserverFirstboot | State::Xenserver => &[STAMP],
+        State::Start | State::SetupInstaller | State::Ubuntu => &[],
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -205,7 +223,11 @@ mod tests {
     #[test]
     fn every_state_has_steps_with_unique_names() {
         for state in State::ALL {
-            let names: Vec<&str> = steps(state).iter().map(|step| step.name).collect();
+            let names: Vec<&str> = steps(state)
+                .iter()
+                .chain(after_recording(state))
+                .map(|step| step.name)
+                .collect();
             assert!(!names.is_empty(), "{state}");
             let mut unique = names.clone();
             unique.sort_unstable();

@@ -114,23 +114,27 @@ pub fn run_state(
     check_os(system, files, state)?;
     work.log.line(&format!("state {state}: starting"));
     for step in plan::steps(state) {
-        let action = step.action.ok_or_else(|| {
-            anyhow::anyhow!("state {state}: step {} is not implemented", step.name)
-        })?;
-        work.log.line(&format!("state {state}: {}", step.name));
-        if let Err(error) = action(&mut work) {
-            work.log
-                .line(&format!("state {state}: {} failed: {error:#}", step.name));
-            return Err(error.context(format!("state {state}, step {}", step.name)));
-        }
+        run_step(&mut work, state, step)?;
     }
     let (next, reboots) = state.next();
     state::write(system, &files.state, next)?;
     work.log
         .line(&format!("state {state}: done; next state {next}"));
+    for step in plan::after_recording(state) {
+        run_step(&mut work, state, step)?;
+    }
     if reboots {
         work.log.line("rebooting");
         system.run("reboot", &[])?;
     }
     Ok(())
+}
+
+fn run_step(work: &mut Work<'_>, state: State, step: &plan::Step) -> anyhow::Result<()> {
+    work.log.line(&format!("state {state}: {}", step.name));
+    (step.action)(work).map_err(|error| {
+        work.log
+            .line(&format!("state {state}: {} failed: {error:#}", step.name));
+        error.context(format!("state {state}, step {}", step.name))
+    })
 }

@@ -1,5 +1,5 @@
 //! xitc-convert's frame, sandboxed with --root: --status, --dry-run, the saved
-//! config, the refusal to run steps this version cannot do, and bad input. Every
+//! config, a real run stopped by preflight, and bad input. Every
 //! test checks that nothing in the sandbox changed where nothing may change.
 
 use std::collections::BTreeMap;
@@ -80,6 +80,9 @@ impl Sandbox {
             installer_disk: "sda".into(),
             installer_nic: "eth0".into(),
             root_password_hash: bin_convert::config::hash_password(&Secret::new("pw")).unwrap(),
+            appliance_vcpus: None,
+            appliance_user: "domzero".into(),
+            stamp_path: "/var/run/xenserver.ready".into(),
         };
         config
             .save(
@@ -216,7 +219,7 @@ fn dry_run_in_a_later_state_uses_the_saved_config() {
 }
 
 #[test]
-fn a_real_run_refuses_steps_it_cannot_do_and_changes_nothing() {
+fn a_real_run_on_a_node_that_fails_preflight_changes_nothing() {
     let sandbox = Sandbox::new();
     let before = sandbox.tree();
     let output = sandbox
@@ -224,15 +227,30 @@ fn a_real_run_refuses_steps_it_cannot_do_and_changes_nothing() {
         .args(["secret-pw-2", URL, "Devstack"])
         .output()
         .unwrap();
-    assert_one_line_error(
-        "real run",
-        TOOL,
-        &output,
-        1,
-        "state START: this version of xitc-convert cannot do the steps XENSERVER_FIRSTBOOT/appliance",
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("preflight"), "{stderr}");
+    assert!(!stdout.contains("secret-pw-2") && !stderr.contains("secret-pw-2"));
+    // Only xitc-convert's own log (saying why) and lock file are new.
+    let new: Vec<String> = sandbox
+        .tree()
+        .into_keys()
+        .filter(|path| !before.contains_key(path))
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(new, ["xitc-convert.lock", "xitc-convert.log"], "{stdout}");
+    let log = std::fs::read_to_string(
+        sandbox
+            .root
+            .path()
+            .join(INSTALL.trim_start_matches('/'))
+            .join("xitc-convert.log"),
+    )
+    .unwrap();
+    assert!(
+        log.contains("preflight failed: the node cannot be converted"),
+        "{log}"
     );
-    assert!(!text(&output).1.contains("secret-pw-2"));
-    assert_eq!(sandbox.tree(), before);
 }
 
 /// (name, arguments, environment, exit code, message)
@@ -893,6 +911,9 @@ impl StartWorld {
             installer_disk: "sda".into(),
             installer_nic: "eth0".into(),
             root_password_hash: bin_convert::config::hash_password(&Secret::new("pw")).unwrap(),
+            appliance_vcpus: None,
+            appliance_user: "domzero".into(),
+            stamp_path: "/var/run/xenserver.ready".into(),
         };
         let system = System::new(Some(root)).with_search_path(path_with(&bin));
         StartWorld {

@@ -1,0 +1,554 @@
+//! The appliance VM, from dom0 (XENSERVER_FIRSTBOOT and XENSERVER): import it,
+//! give it VCPUs and its three VIFs, start it, hand it the cloud's network
+//! settings and the user's keys, and touch the stamp on it.
+//!
+//! The VIFs (as in 2014): device 0 on xapi's host-internal management network
+//! (dom0 reaches the appliance there, by the address the VM reports in its
+//! `networks` parameter); device 1 on the cloud NIC's network with the cloud's
+//! MAC, so the appliance answers on the node's public address; device 2 on the
+//! management VLAN, where the appliance is 192.168.33.1 and dom0 .2.
+//!
+//! dom0 logs in to the appliance as its user (`domzero` by default) with a
+//! key of its own, `/root/.ssh/xitc-dom0-key`. The appliance learns that key
+//! once, from xenstore (`/local/domain/<domid>/authorized_keys/<user>`, readable
+//! by that domain only): the appliances built for this copy keys from there
+//! with a cron job, which is emptied once the key works so nothing else can
+//! be slipped in later. [`KEYED`] records which VM has the key, so the
+//! handshake runs once per appliance, also when a run is cut short half-way.
+//!
+//! Why the `ssh` program and not `common::ssh`: DESIGN §5 lists `ssh` among
+//! the programs found through PATH; this binary is built static without
+//! OpenSSL (which libssh2 needs); and every dom0 has OpenSSH (4.3 on 6.2, 7.4
+//! on 7.x and 8.x). Host keys are not checked: the appliance is reached on the
+//! host-internal network, which only this host's VMs can answer on, its host
+//! key is new after each import, and no dom0 OpenSSH has `accept-new`.
+//!
+//! ssh and ssh-keygen get their file paths through the sandbox (they are real
+//! programs in the tests too); the toolstack programs (`xe`, `xenstore-*`) get
+//! node paths, as on the node.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use xitc_common::poll::{Clock, Schedule, SystemClock, poll_until};
+use xitc_common::shell::shell_quote;
+
+use crate::settings::CloudSettings;
+use crate::work::Work;
+use crate::xe::{Xe, vm_ipv4};
+
+/// dom0's private key for the appliance (the public half beside it, `.pub`).
+pub const KEY: &str = "/root/.ssh/xitc-dom0-key";
+/// The uuid of the VM that accepted [`KEY`].
+pub const KEYED: &str = "/root/.ssh/xitc-appliance-keyed";
+/// The uuid of a VM imported but maybe not yet renamed (a run cut short between
+/// `vm-import` and `vm-param-set name-label`): the next run renames it rather
+/// than importing a second copy.
+pub const IMPORTED: &str = "/root/xitc-appliance-imported";
+/// Where the appliance's network config goes when it uses ifupdown.
+pub const INTERFACES: &str = "/etc/network/interfaces";
+/// Where it goes when the appliance has netplan (`/etc/netplan` exists).
+pub const NETPLAN: &str = "/etc/netplan/90-xitc-convert.yaml";
+/// The appliance user's own key (for SSH to dom0), relative to its home.
+const USER_KEY: &str = ".ssh/id_rsa";
+/// The other-config key that marks xapi's host-internal management network.
+const HOST_INTERNAL: &str = "other-config:is_host_internal_management_network=true";
+/// How long the appliance may take to report an address, to accept the key,
+/// or to come back after its reboot.
+pub const APPLIANCE_LIMIT: Duration = Duration::from_secs(15 * 60);
+const POLL_INTERVAL: Duration = Duration::from_secs(3);
+
+/// The appliance VM's uuid (it must exist: the `appliance-vm` step made it).
+fn appliance_uuid(work: &Work<'_>) -> anyhow::Result<String> {
+    let label = &work.config.appliance_label;
+    Xe::new(work.system)
+        .vm_by_label(label)?
+        .with_context(|| format!("no VM is named {label:?} (the appliance-vm step imports it)"))
+}
+
+/// The `appliance-vm` step: import unless a VM has the name-label, halt it if
+/// it runs (VIFs and VCPUs change only on a halted VM), VCPUs, VIFs, start,
+/// and wait until it reports an address on device 0.
+pub fn vm(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let settings = crate::dom0::cloud_settings(work)?;
+    let xe = Xe::new(work.system);
+    let vm = match xe.vm_by_label(&work.config.appliance_label)? {
+        Some(vm) => vm,
+        None => import(work)?,
+    };
+    let uuid = format!("uuid={vm}");
+    if xe.call(&["vm-param-get", &uuid, "param-name=power-state"])? != "halted" {
+        work.log
+            .line("shutting the appliance down to reconfigure it");
+        if xe.call(&["vm-shutdown", &uuid]).is_err() {
+            xe.call(&["vm-shutdown", &uuid, "force=true"])?;
+        }
+    }
+    let vcpus = match work.config.appliance_vcpus {
+        Some(count) => count,
+        None => host_cpus(xe)?,
+    };
+    let current_max: u32 = parse_number(
+        &xe.call(&["vm-param-get", &uuid, "param-name=VCPUs-max"])?,
+        "VCPUs-max",
+    )?;
+    xe.set_vcpus(&vm, vcpus, current_max)?;
+    replace_vifs(work, xe, &vm, &settings)?;
+    xe.call(&["vm-start", &uuid])?;
+    let address = wait_for_address(work, xe, &vm, &SystemClock, APPLIANCE_LIMIT)?;
+    work.log.line(&format!(
+        "appliance {:?} runs with {vcpus} VCPUs; dom0 reaches it at {address}",
+        work.config.appliance_label
+    ));
+    Ok(())
+}
+
+fn parse_number(text: &str, what: &str) -> anyhow::Result<u32> {
+    text.trim()
+        .parse()
+        .with_context(|| format!("xe gave {what} {text:?}, not a number"))
+}
+
+fn host_cpus(xe: Xe<'_>) -> anyhow::Result<u32> {
+    let host = xe
+        .list(&["host-list"])?
+        .into_iter()
+        .next()
+        .context("xe host-list names no host")?;
+    parse_number(
+        &xe.call(&[
+            "host-param-get",
+            &format!("uuid={host}"),
+            "param-name=cpu_info",
+            "param-key=cpu_count",
+        ])?,
+        "cpu_count",
+    )
+}
+
+/// Imports the downloaded XVA and names it; see [`IMPORTED`].
+fn import(work: &Work<'_>) -> anyhow::Result<String> {
+    let xe = Xe::new(work.system);
+    let half_done = work
+        .system
+        .read_if_exists(IMPORTED)?
+        .map(|text| text.trim().to_owned())
+        .filter(|uuid| {
+            !uuid.is_empty()
+                && xe
+                    .list(&["vm-list", &format!("uuid={uuid}")])
+                    .is_ok_and(|found| !found.is_empty())
+        });
+    let vm = if let Some(vm) = half_done {
+        work.log
+            .line(&format!("naming the appliance imported before ({vm})"));
+        vm
+    } else {
+        let (_, xva) = crate::start::download_targets(work.config, &work.files.install_dir)
+            .pop()
+            .context("no appliance download")?;
+        let xva = xva.to_str().context("the install dir is not UTF-8")?;
+        work.log
+            .line(&format!("importing the appliance from {xva}"));
+        let vm = xe.call(&["vm-import", &format!("filename={xva}")])?;
+        anyhow::ensure!(
+            !vm.is_empty() && !vm.contains(','),
+            "xe vm-import gave {vm:?}, not one uuid"
+        );
+        work.system
+            .write_atomic(IMPORTED, format!("{vm}\n").as_bytes(), 0o644)?;
+        vm
+    };
+    xe.call(&[
+        "vm-param-set",
+        &format!("uuid={vm}"),
+        &format!("name-label={}", work.config.appliance_label),
+    ])?;
+    work.system.remove_file(IMPORTED)?;
+    Ok(vm)
+}
+
+fn replace_vifs(
+    work: &Work<'_>,
+    xe: Xe<'_>,
+    vm: &str,
+    settings: &CloudSettings,
+) -> anyhow::Result<()> {
+    let internal = xe
+        .list(&["network-list", HOST_INTERNAL])?
+        .into_iter()
+        .next()
+        .context("xapi has no host-internal management network")?;
+    let nic = format!("device={}", work.config.installer_nic);
+    let pif = xe
+        .list(&["pif-list", &nic, "VLAN=-1"])?
+        .into_iter()
+        .next()
+        .with_context(|| {
+            format!(
+                "no PIF for {} (forget-networking makes it)",
+                work.config.installer_nic
+            )
+        })?;
+    let cloud = xe.call(&[
+        "pif-param-get",
+        &format!("uuid={pif}"),
+        "param-name=network-uuid",
+    ])?;
+    let management = xe
+        .list(&[
+            "network-list",
+            &format!("name-label={}", crate::dom0::MANAGEMENT_NETWORK),
+        ])?
+        .into_iter()
+        .next()
+        .context("the management network is missing (forget-networking makes it)")?;
+    for vif in xe.list(&["vif-list", &format!("vm-uuid={vm}")])? {
+        xe.call(&["vif-destroy", &format!("uuid={vif}")])?;
+    }
+    let vm = format!("vm-uuid={vm}");
+    xe.call(&[
+        "vif-create",
+        &vm,
+        &format!("network-uuid={internal}"),
+        "device=0",
+    ])?;
+    xe.call(&[
+        "vif-create",
+        &vm,
+        &format!("network-uuid={cloud}"),
+        &format!("mac={}", settings.mac),
+        "device=1",
+    ])?;
+    xe.call(&[
+        "vif-create",
+        &vm,
+        &format!("network-uuid={management}"),
+        "device=2",
+    ])
+    .map(drop)
+}
+
+/// The address dom0 reaches the appliance at (device 0), once it reports one.
+pub fn wait_for_address(
+    work: &Work<'_>,
+    xe: Xe<'_>,
+    vm: &str,
+    clock: &impl Clock,
+    limit: Duration,
+) -> anyhow::Result<String> {
+    let uuid = format!("uuid={vm}");
+    poll_until(clock, Schedule::new(limit, POLL_INTERVAL), |_| {
+        let networks = xe.call(&["vm-param-get", &uuid, "param-name=networks"])?;
+        Ok(vm_ipv4(&networks, 0).map(|address| address.to_string()))
+    })
+    .with_context(|| {
+        format!(
+            "the appliance {:?} reported no address on its device 0 within {}s \
+             (xe vm-param-get {uuid} param-name=networks); does it have the guest tools?",
+            work.config.appliance_label,
+            limit.as_secs()
+        )
+    })
+}
+
+/// Commands on the appliance, over SSH, as its user with dom0's key.
+#[derive(Debug)]
+pub struct Shell<'a> {
+    work: &'a Work<'a>,
+    address: String,
+}
+
+impl<'a> Shell<'a> {
+    pub fn new(work: &'a Work<'a>, address: String) -> Self {
+        Shell { work, address }
+    }
+
+    /// Runs `argv` on the appliance (each argument quoted for its shell, so
+    /// values with spaces, quotes or `;` arrive as one argument) with `input`
+    /// on its stdin; its stdout.
+    pub fn run(&self, argv: &[&str], input: &str) -> anyhow::Result<String> {
+        let key = self.work.system.path(KEY);
+        let key = key.to_str().context("the key path is not UTF-8")?;
+        let command: Vec<String> = argv.iter().map(|arg| shell_quote(arg)).collect();
+        let command = command.join(" ");
+        let login = format!("{}@{}", self.work.config.appliance_user, self.address);
+        self.work.system.run_with_input(
+            "ssh",
+            &[
+                "-F",
+                "/dev/null",
+                "-i",
+                key,
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "ConnectTimeout=10",
+                "-o",
+                "ServerAliveInterval=15",
+                &login,
+                &command,
+            ],
+            input,
+        )
+    }
+
+    /// Whether `argv` succeeds on the appliance (for `test -f` and the like).
+    pub fn succeeds(&self, argv: &[&str]) -> bool {
+        self.run(argv, "").is_ok()
+    }
+}
+
+/// The appliance's current address (device 0).
+fn current_address(work: &Work<'_>) -> anyhow::Result<String> {
+    let vm = appliance_uuid(work)?;
+    wait_for_address(
+        work,
+        Xe::new(work.system),
+        &vm,
+        &SystemClock,
+        APPLIANCE_LIMIT,
+    )
+}
+
+/// Retries `attempt` until it succeeds or `limit` passes; the last failure
+/// is in the error.
+fn retry<T>(
+    clock: &impl Clock,
+    limit: Duration,
+    what: &str,
+    mut attempt: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut last = None;
+    poll_until(clock, Schedule::new(limit, POLL_INTERVAL), |_| {
+        Ok(match attempt() {
+            Ok(value) => Some(value),
+            Err(error) => {
+                last = Some(format!("{error:#}"));
+                None
+            }
+        })
+    })
+    .with_context(|| {
+        format!(
+            "{what} did not work within {}s; last try: {}",
+            limit.as_secs(),
+            last.unwrap_or_else(|| "none".into())
+        )
+    })
+}
+
+/// The `appliance-key` step, once per appliance (see the module comment).
+pub fn key(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let vm = appliance_uuid(work)?;
+    if work.system.read_if_exists(KEYED)?.as_deref().map(str::trim) == Some(vm.as_str()) {
+        work.log.line("the appliance has dom0's key already");
+        return Ok(());
+    }
+    if !work.system.exists(KEY) {
+        work.system.create_dir_all("/root/.ssh")?;
+        let key = work.system.path(KEY);
+        let key = key.to_str().context("the key path is not UTF-8")?;
+        work.system
+            .run("ssh-keygen", &keygen_args("dom0 (xitc-convert)", key))?;
+    }
+    let public = work.system.read_to_string(format!("{KEY}.pub"))?;
+    let xe = Xe::new(work.system);
+    let domid = xe.call(&["vm-param-get", &format!("uuid={vm}"), "param-name=dom-id"])?;
+    anyhow::ensure!(
+        domid.parse::<u32>().is_ok_and(|id| id > 0),
+        "the appliance has dom-id {domid:?}: is it running?"
+    );
+    let node = format!(
+        "/local/domain/{domid}/authorized_keys/{}",
+        work.config.appliance_user
+    );
+    work.system.run("xenstore-write", &[&node, public.trim()])?;
+    // Owner dom0 (n0: nobody else may write), readable by the appliance only.
+    work.system
+        .run("xenstore-chmod", &["-u", &node, "n0", &format!("r{domid}")])?;
+    work.log.line(&format!(
+        "dom0's key offered to the appliance at xenstore {node}"
+    ));
+    let address = current_address(work)?;
+    let shell = Shell::new(work, address);
+    retry(
+        &SystemClock,
+        APPLIANCE_LIMIT,
+        "logging in to the appliance with dom0's key",
+        || shell.run(&["true"], ""),
+    )?;
+    // The key updater's job is done: an empty crontab (idempotent, unlike
+    // `crontab -r`, which fails when there is none).
+    shell.run(&["crontab", "-"], "")?;
+    work.system.run("xenstore-rm", &[&node])?;
+    if !shell.succeeds(&["test", "-f", &format!("{USER_KEY}.pub")]) {
+        let comment = format!("{}@appliance", work.config.appliance_user);
+        let mut argv = vec!["ssh-keygen"];
+        argv.extend(keygen_args(&comment, USER_KEY));
+        shell.run(&argv, "")?;
+    }
+    work.system
+        .write_atomic(KEYED, format!("{vm}\n").as_bytes(), 0o600)?;
+    work.log.line("the appliance accepts dom0's key");
+    Ok(())
+}
+
+/// ssh-keygen's arguments for a new key without passphrase: RSA, which every
+/// OpenSSH on both ends reads (XenServer 6.2's 4.3 knows no Ed25519).
+fn keygen_args<'a>(comment: &'a str, file: &'a str) -> [&'a str; 11] {
+    [
+        "-q", "-t", "rsa", "-b", "3072", "-N", "", "-C", comment, "-f", file,
+    ]
+}
+
+/// The key part of an authorized_keys line (type and base64), for comparing
+/// keys whatever their comments.
+fn key_of(line: &str) -> Option<(&str, &str)> {
+    let mut fields = line.split_whitespace();
+    let kind = fields.next()?;
+    let blob = fields.next()?;
+    (!kind.starts_with('#')).then_some((kind, blob))
+}
+
+/// `keys` with `public` added, unless a line has that key already.
+pub fn with_key_once(keys: &str, public: &str) -> String {
+    let wanted = key_of(public);
+    let mut text = keys.to_owned();
+    if wanted.is_none() || keys.lines().any(|line| key_of(line) == wanted) {
+        return text;
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(public.trim());
+    text.push('\n');
+    text
+}
+
+/// The `appliance-network` step: the cloud settings and the user's keys onto
+/// the appliance, its user's key into dom0 (once), then `xe vm-reboot` (not
+/// `reboot` over SSH, which would cut the session).
+pub fn network(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let settings = crate::dom0::cloud_settings(work)?;
+    let vm = appliance_uuid(work)?;
+    let address = current_address(work)?;
+    let shell = Shell::new(work, address);
+    let user_key = shell.run(&["cat", &format!("{USER_KEY}.pub")], "")?;
+    anyhow::ensure!(
+        key_of(&user_key).is_some(),
+        "the appliance user's {USER_KEY}.pub holds no key"
+    );
+    let (path, text) = if shell.succeeds(&["test", "-d", "/etc/netplan"]) {
+        (NETPLAN, crate::render::appliance_netplan(&settings))
+    } else {
+        (INTERFACES, crate::render::appliance_interfaces(&settings))
+    };
+    shell.run(&["sudo", "tee", path], &text)?;
+    work.log.line(&format!(
+        "appliance network ({path}): {}",
+        settings.describe()
+    ));
+    let dom0_keys = work
+        .system
+        .read_if_exists("/root/.ssh/authorized_keys")?
+        .unwrap_or_default();
+    let mut user_keys = String::new();
+    for line in dom0_keys.lines() {
+        if key_of(line).is_some() && key_of(line) != key_of(&user_key) {
+            user_keys.push_str(line);
+            user_keys.push('\n');
+        }
+    }
+    shell.run(&["sudo", "mkdir", "-p", "-m", "0700", "/root/.ssh"], "")?;
+    shell.run(&["sudo", "tee", "/root/.ssh/authorized_keys"], &user_keys)?;
+    work.system.create_dir_all("/root/.ssh")?;
+    work.system.write_atomic(
+        "/root/.ssh/authorized_keys",
+        with_key_once(&dom0_keys, &user_key).as_bytes(),
+        0o600,
+    )?;
+    Xe::new(work.system)
+        .call(&["vm-reboot", &format!("uuid={vm}")])
+        .map(drop)
+}
+
+/// Where XenServer 6.x keeps interface-reconfigure (not in PATH).
+const INTERFACE_RECONFIGURE: &str = "/opt/xensource/libexec/interface-reconfigure";
+
+/// The `interface-reconfigure` step: `interface-reconfigure rewrite`, which
+/// XenServer 6.x needs after PIFs changed; later versions have no such program
+/// (xcp-networkd does it).
+pub fn interface_reconfigure(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let program = match work.system.find_program("interface-reconfigure") {
+        Some(found) => found,
+        None if work.system.exists(INTERFACE_RECONFIGURE) => {
+            work.system.path(INTERFACE_RECONFIGURE)
+        }
+        None => {
+            work.log
+                .line("no interface-reconfigure here (XenServer 7+): nothing to rewrite");
+            return Ok(());
+        }
+    };
+    let program = program
+        .to_str()
+        .context("interface-reconfigure's path is not UTF-8")?;
+    work.system.run(program, &["rewrite"]).map(drop)
+}
+
+/// The `stamp` step: `sudo touch STAMP` on the appliance, retried (it is
+/// rebooting) until it works or [`APPLIANCE_LIMIT`] passes.
+pub fn stamp(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let stamp = work.config.stamp_path.clone();
+    let work = &*work;
+    retry(
+        &SystemClock,
+        APPLIANCE_LIMIT,
+        &format!("touching {stamp} on the appliance"),
+        || {
+            let address = current_address(work)?;
+            Shell::new(work, address).run(&["sudo", "touch", &stamp], "")
+        },
+    )?;
+    work.log.line(&format!(
+        "stamp {stamp} touched on the appliance: the node is ready"
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC1 domzero@appliance";
+
+    #[test]
+    fn a_key_is_added_once_whatever_its_comment() {
+        let once = with_key_once("ssh-ed25519 AAAAC3Nz user@laptop", A);
+        assert_eq!(once, format!("ssh-ed25519 AAAAC3Nz user@laptop\n{A}\n"));
+        assert_eq!(with_key_once(&once, A), once);
+        assert_eq!(
+            with_key_once(
+                &once,
+                "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC1 other comment"
+            ),
+            once
+        );
+        assert_eq!(with_key_once("", A), format!("{A}\n"));
+        assert_eq!(with_key_once("x\n", "  \n"), "x\n", "no key, nothing added");
+        assert_eq!(
+            with_key_once("# ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC1\n", A),
+            format!("# ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC1\n{A}\n"),
+            "a commented-out key does not count"
+        );
+    }
+}
