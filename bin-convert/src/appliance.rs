@@ -53,10 +53,6 @@ pub const NETPLAN: &str = "/etc/netplan/90-xitc-convert.yaml";
 const USER_KEY: &str = ".ssh/id_rsa";
 /// The other-config key that marks xapi's host-internal management network.
 const HOST_INTERNAL: &str = "other-config:is_host_internal_management_network=true";
-/// How long the appliance may take to report an address, to accept the key,
-/// or to come back after its reboot.
-pub const APPLIANCE_LIMIT: Duration = Duration::from_secs(15 * 60);
-const POLL_INTERVAL: Duration = Duration::from_secs(3);
 
 /// The appliance VM's uuid (it must exist: the `appliance-vm` step made it).
 fn appliance_uuid(work: &Work<'_>) -> anyhow::Result<String> {
@@ -95,7 +91,7 @@ pub fn vm(work: &mut Work<'_>) -> anyhow::Result<()> {
     xe.set_vcpus(&vm, vcpus, current_max)?;
     replace_vifs(work, xe, &vm, &settings)?;
     xe.call(&["vm-start", &uuid])?;
-    let address = wait_for_address(work, xe, &vm, &SystemClock, APPLIANCE_LIMIT)?;
+    let address = wait_for_address(work, xe, &vm, &SystemClock, work.limits.appliance)?;
     work.log.line(&format!(
         "appliance {:?} runs with {vcpus} VCPUs; dom0 reaches it at {address}",
         work.config.appliance_label
@@ -238,7 +234,7 @@ pub fn wait_for_address(
     limit: Duration,
 ) -> anyhow::Result<String> {
     let uuid = format!("uuid={vm}");
-    poll_until(clock, Schedule::new(limit, POLL_INTERVAL), |_| {
+    poll_until(clock, Schedule::new(limit, work.limits.interval), |_| {
         let networks = xe.call(&["vm-param-get", &uuid, "param-name=networks"])?;
         Ok(vm_ipv4(&networks, 0).map(|address| address.to_string()))
     })
@@ -315,20 +311,21 @@ fn current_address(work: &Work<'_>) -> anyhow::Result<String> {
         Xe::new(work.system),
         &vm,
         &SystemClock,
-        APPLIANCE_LIMIT,
+        work.limits.appliance,
     )
 }
 
 /// Retries `attempt` until it succeeds or `limit` passes; the last failure
 /// is in the error.
 fn retry<T>(
+    work: &Work<'_>,
     clock: &impl Clock,
     limit: Duration,
     what: &str,
     mut attempt: impl FnMut() -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let mut last = None;
-    poll_until(clock, Schedule::new(limit, POLL_INTERVAL), |_| {
+    poll_until(clock, Schedule::new(limit, work.limits.interval), |_| {
         Ok(match attempt() {
             Ok(value) => Some(value),
             Err(error) => {
@@ -381,8 +378,9 @@ pub fn key(work: &mut Work<'_>) -> anyhow::Result<()> {
     let address = current_address(work)?;
     let shell = Shell::new(work, address);
     retry(
+        work,
         &SystemClock,
-        APPLIANCE_LIMIT,
+        work.limits.appliance,
         "logging in to the appliance with dom0's key",
         || shell.run(&["true"], ""),
     )?;
@@ -506,13 +504,14 @@ pub fn interface_reconfigure(work: &mut Work<'_>) -> anyhow::Result<()> {
 }
 
 /// The `stamp` step: `sudo touch STAMP` on the appliance, retried (it is
-/// rebooting) until it works or [`APPLIANCE_LIMIT`] passes.
+/// rebooting) until it works or [`crate::work::Limits::appliance`] passes.
 pub fn stamp(work: &mut Work<'_>) -> anyhow::Result<()> {
     let stamp = work.config.stamp_path.clone();
     let work = &*work;
     retry(
+        work,
         &SystemClock,
-        APPLIANCE_LIMIT,
+        work.limits.appliance,
         &format!("touching {stamp} on the appliance"),
         || {
             let address = current_address(work)?;

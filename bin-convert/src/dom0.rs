@@ -17,14 +17,10 @@ pub const UBUNTU_MOUNT: &str = "/mnt/ubuntu";
 pub const DOM0_MOUNT: &str = "/mnt/dom0";
 /// xapi writes this when it has finished starting.
 pub const XAPI_READY: &str = "/var/run/xapi_init_complete.cookie";
-/// Time between two looks in the waits below.
-const POLL_INTERVAL: Duration = Duration::from_secs(2);
-/// How long xapi may take to start.
-pub const XAPI_LIMIT: Duration = Duration::from_secs(20 * 60);
 
 /// Waits until xapi says it is ready (`limit` at most).
 pub fn wait_for_xapi(work: &Work<'_>, clock: &impl Clock, limit: Duration) -> anyhow::Result<()> {
-    poll_until(clock, Schedule::new(limit, POLL_INTERVAL), |_| {
+    poll_until(clock, Schedule::new(limit, work.limits.interval), |_| {
         Ok(work.system.exists(XAPI_READY).then_some(()))
     })
     .with_context(|| {
@@ -37,7 +33,7 @@ pub fn wait_for_xapi(work: &Work<'_>, clock: &impl Clock, limit: Duration) -> an
 }
 
 pub fn wait_xapi(work: &mut Work<'_>) -> anyhow::Result<()> {
-    wait_for_xapi(work, &SystemClock, XAPI_LIMIT)
+    wait_for_xapi(work, &SystemClock, work.limits.xapi)
 }
 
 /// The cloud settings saved in Ubuntu (by the post-install script on the
@@ -194,10 +190,10 @@ pub fn mount_dom0(work: &mut Work<'_>) -> anyhow::Result<()> {
 }
 
 /// In Ubuntu: waits until there is a default route and the appliance's host
-/// name resolves (the cloud's network is up), 5 minutes at most. Nothing is
+/// name resolves (the cloud's network is up), [`crate::work::Limits::network`] at most. Nothing is
 /// pinged.
 pub fn wait_network(work: &mut Work<'_>) -> anyhow::Result<()> {
-    wait_for_network(work, &SystemClock, Duration::from_secs(300))
+    wait_for_network(work, &SystemClock, work.limits.network)
 }
 
 fn url_host(url: &str) -> Option<&str> {
@@ -217,7 +213,7 @@ pub fn wait_for_network(
 ) -> anyhow::Result<()> {
     let host = url_host(&work.config.appliance_url);
     let mut last = (false, false);
-    poll_until(clock, Schedule::new(limit, POLL_INTERVAL), |_| {
+    poll_until(clock, Schedule::new(limit, work.limits.interval), |_| {
         let routed = work
             .system
             .read_to_string("/proc/net/route")
@@ -326,6 +322,7 @@ mod tests {
             config: &config,
             log: Log::new(system, Path::new("/xitc-convert.log")),
             node: None,
+            limits: crate::work::Limits::default(),
         };
         check(&mut work);
     }

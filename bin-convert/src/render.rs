@@ -739,9 +739,9 @@ if [ -z "$root" ] || [ ! -d "$root" ]; then
     echo "xitc postinst: no new root given" >&2
     exit 1
 fi
+mkdir -p "$root/root/.ssh" "$root/opt/xitc"
 exec >> "$log" 2>&1
 echo "xitc postinst: new root $root"
-mkdir -p "$root/root/.ssh" "$root/opt/xitc"
 cp "$ramdisk/cloud-settings.json" "$root/root/cloud-settings.json" || echo "xitc postinst: no cloud-settings.json"
 cp "$ramdisk/authorized_keys" "$root/root/.ssh/authorized_keys" || echo "xitc postinst: no authorized_keys"
 chmod 0600 "$root/root/.ssh/authorized_keys" 2> /dev/null

@@ -4,6 +4,9 @@
 //! run (the next boot) does the state again; every step is idempotent for that.
 
 use std::path::Path;
+use std::time::Duration;
+
+use xitc_common::exit;
 
 use crate::Files;
 use crate::config::Config;
@@ -42,6 +45,32 @@ fn timestamp() -> String {
     format!("[{now}]")
 }
 
+/// How long the waits of the dom0 and UBUNTU states may take, and how often
+/// they look. The defaults suit real nodes; tests shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// xapi finishing its start.
+    pub xapi: Duration,
+    /// A default route and name resolution in Ubuntu.
+    pub network: Duration,
+    /// The appliance reporting an address, accepting dom0's key, answering
+    /// after its reboot.
+    pub appliance: Duration,
+    /// Time between two looks.
+    pub interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            xapi: Duration::from_secs(20 * 60),
+            network: Duration::from_secs(5 * 60),
+            appliance: Duration::from_secs(15 * 60),
+            interval: Duration::from_secs(2),
+        }
+    }
+}
+
 /// What the steps of a run share.
 #[derive(Debug)]
 pub struct Work<'a> {
@@ -51,6 +80,7 @@ pub struct Work<'a> {
     pub log: Log<'a>,
     /// Filled by the preflight step.
     pub node: Option<Node>,
+    pub limits: Limits,
 }
 
 /// Which OS this run is in: dom0 has `/etc/xensource-inventory`.
@@ -68,7 +98,7 @@ pub fn running_on(system: &System) -> &'static str {
 /// and the log and `--status` say what happened.
 pub fn check_os(system: &System, files: &Files, state: State) -> anyhow::Result<()> {
     let here = running_on(system);
-    if state.runs_on() == here {
+    if state.runs_on() == here || finishes_in_dom0(system, state) {
         return Ok(());
     }
     let message = if here == "Ubuntu" {
@@ -81,6 +111,13 @@ pub fn check_os(system: &System, files: &Files, state: State) -> anyhow::Result<
     };
     Log::new(system, &files.log).line(&message);
     Err(anyhow::anyhow!(message))
+}
+
+/// In dom0 with state UBUNTU, a dom0 state has finished and recorded UBUNTU,
+/// but its closing steps (the stamp) may not have run: the run was cut short
+/// there, or dom0 booted again without Ubuntu in between. They run again.
+fn finishes_in_dom0(system: &System, state: State) -> bool {
+    state == State::Ubuntu && running_on(system) == "dom0"
 }
 
 impl Work<'_> {
@@ -104,14 +141,35 @@ pub fn run_state(
     config: &Config,
     state: State,
 ) -> anyhow::Result<()> {
+    run_state_with(system, files, config, state, Limits::default())
+}
+
+/// [`run_state`] with other [`Limits`].
+pub fn run_state_with(
+    system: &System,
+    files: &Files,
+    config: &Config,
+    state: State,
+    limits: Limits,
+) -> anyhow::Result<()> {
     let mut work = Work {
         system,
         files,
         config,
         log: Log::new(system, &files.log),
         node: None,
+        limits,
     };
     check_os(system, files, state)?;
+    if finishes_in_dom0(system, state) {
+        work.log.line(
+            "state UBUNTU in dom0: the last dom0 state finished; doing its closing steps again",
+        );
+        for step in plan::after_recording(State::Xenserver) {
+            run_step(&mut work, State::Xenserver, step)?;
+        }
+        return Ok(());
+    }
     work.log.line(&format!("state {state}: starting"));
     for step in plan::steps(state) {
         run_step(&mut work, state, step)?;
@@ -135,6 +193,13 @@ fn run_step(work: &mut Work<'_>, state: State, step: &plan::Step) -> anyhow::Res
     (step.action)(work).map_err(|error| {
         work.log
             .line(&format!("state {state}: {} failed: {error:#}", step.name));
+        // xitc-convert has no --timeout: a wait of a step that runs out is the
+        // step failing (exit 1); exit 124 means "your --timeout ran out".
+        let error = if exit::kind_of(&error) == exit::Kind::Timeout {
+            anyhow::anyhow!("{error:#}")
+        } else {
+            error
+        };
         error.context(format!("state {state}, step {}", step.name))
     })
 }

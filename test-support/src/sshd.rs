@@ -74,6 +74,7 @@ pub struct Sshd {
     dir: TempDir,
     port: u16,
     user: String,
+    extra_config: String,
     process: Option<ServerProcess>,
 }
 
@@ -81,6 +82,13 @@ impl Sshd {
     /// Starts sshd on a free loopback port, accepting [`Sshd::client_key`] for the
     /// current user.
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// [`Sshd::start`] with `extra_config` lines ahead of the standard ones
+    /// (sshd takes the first value of a keyword, so these win): e.g. another
+    /// `AuthorizedKeysFile`, or a `ForceCommand` that plays a remote system.
+    pub fn start_with(extra_config: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("xitc-sshd-")
             .tempdir()
@@ -88,6 +96,7 @@ impl Sshd {
         let sshd = Sshd {
             port: 0,
             user: current_user(),
+            extra_config: extra_config.to_owned(),
             process: None,
             dir,
         };
@@ -143,7 +152,8 @@ impl Sshd {
     fn config(&self) -> String {
         let dir = self.dir.path().display();
         format!(
-            "Port {port}\n\
+            "{extra}\
+             Port {port}\n\
              ListenAddress 127.0.0.1\n\
              ListenAddress [::1]\n\
              HostKey {dir}/ssh_host_ed25519_key\n\
@@ -158,6 +168,7 @@ impl Sshd {
              LogLevel VERBOSE\n\
              Subsystem sftp internal-sftp\n",
             port = self.port,
+            extra = self.extra_config,
         )
     }
 

@@ -1,0 +1,369 @@
+//! The sandboxed node the xitc-convert tests share: a root directory with
+//! the files, /proc, /sys and stand-in programs a state reads and runs, the
+//! installer served by a real nginx. Each test file uses part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bin_convert::config::Config;
+use bin_convert::system::System;
+use xitc_common::secret::Secret;
+
+pub const TOOL: &str = "xitc-convert";
+
+pub const INSTALL: &str = "/opt/xenapi-in-the-cloud";
+
+pub const URL: &str = "http://127.0.0.1:9/appliance.xva";
+
+pub struct Sandbox {
+    pub root: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join(INSTALL.trim_start_matches('/'))).unwrap();
+        std::fs::create_dir_all(root.path().join("etc/default")).unwrap();
+        std::fs::write(root.path().join("etc/default/grub"), "GRUB_DEFAULT=0\n").unwrap();
+        Sandbox { root }
+    }
+
+    pub fn system(&self) -> System {
+        System::new(Some(self.root.path().to_path_buf()))
+    }
+
+    pub fn convert(&self) -> Command {
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("xitc-convert"));
+        command
+            .env_clear()
+            .arg("--root")
+            .arg(self.root.path())
+            .args(["--install-dir", INSTALL]);
+        command
+    }
+
+    /// Every file under the root with its contents (a symbolic link: its
+    /// target): to prove nothing changed.
+    pub fn tree(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &Path, into: &mut BTreeMap<PathBuf, Vec<u8>>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let kind = std::fs::symlink_metadata(&path).unwrap().file_type();
+                if kind.is_symlink() {
+                    let target = std::fs::read_link(&path).unwrap();
+                    into.insert(path, target.into_os_string().into_encoded_bytes());
+                } else if kind.is_dir() {
+                    into.insert(path.clone(), Vec::new());
+                    walk(&path, into);
+                } else {
+                    into.insert(path.clone(), std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        let mut tree = BTreeMap::new();
+        walk(self.root.path(), &mut tree);
+        tree
+    }
+
+    pub fn save_config(&self) -> Config {
+        let config = Config {
+            appliance_url: URL.into(),
+            appliance_label: "Devstack".into(),
+            iso_url: bin_convert::DEFAULT_ISO_URL.into(),
+            iso_sha256: None,
+            appliance_sha256: None,
+            ubuntu_size: Some(8 << 30),
+            installer_disk: "sda".into(),
+            installer_nic: "eth0".into(),
+            root_password_hash: bin_convert::config::hash_password(&Secret::new("pw")).unwrap(),
+            appliance_vcpus: None,
+            appliance_user: "domzero".into(),
+            stamp_path: "/var/run/xenserver.ready".into(),
+        };
+        config
+            .save(
+                &self.system(),
+                &Path::new(INSTALL).join("xitc-convert.config"),
+            )
+            .unwrap();
+        config
+    }
+
+    pub fn set_state(&self, state: &str) {
+        std::fs::write(
+            self.root
+                .path()
+                .join(INSTALL.trim_start_matches('/'))
+                .join("xitc-convert.state"),
+            format!("{state}\n"),
+        )
+        .unwrap();
+    }
+}
+
+/// A node in the sandbox: mounts, sysfs, routes, resolv.conf, and stand-ins
+/// for df, ip, update-grub and grub-reboot first in PATH.
+pub fn node_fixture(sandbox: &Sandbox, fs_type: &str, partition: u32) -> PathBuf {
+    let root = sandbox.root.path();
+    let write = |path: &str, text: &str| {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    };
+    std::fs::create_dir_all(root.join("proc/self")).unwrap();
+    write(
+        "proc/self/mounts",
+        &format!("rootfs / rootfs rw 0 0\n/dev/xvda{partition} / {fs_type} rw 0 0\n"),
+    );
+    write(
+        &format!("sys/devices/vbd-51712/block/xvda/xvda{partition}/partition"),
+        &format!("{partition}\n"),
+    );
+    std::fs::create_dir_all(root.join("sys/class/block")).unwrap();
+    std::os::unix::fs::symlink(
+        format!("../../devices/vbd-51712/block/xvda/xvda{partition}"),
+        root.join(format!("sys/class/block/xvda{partition}")),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "../../devices/vbd-51712/block/xvda",
+        root.join("sys/class/block/xvda"),
+    )
+    .unwrap();
+    write(
+        "proc/net/route",
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+         eth0\t00000000\t01AB0FCB\t0003\t0\t0\t0\t00000000\n",
+    );
+    write("sys/class/net/eth0/address", "BC:76:4E:20:1A:2B\n");
+    write("etc/resolv.conf", "nameserver 127.0.0.53\n");
+    write(
+        "run/systemd/resolve/resolv.conf",
+        "nameserver 203.0.113.53\nnameserver 198.51.100.53\n",
+    );
+    let bin = root.join("stand-ins");
+    std::fs::create_dir_all(&bin).unwrap();
+    for (name, script) in [
+        (
+            "df",
+            "printf '     Used    Avail\\n2147483648 30064771072\\n'",
+        ),
+        (
+            "ip",
+            "echo '2: eth0    inet 203.0.171.17/24 brd 203.0.171.255 scope global eth0'",
+        ),
+        ("update-grub", "exit 0"),
+        ("grub-reboot", "exit 0"),
+    ] {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    bin
+}
+
+pub fn path_with(bin: &Path) -> String {
+    format!("{}:/usr/bin:/bin", bin.display())
+}
+
+/// Stand-ins that record how they were called in `$XITC_ROOT/commands.log`.
+pub fn recording_stand_ins(bin: &Path) {
+    for (name, output) in [
+        ("update-grub", ""),
+        ("update-initramfs", ""),
+        ("sync", ""),
+        ("reboot", ""),
+        ("blkid", "echo 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19"),
+    ] {
+        let path = bin.join(name);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho \"{name} $*\" >> \"$XITC_ROOT/commands.log\"\n{output}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), bytes).unwrap();
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn installer_iso(dir: &Path) -> Vec<u8> {
+    let tree = dir.join("iso-tree");
+    for (path, bytes) in [
+        (
+            ".treeinfo",
+            b"[general]\nfamily = XCP-ng\nversion = 8.3.0\n".to_vec(),
+        ),
+        ("install.img", vec![7u8; 300_000]),
+        ("boot/xen.gz", vec![8u8; 20_000]),
+        ("boot/vmlinuz", vec![9u8; 40_000]),
+    ] {
+        let file = tree.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, bytes).unwrap();
+    }
+    let iso = dir.join("installer.iso");
+    let status = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-R", "-quiet", "-o"])
+        .arg(&iso)
+        .arg(&tree)
+        .status()
+        .expect("xorriso (scripts/install-test-deps)");
+    assert!(status.success());
+    std::fs::read(iso).unwrap()
+}
+
+/// The real system's files that START and SETUP_INSTALLER write in their
+/// sandbox: they must be exactly as they were.
+pub fn outside_the_sandbox() -> Vec<(&'static str, Option<Vec<u8>>)> {
+    [
+        "/etc/default/grub",
+        "/etc/grub.d/45_xitc-installer",
+        "/etc/systemd/system/xitc-convert.service",
+        "/etc/init/xitc-convert.conf",
+        "/usr/share/initramfs-tools/hooks/xitc-shrink",
+        "/usr/share/initramfs-tools/scripts/local-premount/xitc-shrink",
+        "/opt/xenapi-in-the-cloud/xitc-convert.state",
+        "/mnt/xitc-ramdisk/xsinst/answerfile.xml",
+    ]
+    .into_iter()
+    .map(|path| (path, std::fs::read(path).ok()))
+    .collect()
+}
+
+/// The node after START's reboot: sysfs for the (shrunk) partition 1, the user's
+/// keys, and stand-ins for the programs SETUP_INSTALLER runs (dumpe2fs reports
+/// the block count in `bin/fs-blocks`).
+pub fn setup_installer_world(root: &Path, bin: &Path) {
+    let part = root.join("sys/devices/vbd-51712/block/xvda/xvda1");
+    std::fs::write(part.join("start"), "2048\n").unwrap();
+    std::fs::write(
+        part.join("size"),
+        format!("{}\n", (4u64 << 30) / 512 + 2048),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("root/.ssh")).unwrap();
+    std::fs::write(
+        root.join("root/.ssh/authorized_keys"),
+        "ssh-ed25519 AAAA user@laptop\n",
+    )
+    .unwrap();
+    let record = "echo \"$(basename \"$0\") $*\" >> \"$XITC_ROOT/commands.log\"";
+    for (name, body) in [
+        (
+            "dumpe2fs",
+            "printf 'Block count:              %s\\nBlock size:               4096\\n' \"$(cat \"$(dirname \"$0\")/fs-blocks\")\"".to_owned(),
+        ),
+        (
+            "sfdisk",
+            format!(
+                "{record}\nprintf '<%s' \"$(cat)\" >> \"$XITC_ROOT/commands.log\"\necho >> \"$XITC_ROOT/commands.log\""
+            ),
+        ),
+        ("partx", record.to_owned()),
+        ("mkfs.ext3", record.to_owned()),
+        ("mount", record.to_owned()),
+        ("umount", record.to_owned()),
+        ("grub-reboot", record.to_owned()),
+    ] {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// Puts an installer ISO and an appliance on `nginx`; returns their bytes.
+pub fn serve_installer(nginx: &xitc_test_support::Nginx, scratch: &Path) -> (Vec<u8>, Vec<u8>) {
+    let iso = installer_iso(scratch);
+    std::fs::write(nginx.root().join("installer.iso"), &iso).unwrap();
+    let xva = vec![42u8; 123_456];
+    std::fs::write(nginx.root().join("appliance.xva"), &xva).unwrap();
+    (iso, xva)
+}
+
+/// A node ready for START: the sandbox, its stand-ins, and the run's config.
+pub struct StartWorld {
+    pub sandbox: Sandbox,
+    pub bin: PathBuf,
+    pub system: System,
+    pub files: bin_convert::Files,
+    pub config: Config,
+}
+
+impl StartWorld {
+    pub fn new(nginx: &xitc_test_support::Nginx, iso: &[u8], xva: &[u8]) -> Self {
+        let sandbox = Sandbox::new();
+        let root = sandbox.root.path().to_path_buf();
+        let bin = node_fixture(&sandbox, "ext4", 1);
+        recording_stand_ins(&bin);
+        std::os::unix::fs::chown(root.join("proc/self"), Some(0), Some(0))
+            .expect("this test runs as root (as CI does)");
+        for dir in [
+            "run/systemd/system",
+            "etc/grub.d",
+            "usr/share/initramfs-tools/hooks",
+            "usr/share/initramfs-tools/scripts/local-premount",
+        ] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let config = Config {
+            appliance_url: nginx.url("appliance.xva"),
+            appliance_label: "Devstack".into(),
+            iso_url: nginx.url("installer.iso"),
+            iso_sha256: Some(sha256_hex(iso)),
+            appliance_sha256: Some(sha256_hex(xva)),
+            ubuntu_size: None,
+            installer_disk: "sda".into(),
+            installer_nic: "eth0".into(),
+            root_password_hash: bin_convert::config::hash_password(&Secret::new("pw")).unwrap(),
+            appliance_vcpus: None,
+            appliance_user: "domzero".into(),
+            stamp_path: "/var/run/xenserver.ready".into(),
+        };
+        let system = System::new(Some(root)).with_search_path(path_with(&bin));
+        StartWorld {
+            sandbox,
+            bin,
+            system,
+            files: bin_convert::Files::new(PathBuf::from(INSTALL)),
+            config,
+        }
+    }
+
+    /// The sandbox's files without logs and temp names, relative to its root:
+    /// what must be the same however START got to its end.
+    pub fn outcome(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let root = self.sandbox.root.path();
+        self.sandbox
+            .tree()
+            .into_iter()
+            .filter(|(path, _)| {
+                let name = path
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .unwrap_or("");
+                let is_log = path.extension().is_some_and(|extension| extension == "log");
+                !(is_log || name == "xitc-convert.config" || name == "answerfile.xml")
+            })
+            .map(|(path, bytes)| (path.strip_prefix(root).unwrap().to_path_buf(), bytes))
+            .collect()
+    }
+}
