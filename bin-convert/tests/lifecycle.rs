@@ -139,6 +139,11 @@ const XCPNG_GRUB: &str = "set default=0\nset timeout=5\n\
 
 impl Dom0 {
     fn new(ubuntu_root: &Path, appliance: &Appliance) -> Self {
+        Self::with_install_dir(ubuntu_root, appliance, DOM0_INSTALL)
+    }
+
+    /// `install_dir` as dom0 sees it (under /mnt/ubuntu).
+    fn with_install_dir(ubuntu_root: &Path, appliance: &Appliance, install_dir: &str) -> Self {
         let root = tempfile::Builder::new()
             .prefix("xitc-dom0-")
             .tempdir()
@@ -183,7 +188,7 @@ impl Dom0 {
         Dom0 {
             root,
             system,
-            files: bin_convert::Files::new(PathBuf::from(DOM0_INSTALL)),
+            files: bin_convert::Files::new(PathBuf::from(install_dir)),
         }
     }
 
@@ -212,7 +217,7 @@ impl Dom0 {
     }
 
     fn state(&self) -> String {
-        read(&self.path(&format!("{DOM0_INSTALL}/xitc-convert.state")))
+        read(&self.system.path(&self.files.state))
     }
 }
 
@@ -632,5 +637,375 @@ fn a_node_lives_through_install_firstboot_and_two_cycles_with_a_move() {
         world::outside_the_sandbox(),
         outside_before,
         "the real system was touched"
+    );
+}
+
+/// A node that has just booted XenServer for the first time, built directly
+/// (no START, no installer): what the post-install script leaves in dom0,
+/// the Ubuntu partition with the state, config, appliance and kernel.
+struct Firstboot {
+    ubuntu: tempfile::TempDir,
+    dom0: Dom0,
+    appliance: Appliance,
+    config: Config,
+}
+
+const FIRST_SETTINGS: &str = r#"{"version": 1, "interface": "eth0", "address": "203.0.113.7",
+    "prefix": 24, "netmask": "255.255.255.0", "gateway": "203.0.113.1",
+    "mac": "bc:76:4e:20:1a:2b", "nameservers": ["203.0.113.53"]}"#;
+
+impl Firstboot {
+    fn new() -> Self {
+        Self::with(
+            "/opt/xenapi-in-the-cloud",
+            LABEL,
+            "/var/run/xenserver.ready",
+        )
+    }
+
+    /// With this install dir (as Ubuntu sees it), label and stamp path.
+    fn with(install_dir: &str, label: &str, stamp_path: &str) -> Self {
+        let appliance = Appliance::start();
+        let ubuntu = tempfile::Builder::new()
+            .prefix("xitc-ubuntu-")
+            .tempdir()
+            .unwrap();
+        let u = ubuntu.path();
+        let install = u.join(install_dir.trim_start_matches('/'));
+        write(&install.join("appliance.xva"), "an appliance");
+        write(&install.join("xitc-convert.state"), "XENSERVER_FIRSTBOOT\n");
+        write(&u.join("boot/vmlinuz-6.8.0-31-generic"), "ubuntu kernel");
+        write(&u.join("boot/initrd.img-6.8.0-31-generic"), "ubuntu initrd");
+        let config = Config {
+            appliance_url: "http://127.0.0.1:9/appliance.xva".into(),
+            appliance_label: label.into(),
+            iso_url: "http://127.0.0.1:9/installer.iso".into(),
+            iso_sha256: None,
+            appliance_sha256: None,
+            ubuntu_size: None,
+            installer_disk: "sda".into(),
+            installer_nic: "eth0".into(),
+            root_password_hash: "$6$salt$hash".into(),
+            appliance_vcpus: Some(2),
+            appliance_user: appliance.user.clone(),
+            stamp_path: stamp_path.into(),
+        };
+        config
+            .save(
+                &System::new(Some(u.to_path_buf())),
+                &Path::new(install_dir).join("xitc-convert.config"),
+            )
+            .unwrap();
+        let dom0 = Dom0::with_install_dir(u, &appliance, &format!("/mnt/ubuntu{install_dir}"));
+        write(&dom0.path("/root/cloud-settings.json"), FIRST_SETTINGS);
+        write(&dom0.path("/root/.ssh/authorized_keys"), USER_KEYS);
+        Firstboot {
+            ubuntu,
+            dom0,
+            appliance,
+            config,
+        }
+    }
+
+    fn run(&self) -> anyhow::Result<()> {
+        self.dom0.run(&self.config, State::XenserverFirstboot)
+    }
+
+    fn log(&self) -> String {
+        read(&self.dom0.system.path(&self.dom0.files.log))
+    }
+
+    /// The end state, without what differs by design between two nodes
+    /// (keys, uuids) or between runs (how often the appliance rebooted).
+    fn outcome(&self) -> String {
+        let dom0 = &self.dom0;
+        let appliance = &self.appliance;
+        let xe = dom0.xe();
+        let mut pifs: Vec<String> = xe["pifs"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(uuid, pif)| {
+                format!(
+                    "{} VLAN {} {} {}{}",
+                    pif["device"].as_str().unwrap(),
+                    pif["VLAN"].as_str().unwrap(),
+                    pif["mac"].as_str().unwrap(),
+                    pif["IP"].as_str().unwrap(),
+                    if xe["management"] == uuid.as_str() {
+                        " management"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        pifs.sort();
+        let mut networks: Vec<&str> = xe["networks"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|name| name.as_str().unwrap())
+            .collect();
+        networks.sort_unstable();
+        let summary = appliance_summary(&xe);
+        let summary = summary.split(" reboots ").next().unwrap().to_owned()
+            + &summary[summary.find('\n').unwrap_or(summary.len())..];
+        let user_key = appliance.user_public_key();
+        let vm = xe["vms"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .next()
+            .unwrap()
+            .clone();
+        let keyed = read(&dom0.path(bin_convert::appliance::KEYED));
+        let dom0_keys = read(&dom0.path("/root/.ssh/authorized_keys"));
+        let appliance_logins =
+            read(&appliance.path(&format!("home/{}/.ssh/authorized_keys", appliance.user)));
+        let dom0_public = read(&dom0.path(&format!("{}.pub", bin_convert::appliance::KEY)));
+        let stamp = appliance.path(&self.config.stamp_path).is_file();
+        format!(
+            "state {}appliance {summary}\npifs {pifs:?}\nnetworks {networks:?}\n\
+             keyed: {}\ndom0 keys:\n{}grub:\n{}appliance interfaces:\n{}appliance root keys:\n{}\
+             appliance crontab: {:?}\nappliance logins: {:?}\nstamp: {stamp}\nxenstore: {}\n",
+            dom0.state(),
+            keyed.trim() == vm,
+            dom0_keys.replace(&user_key, "<the appliance user's key>\n"),
+            read(&dom0.path("/boot/grub/grub.cfg")),
+            read(&appliance.path("/etc/network/interfaces")),
+            read(&appliance.path("/root/.ssh/authorized_keys")),
+            read(&appliance.path(&format!("var/spool/cron/crontabs/{}", appliance.user))),
+            appliance_logins.replace(dom0_public.trim(), "<dom0's key>"),
+            read(&dom0.path("xenstore.json")).trim(),
+        )
+    }
+
+    /// xitc-convert itself, as dom0's boot hook runs it.
+    fn convert(&self) -> Command {
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("xitc-convert"));
+        command
+            .env_clear()
+            .env("PATH", self.dom0.system_path())
+            .arg("--root")
+            .arg(self.dom0.root.path())
+            .arg("--install-dir")
+            .arg(&self.dom0.files.install_dir);
+        command
+    }
+}
+
+impl Dom0 {
+    fn system_path(&self) -> String {
+        format!("{}:/usr/bin:/bin", self.path("stand-ins").display())
+    }
+}
+
+/// Runs `command` to its end, two minutes at most (a hang is a failure, and
+/// the process is killed, by its PID).
+fn run_to_end(command: &mut Command) -> std::process::Output {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("xitc-convert did not finish within 2 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn xapi_never_ready_fails_the_state_with_a_clear_log_and_changes_nothing() {
+    let node = Firstboot::new();
+    std::fs::remove_file(node.dom0.path("/var/run/xapi_init_complete.cookie")).unwrap();
+    let error = node.run().unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("xapi did not finish starting within 2s"),
+        "{message}"
+    );
+    assert_eq!(
+        xitc_common::exit::kind_of(&error),
+        xitc_common::exit::Kind::Failed,
+        "exit 1: xitc-convert has no --timeout"
+    );
+    assert!(
+        node.log()
+            .contains("wait-xapi failed: xapi did not finish starting")
+    );
+    assert_eq!(node.dom0.state(), "XENSERVER_FIRSTBOOT\n");
+    assert!(
+        !node.dom0.path("xe.log").exists(),
+        "no xe call before xapi is up"
+    );
+}
+
+#[test]
+fn an_appliance_that_never_reports_an_address_fails_the_state() {
+    let node = Firstboot::new();
+    std::fs::remove_file(node.dom0.path("appliance-ip")).unwrap();
+    let error = node.run().unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("reported no address on its device 0 within 3s"),
+        "{message}"
+    );
+    assert_eq!(
+        xitc_common::exit::kind_of(&error),
+        xitc_common::exit::Kind::Failed
+    );
+    assert!(node.log().contains("appliance-vm failed"));
+    assert_eq!(node.dom0.state(), "XENSERVER_FIRSTBOOT\n");
+    assert!(node.appliance.commands().is_empty());
+}
+
+/// The end state of an uninterrupted XENSERVER_FIRSTBOOT (computed once).
+fn clean_outcome() -> &'static str {
+    static CLEAN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CLEAN.get_or_init(|| {
+        let node = Firstboot::new();
+        if let Err(error) = node.run() {
+            panic!("XENSERVER_FIRSTBOOT failed: {error:#}");
+        }
+        node.outcome()
+    })
+}
+
+#[test]
+fn an_xe_call_failing_mid_state_fails_it_and_a_rerun_ends_as_a_clean_run() {
+    for failing in ["vif-create", "vm-reboot"] {
+        let node = Firstboot::new();
+        write(&node.dom0.path("xe-fail-once"), failing);
+        let error = node.run().unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(&format!("xe {failing} ")) && message.contains("injected failure"),
+            "{message}"
+        );
+        assert_eq!(node.dom0.state(), "XENSERVER_FIRSTBOOT\n");
+        if let Err(error) = node.run() {
+            panic!("rerun after {failing} failed: {error:#}");
+        }
+        assert_eq!(
+            node.outcome(),
+            clean_outcome(),
+            "after {failing} failed once"
+        );
+    }
+}
+
+/// Kills xitc-convert (the real binary, SIGKILL) at the first external
+/// program of `step`, reruns it, and expects the end of a clean run.
+fn killed_at(step: &str) {
+    let node = Firstboot::new();
+    // XenServer 6.x has interface-reconfigure (here a stand-in in its
+    // libexec): its step then has a program to be killed at.
+    script(
+        &node
+            .dom0
+            .path("/opt/xensource/libexec/interface-reconfigure"),
+        &format!("{KILL_PRELUDE}\necho \"$*\" >> \"$XITC_ROOT/interface-reconfigure.log\""),
+    );
+    let log = node.dom0.system.path(&node.dom0.files.log);
+    let output = run_to_end(
+        node.convert()
+            .env("XITC_TEST_KILL_POINT", stand_ins().join("kill-point"))
+            .env("XITC_TEST_KILL_STEP", step)
+            .env("XITC_TEST_LOG", &log),
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&output.status),
+        Some(9),
+        "{step}: not killed; {}",
+        node.log()
+    );
+    assert_eq!(read(&node.dom0.path("killed")).trim(), step);
+    let output = run_to_end(&mut node.convert());
+    assert!(
+        output.status.success(),
+        "{step}: the rerun failed: {}{}",
+        String::from_utf8_lossy(&output.stderr),
+        node.log()
+    );
+    assert_eq!(
+        read(&node.dom0.path("interface-reconfigure.log"))
+            .lines()
+            .last(),
+        Some("rewrite")
+    );
+    let _ = &node.ubuntu;
+    assert_eq!(node.outcome(), clean_outcome(), "killed at {step}");
+}
+
+#[test]
+fn killed_at_forget_networking() {
+    killed_at("forget-networking");
+}
+
+#[test]
+fn killed_at_appliance_vm() {
+    killed_at("appliance-vm");
+}
+
+#[test]
+fn killed_at_appliance_key() {
+    killed_at("appliance-key");
+}
+
+#[test]
+fn killed_at_appliance_network() {
+    killed_at("appliance-network");
+}
+
+#[test]
+fn killed_at_interface_reconfigure() {
+    killed_at("interface-reconfigure");
+}
+
+#[test]
+fn killed_at_ubuntu_boot_entry() {
+    killed_at("ubuntu-boot-entry");
+}
+
+#[test]
+fn killed_at_boot_ubuntu_next() {
+    killed_at("boot-ubuntu-next");
+}
+
+#[test]
+fn killed_at_stamp_the_stamp_is_touched_by_the_rerun() {
+    killed_at("stamp");
+}
+
+#[test]
+fn every_step_of_firstboot_has_a_kill_test() {
+    let names: Vec<&str> = bin_convert::plan::steps(State::XenserverFirstboot)
+        .iter()
+        .chain(bin_convert::plan::after_recording(
+            State::XenserverFirstboot,
+        ))
+        .map(|step| step.name)
+        .collect();
+    // wait-xapi runs no program: a kill there is a kill before anything.
+    assert_eq!(
+        names,
+        [
+            "wait-xapi",
+            "forget-networking",
+            "appliance-vm",
+            "appliance-key",
+            "appliance-network",
+            "interface-reconfigure",
+            "ubuntu-boot-entry",
+            "boot-ubuntu-next",
+            "stamp"
+        ],
+        "a new step needs its killed_at test"
     );
 }
