@@ -696,7 +696,9 @@ pub struct Dom0Hook {
 
 /// The script dom0 runs on every boot: mount the Ubuntu partition (by UUID, not
 /// by a device name that differs between Ubuntu and dom0) and run xitc-convert
-/// from it with its state there. No password: the saved config has all.
+/// from it with its state there. No password: the saved config has all. Its
+/// output goes where the hook's goes (the journal, or the console from
+/// rc.local): xitc-convert writes its log file itself.
 pub fn dom0_boot_script(hook: &Dom0Hook) -> String {
     let quote = xitc_common::shell::shell_quote;
     let mount = quote(&hook.ubuntu_mount);
@@ -712,7 +714,7 @@ pub fn dom0_boot_script(hook: &Dom0Hook) -> String {
          if ! mountpoint -q {mount}; then\n    \
          mount UUID={uuid} {mount} || {{ echo \"xitc-convert: cannot mount the Ubuntu partition\" >&2; exit 1; }}\n\
          fi\n\
-         exec {install}/xitc-convert --install-dir {install} >> {install}/xitc-convert.log 2>&1\n",
+         exec {install}/xitc-convert --install-dir {install}\n",
         uuid = quote(&hook.ubuntu_uuid),
     )
 }

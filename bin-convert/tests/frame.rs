@@ -345,6 +345,41 @@ fn bad_input_is_refused_and_changes_nothing() {
             2,
             "--root /nonexistent/root is not a directory",
         ),
+        (
+            "appliance user with a space",
+            vec!["--appliance-user", "dom zero", "pw", URL, "L"],
+            vec![],
+            2,
+            "--appliance-user must be a user name like domzero, got \"dom zero\"",
+        ),
+        (
+            "appliance user with a shell character",
+            vec!["--appliance-user", "x;reboot", "pw", URL, "L"],
+            vec![],
+            2,
+            "--appliance-user must be a user name",
+        ),
+        (
+            "no VCPUs",
+            vec!["--appliance-vcpus", "0", "pw", URL, "L"],
+            vec![],
+            2,
+            "invalid value '0' for '--appliance-vcpus <N>'",
+        ),
+        (
+            "VCPUs not a number",
+            vec!["--appliance-vcpus", "many", "pw", URL, "L"],
+            vec![],
+            2,
+            "invalid value 'many' for '--appliance-vcpus <N>'",
+        ),
+        (
+            "relative stamp path",
+            vec!["pw", URL, "L"],
+            vec![("XITC_STAMP_PATH", "var/run/x")],
+            2,
+            "XITC_STAMP_PATH must be an absolute path",
+        ),
     ];
     let before = sandbox.tree();
     for (name, args, env, code, message) in &cases {

@@ -1009,3 +1009,74 @@ fn every_step_of_firstboot_has_a_kill_test() {
         "a new step needs its killed_at test"
     );
 }
+
+#[test]
+fn hostile_values_reach_xe_and_the_appliance_as_single_arguments() {
+    let install = "/opt/my xitc; it's";
+    let stamp = "/var/run/x y;'z' $(id).ready";
+    let node = Firstboot::with(install, LABEL, stamp);
+    // An appliance with netplan gets its settings there.
+    std::fs::create_dir_all(node.appliance.path("/etc/netplan")).unwrap();
+    if let Err(error) = node.run() {
+        panic!("XENSERVER_FIRSTBOOT failed: {error:#}");
+    }
+    let argv: Vec<Vec<String>> = read(&node.dom0.path("xe.argv"))
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let import = argv.iter().find(|args| args[0] == "vm-import").unwrap();
+    assert_eq!(
+        import[1..],
+        [format!("filename=/mnt/ubuntu{install}/appliance.xva")]
+    );
+    assert!(
+        argv.iter()
+            .any(|args| args[0] == "vm-param-set" && args[2] == format!("name-label={LABEL}"))
+    );
+    assert!(
+        node.appliance.path(stamp).is_file(),
+        "the stamp, by its exact name"
+    );
+    assert!(node.appliance.commands().contains(&vec![
+        "sudo".to_owned(),
+        "touch".to_owned(),
+        stamp.to_owned()
+    ]));
+    let netplan = read(&node.appliance.path(bin_convert::appliance::NETPLAN));
+    assert!(netplan.contains("203.0.113.7/24"), "{netplan}");
+    assert!(!node.appliance.path("/etc/network/interfaces").exists());
+
+    // Any value, through SSH to the appliance's shell, arrives as one argument.
+    let files = bin_convert::Files::new(PathBuf::from(format!("/mnt/ubuntu{install}")));
+    let work = bin_convert::work::Work {
+        system: &node.dom0.system,
+        files: &files,
+        config: &node.config,
+        log: bin_convert::work::Log::new(&node.dom0.system, Path::new("/hostile.log")),
+        node: None,
+        limits: limits(),
+    };
+    let shell = bin_convert::appliance::Shell::new(&work, "127.0.0.1".into());
+    let values = [
+        "two words",
+        "it's",
+        "\"double\"",
+        "a;b",
+        "$(id)",
+        "`id`",
+        "a|b && c",
+        "*",
+        "-rf",
+        "~root",
+        "back\\slash",
+        "tab\there",
+        "new\nline",
+        "ünïcödé",
+        "",
+    ];
+    for value in values {
+        let _ = shell.run(&["test", "-f", value], "");
+        let last = node.appliance.commands().pop().unwrap();
+        assert_eq!(last, ["test", "-f", value], "{value:?}");
+    }
+}
