@@ -680,20 +680,83 @@ fn start_reaches_the_same_end_after_a_failure_at_any_external_step() {
             bin_convert::work::run_state(&world.system, &world.files, &world.config, State::Start)
                 .unwrap();
         }
-        let mut outcome = world.outcome();
-        outcome.remove(Path::new("commands.log"));
-        let mut clean_outcome = expected.clone();
-        clean_outcome.remove(Path::new("commands.log"));
-        let keys: Vec<_> = outcome.keys().collect();
-        let clean_keys: Vec<_> = clean_outcome.keys().collect();
-        assert_eq!(keys, clean_keys, "{failing}: different files");
-        for (path, bytes) in &outcome {
-            let name = path.to_string_lossy();
-            // The bin dir holds this test's stand-ins; its contents differ by design.
-            if !name.starts_with("stand-ins") {
-                assert_eq!(bytes, &clean_outcome[path], "{failing}: {name} differs");
-            }
+        assert_same_start_outcome(&world.outcome(), &expected, failing);
+    }
+}
+
+#[test]
+fn start_killed_at_every_program_it_runs_reaches_the_same_end() {
+    let nginx = xitc_test_support::Nginx::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let (iso, xva) = serve_installer(&nginx, scratch.path());
+    let kill_point = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stand-ins/kill-point");
+    let run = |world: &StartWorld, kill_at: Option<u32>| {
+        let mut command = world.sandbox.convert();
+        command.env("PATH", path_with(&world.bin));
+        if let Some(call) = kill_at {
+            command
+                .env("XITC_TEST_KILL_POINT", &kill_point)
+                .env("XITC_TEST_KILL_AT", call.to_string());
         }
+        command.output().unwrap()
+    };
+    let new_world = || {
+        let world = StartWorld::new(&nginx, &iso, &xva);
+        world
+            .config
+            .save(&world.system, &world.files.config)
+            .unwrap();
+        world
+    };
+    // A clean run, counting the programs START runs (kill at call 0: never).
+    let clean = new_world();
+    let output = run(&clean, Some(0));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let calls: u32 = std::fs::read_to_string(clean.sandbox.root.path().join("kill-count"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        calls >= 7,
+        "df, ip, blkid, update-grub, update-initramfs, sync, reboot: {calls}"
+    );
+    let expected = clean.outcome();
+    for call in 1..=calls {
+        let world = new_world();
+        let output = run(&world, Some(call));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&output.status),
+            Some(9),
+            "call {call}: not killed"
+        );
+        let state = std::fs::read_to_string(
+            world
+                .sandbox
+                .root
+                .path()
+                .join(INSTALL.trim_start_matches('/'))
+                .join("xitc-convert.state"),
+        )
+        .unwrap_or_default();
+        // Killed at the reboot, START is done: the next boot goes on from there.
+        if state != "SETUP_INSTALLER\n" {
+            let output = run(&world, None);
+            assert!(
+                output.status.success(),
+                "rerun after a kill at call {call}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        assert_same_start_outcome(
+            &world.outcome(),
+            &expected,
+            &format!("killed at call {call}"),
+        );
     }
 }
 

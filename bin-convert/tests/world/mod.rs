@@ -159,7 +159,7 @@ pub fn node_fixture(sandbox: &Sandbox, fs_type: &str, partition: u32) -> PathBuf
         ("grub-reboot", "exit 0"),
     ] {
         let path = bin.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::write(&path, format!("#!/bin/sh\n{KILL_PRELUDE}\n{script}\n")).unwrap();
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
     }
@@ -182,7 +182,9 @@ pub fn recording_stand_ins(bin: &Path) {
         let path = bin.join(name);
         std::fs::write(
             &path,
-            format!("#!/bin/sh\necho \"{name} $*\" >> \"$XITC_ROOT/commands.log\"\n{output}\n"),
+            format!(
+                "#!/bin/sh\n{KILL_PRELUDE}\necho \"{name} $*\" >> \"$XITC_ROOT/commands.log\"\n{output}\n"
+            ),
         )
         .unwrap();
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
@@ -361,9 +363,47 @@ impl StartWorld {
                     .and_then(|name| name.to_str())
                     .unwrap_or("");
                 let is_log = path.extension().is_some_and(|extension| extension == "log");
-                !(is_log || name == "xitc-convert.config" || name == "answerfile.xml")
+                !(is_log
+                    || name == "xitc-convert.config"
+                    || name == "answerfile.xml"
+                    || name == "kill-count"
+                    || name == "killed")
             })
             .map(|(path, bytes)| (path.strip_prefix(root).unwrap().to_path_buf(), bytes))
             .collect()
     }
 }
+
+/// Asserts two START outcomes ([`StartWorld::outcome`]) have the same files with
+/// the same contents, but for the commands log and the test's stand-ins.
+pub fn assert_same_start_outcome(
+    outcome: &BTreeMap<PathBuf, Vec<u8>>,
+    expected: &BTreeMap<PathBuf, Vec<u8>>,
+    what: &str,
+) {
+    let relevant = |tree: &BTreeMap<PathBuf, Vec<u8>>| -> BTreeMap<PathBuf, Vec<u8>> {
+        tree.iter()
+            .filter(|(path, _)| path.as_path() != Path::new("commands.log"))
+            .map(|(path, bytes)| {
+                // The bin dir holds the test's stand-ins; their contents differ by design.
+                let bytes = if path.starts_with("stand-ins") {
+                    Vec::new()
+                } else {
+                    bytes.clone()
+                };
+                (path.clone(), bytes)
+            })
+            .collect()
+    };
+    let (outcome, expected) = (relevant(outcome), relevant(expected));
+    let keys: Vec<_> = outcome.keys().collect();
+    let expected_keys: Vec<_> = expected.keys().collect();
+    assert_eq!(keys, expected_keys, "{what}: different files");
+    for (path, bytes) in &outcome {
+        assert_eq!(bytes, &expected[path], "{what}: {} differs", path.display());
+    }
+}
+
+/// Lets tests/stand-ins/kill-point stop xitc-convert at this call (crash tests).
+pub const KILL_PRELUDE: &str =
+    "[ -z \"$XITC_TEST_KILL_POINT\" ] || \"$XITC_TEST_KILL_POINT\" \"$PPID\" || exit 1";
