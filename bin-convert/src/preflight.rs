@@ -65,6 +65,10 @@ pub fn check(
         }
     }
 
+    if let Err(problem) = check_sfdisk(system) {
+        note(problem);
+    }
+
     let (root_device, disk, fs_type) = root_filesystem(system, &mut note);
 
     let (used_bytes, available_bytes) = match system
@@ -119,6 +123,43 @@ pub fn check(
             problems.join("; ")
         ))),
     }
+}
+
+/// The shrink (`sfdisk -N 1` with a script on stdin) and the ramdisk partition
+/// (`sfdisk --append`) need the sfdisk util-linux rewrote in 2.26; Ubuntu
+/// 14.04 has 2.20, whose sfdisk reads other input and would do other things.
+const SFDISK_SINCE: (u32, u32) = (2, 26);
+
+fn check_sfdisk(system: &System) -> Result<(), String> {
+    let output = system.run("sfdisk", &["--version"]).map_err(|error| {
+        format!(
+            "sfdisk is needed (util-linux {}.{} or later): {error:#}",
+            SFDISK_SINCE.0, SFDISK_SINCE.1
+        )
+    })?;
+    let version = sfdisk_version(&output)
+        .ok_or_else(|| format!("cannot read sfdisk's version from {:?}", output.trim()))?;
+    if version < SFDISK_SINCE {
+        return Err(format!(
+            "sfdisk is util-linux {}.{}; the shrink needs {}.{} or later (Ubuntu 16.04 and later have it)",
+            version.0, version.1, SFDISK_SINCE.0, SFDISK_SINCE.1
+        ));
+    }
+    Ok(())
+}
+
+/// `sfdisk from util-linux 2.38.1` → (2, 38).
+pub fn sfdisk_version(output: &str) -> Option<(u32, u32)> {
+    let version = output.split_whitespace().last()?;
+    let mut parts = version.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor: String = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let minor = minor.parse().ok()?;
+    Some((major, minor))
 }
 
 /// The device, disk and type of the root file system; problems go to `note`.
@@ -314,6 +355,25 @@ pub fn parse_df(output: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sfdisk_versions() {
+        assert_eq!(
+            sfdisk_version("sfdisk from util-linux 2.38.1\n"),
+            Some((2, 38))
+        );
+        assert_eq!(
+            sfdisk_version("sfdisk from util-linux 2.20.1"),
+            Some((2, 20))
+        );
+        assert_eq!(
+            sfdisk_version("sfdisk from util-linux 2.40-rc1"),
+            Some((2, 40))
+        );
+        assert_eq!(sfdisk_version("sfdisk (util-linux) 2.26"), Some((2, 26)));
+        assert_eq!(sfdisk_version("nonsense"), None);
+        assert!((2, 20) < SFDISK_SINCE && (2, 26) >= SFDISK_SINCE && (3, 0) > SFDISK_SINCE);
+    }
 
     #[test]
     fn the_root_mount_is_the_last_on_slash() {

@@ -467,6 +467,12 @@ fn check_reports_every_problem_at_once() {
     for missing in ["update-grub", "grub-reboot"] {
         std::fs::remove_file(bin.join(missing)).unwrap();
     }
+    // Ubuntu 14.04's sfdisk.
+    std::fs::write(
+        bin.join("sfdisk"),
+        "#!/bin/sh\necho 'sfdisk from util-linux 2.20.1'\n",
+    )
+    .unwrap();
     std::fs::write(
         sandbox.root.path().join("proc/net/route"),
         "Iface\tDestination\n",
@@ -498,6 +504,7 @@ fn check_reports_every_problem_at_once() {
         "/ is on partition 2 of its disk; it must be partition 1",
         "--ubuntu-size 2147483648 bytes is too small",
         "there is no default route",
+        "sfdisk is util-linux 2.20; the shrink needs 2.26 or later",
     ] {
         assert!(
             stderr.contains(problem),

@@ -157,6 +157,10 @@ pub fn node_fixture(sandbox: &Sandbox, fs_type: &str, partition: u32) -> PathBuf
         ),
         ("update-grub", "exit 0"),
         ("grub-reboot", "exit 0"),
+        (
+            "sfdisk",
+            "[ \"$1\" = --version ] && echo 'sfdisk from util-linux 2.38.1'",
+        ),
     ] {
         let path = bin.join(name);
         std::fs::write(&path, format!("#!/bin/sh\n{KILL_PRELUDE}\n{script}\n")).unwrap();
@@ -277,7 +281,7 @@ pub fn setup_installer_world(root: &Path, bin: &Path) {
         (
             "sfdisk",
             format!(
-                "{record}\nprintf '<%s' \"$(cat)\" >> \"$XITC_ROOT/commands.log\"\necho >> \"$XITC_ROOT/commands.log\""
+                "[ \"$1\" = --version ] && {{ echo 'sfdisk from util-linux 2.38.1'; exit 0; }}\n{record}\nprintf '<%s' \"$(cat)\" >> \"$XITC_ROOT/commands.log\"\necho >> \"$XITC_ROOT/commands.log\""
             ),
         ),
         ("partx", record.to_owned()),
