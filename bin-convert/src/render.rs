@@ -123,6 +123,10 @@ pub struct InstallerEntry {
     /// The device the installer copies `xsinst/` from (`make-ramdisk=`).
     pub ramdisk_device: String,
     pub answerfile_url: String,
+    /// UUID of the file system holding `files_dir` (the root), which GRUB
+    /// searches: where /boot is a partition of its own (Ubuntu 24.04 cloud
+    /// images), GRUB's own root is not the one with the files.
+    pub root_uuid: String,
 }
 
 /// The GRUB entry name, also given to `grub-reboot`.
@@ -130,12 +134,14 @@ pub const INSTALLER_ENTRY: &str = "XenServer installer";
 
 /// `/etc/grub.d/45_xs-install`: a script that prints its own menu entry. The
 /// kernel line has no `console=hvc0`, which hid the installer from the cloud's
-/// console in 2014.
+/// console in 2014. `fallback=0`: should the installer not boot (a broken ISO),
+/// GRUB boots the first entry, the OS, instead of waiting at its menu.
 pub fn grub_installer_script(entry: &InstallerEntry) -> anyhow::Result<String> {
     for (what, value) in [
         ("boot files directory", &entry.files_dir),
         ("ramdisk device", &entry.ramdisk_device),
         ("answerfile URL", &entry.answerfile_url),
+        ("root file system UUID", &entry.root_uuid),
     ] {
         if value.is_empty() || !value.chars().all(|c| c.is_ascii_graphic()) || value.contains('\'')
         {
@@ -148,12 +154,16 @@ pub fn grub_installer_script(entry: &InstallerEntry) -> anyhow::Result<String> {
     Ok(format!(
         "#!/bin/sh\n\
          exec tail -n +3 \"$0\"\n\
+         set fallback=0\n\
          menuentry '{INSTALLER_ENTRY}' {{\n    \
+         search --no-floppy --fs-uuid --set=root {uuid}\n    \
          multiboot {dir}/xen.gz dom0_max_vcpus=1-2 dom0_mem=max:752M com1=115200,8n1 console=com1,vga\n    \
          module {dir}/vmlinuz console=tty0 make-ramdisk={} answerfile={} install\n    \
          module {dir}/install.img\n\
          }}\n",
-        entry.ramdisk_device, entry.answerfile_url
+        entry.ramdisk_device,
+        entry.answerfile_url,
+        uuid = entry.root_uuid,
     ))
 }
 
@@ -468,11 +478,13 @@ mod tests {
             files_dir: "/opt/xs-install/".into(),
             ramdisk_device: "/dev/sda2".into(),
             answerfile_url: "file:///tmp/ramdisk/answerfile.xml".into(),
+            root_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
         })
         .unwrap();
         assert!(
             script.starts_with(
-                "#!/bin/sh\nexec tail -n +3 \"$0\"\nmenuentry 'XenServer installer' {\n"
+                "#!/bin/sh\nexec tail -n +3 \"$0\"\nset fallback=0\nmenuentry 'XenServer installer' {\n    \
+                 search --no-floppy --fs-uuid --set=root 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19\n"
             )
         );
         assert!(script.contains("multiboot /opt/xs-install/xen.gz "));
@@ -497,6 +509,7 @@ mod tests {
             files_dir: "/opt/xs install".into(),
             ramdisk_device: "/dev/sda2".into(),
             answerfile_url: "file:///a".into(),
+            root_uuid: "x".into(),
         };
         assert!(grub_installer_script(&entry).is_err());
     }

@@ -193,13 +193,7 @@ pub fn ramdisk_source(work: &mut Work<'_>) -> anyhow::Result<()> {
         render::answerfile(&answers)?.as_bytes(),
         0o600,
     )?;
-    let root_device = work.node()?.root_device.clone();
-    let uuid = work
-        .system
-        .run("blkid", &["-s", "UUID", "-o", "value", &root_device])?
-        .trim()
-        .to_owned();
-    anyhow::ensure!(!uuid.is_empty(), "blkid gave no UUID for {root_device}");
+    let uuid = root_uuid(work)?;
     let hook = Dom0Hook {
         ramdisk_dir: "/tmp/ramdisk".to_owned(),
         ubuntu_uuid: uuid,
@@ -218,8 +212,21 @@ pub fn ramdisk_source(work: &mut Work<'_>) -> anyhow::Result<()> {
     )
 }
 
+/// The UUID of the root file system (the Ubuntu partition).
+fn root_uuid(work: &Work<'_>) -> anyhow::Result<String> {
+    let root_device = work.node()?.root_device.clone();
+    let uuid = work
+        .system
+        .run("blkid", &["-s", "UUID", "-o", "value", &root_device])?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(!uuid.is_empty(), "blkid gave no UUID for {root_device}");
+    Ok(uuid)
+}
+
 pub fn grub_entry(work: &mut Work<'_>) -> anyhow::Result<()> {
     let entry = InstallerEntry {
+        root_uuid: root_uuid(work)?,
         files_dir: in_install(work, "installer").to_string_lossy().into_owned(),
         ramdisk_device: format!("/dev/{}2", work.config.installer_disk),
         answerfile_url: "file:///tmp/ramdisk/answerfile.xml".to_owned(),

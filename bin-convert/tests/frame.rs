@@ -824,6 +824,13 @@ fn check_start_result(root: &Path, config: &Config, iso: &[u8], xva: &[u8]) {
         "{grub}"
     );
     assert!(grub.contains("make-ramdisk=/dev/sda2"), "{grub}");
+    assert!(
+        grub.contains("set fallback=0\n")
+            && grub.contains(
+                "search --no-floppy --fs-uuid --set=root 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19\n"
+            ),
+        "{grub}"
+    );
     assert!(read("etc/default/grub").contains("GRUB_DEFAULT=saved\n"));
     assert_eq!(
         read("usr/share/initramfs-tools/hooks/xitc-shrink"),
@@ -841,7 +848,8 @@ fn check_start_result(root: &Path, config: &Config, iso: &[u8], xva: &[u8]) {
     );
     assert_eq!(
         read("commands.log"),
-        "blkid -s UUID -o value /dev/xvda1\nupdate-grub \nupdate-initramfs -u\nsync \nreboot \n"
+        "blkid -s UUID -o value /dev/xvda1\nblkid -s UUID -o value /dev/xvda1\nupdate-grub \n\
+         update-initramfs -u\nsync \nreboot \n"
     );
     let log = std::fs::read_to_string(install.join("xitc-convert.log")).unwrap();
     assert!(
