@@ -206,6 +206,22 @@ fn url_host(url: &str) -> Option<&str> {
     (!host.is_empty() && host.parse::<std::net::IpAddr>().is_err()).then_some(host)
 }
 
+/// Waits until there is a default route, `limit` at most.
+pub fn wait_for_route(work: &Work<'_>, clock: &impl Clock, limit: Duration) -> anyhow::Result<()> {
+    poll_until(clock, Schedule::new(limit, work.limits.interval), |_| {
+        Ok(has_default_route(work).then_some(()))
+    })
+    .with_context(|| format!("no default route appeared within {}s", limit.as_secs()))
+}
+
+fn has_default_route(work: &Work<'_>) -> bool {
+    work.system
+        .read_to_string("/proc/net/route")
+        .ok()
+        .and_then(|routes| crate::preflight::default_route(&routes))
+        .is_some()
+}
+
 pub fn wait_for_network(
     work: &Work<'_>,
     clock: &impl Clock,
@@ -214,12 +230,7 @@ pub fn wait_for_network(
     let host = url_host(&work.config.appliance_url);
     let mut last = (false, false);
     poll_until(clock, Schedule::new(limit, work.limits.interval), |_| {
-        let routed = work
-            .system
-            .read_to_string("/proc/net/route")
-            .ok()
-            .and_then(|routes| crate::preflight::default_route(&routes))
-            .is_some();
+        let routed = has_default_route(work);
         let resolved = host.is_none_or(|host| work.system.run("getent", &["hosts", host]).is_ok());
         last = (routed, resolved);
         Ok((routed && resolved).then_some(()))
@@ -365,6 +376,30 @@ mod tests {
             .unwrap();
             // The appliance URL is an address: a route is all it takes.
             wait_for_network(work, &clock, Duration::from_secs(30)).unwrap();
+        });
+    }
+
+    #[test]
+    fn a_default_route_is_waited_for_until_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = System::new(Some(dir.path().to_path_buf()));
+        with_work(&system, |work| {
+            let clock = FakeClock(Cell::new(Instant::now()));
+            let error = wait_for_route(work, &clock, Duration::from_secs(30)).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("no default route appeared within 30s"),
+                "{error}"
+            );
+            std::fs::create_dir_all(dir.path().join("proc/net")).unwrap();
+            std::fs::write(
+                dir.path().join("proc/net/route"),
+                "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+                 eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\n",
+            )
+            .unwrap();
+            wait_for_route(work, &clock, Duration::from_secs(30)).unwrap();
         });
     }
 

@@ -83,7 +83,7 @@ const START: [Step; 9] = [
 const SETUP_INSTALLER: [Step; 6] = [
     step(
         "inspect",
-        "read the node again (root device, disk, network)",
+        "wait for a default route; read the node again (root device, disk, network)",
         setup_installer::inspect,
     ),
     step(

@@ -41,6 +41,10 @@ fn sysfs_number(work: &Work<'_>, path: &str) -> anyhow::Result<u64> {
 }
 
 pub fn inspect(work: &mut Work<'_>) -> anyhow::Result<()> {
+    // The boot hook can start before DHCP has set the default route (where
+    // network-online.target waits for nothing): the network is read once it
+    // is there (found by the real-VM test).
+    crate::dom0::wait_for_route(work, &xitc_common::poll::SystemClock, work.limits.network)?;
     // The downloads are done: nothing more to fit.
     work.node = Some(preflight::check(work.system, work.config, &[])?);
     Ok(())
