@@ -233,15 +233,13 @@ pub fn wait_for_address(
     clock: &impl Clock,
     limit: Duration,
 ) -> anyhow::Result<String> {
-    let uuid = format!("uuid={vm}");
     poll_until(clock, Schedule::new(limit, work.limits.interval), |_| {
-        let networks = xe.call(&["vm-param-get", &uuid, "param-name=networks"])?;
-        Ok(vm_ipv4(&networks, 0).map(|address| address.to_string()))
+        address_now(xe, vm)
     })
     .with_context(|| {
         format!(
             "the appliance {:?} reported no address on its device 0 within {}s \
-             (xe vm-param-get {uuid} param-name=networks); does it have the guest tools?",
+             (xe vm-param-get uuid={vm} param-name=networks); does it have the guest tools?",
             work.config.appliance_label,
             limit.as_secs()
         )
@@ -304,15 +302,20 @@ impl<'a> Shell<'a> {
 }
 
 /// The appliance's current address (device 0).
-fn current_address(work: &Work<'_>) -> anyhow::Result<String> {
-    let vm = appliance_uuid(work)?;
+fn current_address(work: &Work<'_>, vm: &str) -> anyhow::Result<String> {
     wait_for_address(
         work,
         Xe::new(work.system),
-        &vm,
+        vm,
         &SystemClock,
         work.limits.appliance,
     )
+}
+
+/// The address the appliance reports on its device 0 now, if any.
+fn address_now(xe: Xe<'_>, vm: &str) -> anyhow::Result<Option<String>> {
+    let networks = xe.call(&["vm-param-get", &format!("uuid={vm}"), "param-name=networks"])?;
+    Ok(vm_ipv4(&networks, 0).map(|address| address.to_string()))
 }
 
 /// Retries `attempt` until it succeeds or `limit` passes; the last failure
@@ -380,7 +383,7 @@ pub fn key(work: &mut Work<'_>) -> anyhow::Result<()> {
     work.log.line(&format!(
         "dom0's key offered to the appliance at xenstore {node}"
     ));
-    let address = current_address(work)?;
+    let address = current_address(work, &vm)?;
     let shell = Shell::new(work, address);
     retry(
         work,
@@ -443,7 +446,7 @@ pub fn with_key_once(keys: &str, public: &str) -> String {
 pub fn network(work: &mut Work<'_>) -> anyhow::Result<()> {
     let settings = crate::dom0::cloud_settings(work)?;
     let vm = appliance_uuid(work)?;
-    let address = current_address(work)?;
+    let address = current_address(work, &vm)?;
     let shell = Shell::new(work, address);
     let user_key = shell.run(&["cat", &format!("{USER_KEY}.pub")], "")?;
     anyhow::ensure!(
@@ -513,13 +516,18 @@ pub fn interface_reconfigure(work: &mut Work<'_>) -> anyhow::Result<()> {
 pub fn stamp(work: &mut Work<'_>) -> anyhow::Result<()> {
     let stamp = work.config.stamp_path.clone();
     let work = &*work;
+    let vm = appliance_uuid(work)?;
+    let xe = Xe::new(work.system);
+    // One wait: each try looks at the address once (the appliance is rebooting,
+    // its address comes and goes) rather than waiting for it inside the retry.
     retry(
         work,
         &SystemClock,
         work.limits.appliance,
         &format!("touching {stamp} on the appliance"),
         || {
-            let address = current_address(work)?;
+            let address = address_now(xe, &vm)?
+                .context("the appliance reports no address on its device 0 yet")?;
             Shell::new(work, address).run(&["sudo", "touch", &stamp], "")
         },
     )?;

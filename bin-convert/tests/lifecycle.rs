@@ -505,10 +505,8 @@ fn a_node_lives_through_install_firstboot_and_two_cycles_with_a_move() {
             // appliance-key
             "vm-list",
             "vm-param-get",
-            "vm-list",
             "vm-param-get",
             // appliance-network
-            "vm-list",
             "vm-list",
             "vm-param-get",
             "vm-reboot",
@@ -626,7 +624,6 @@ fn a_node_lives_through_install_firstboot_and_two_cycles_with_a_move() {
                 // appliance-key
                 "vm-list",
                 // appliance-network
-                "vm-list",
                 "vm-list",
                 "vm-param-get",
                 "vm-reboot",
