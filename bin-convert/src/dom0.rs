@@ -51,8 +51,11 @@ pub fn cloud_settings(work: &Work<'_>) -> anyhow::Result<crate::settings::CloudS
 /// The name-label of the management network xitc creates (VLAN 100).
 pub const MANAGEMENT_NETWORK: &str = "xitc-management";
 
-/// dom0's address on the management VLAN; the appliance is .1 on it.
+/// dom0's address on the management VLAN (/24, [`MANAGEMENT_NETMASK`]).
 pub const DOM0_ADDRESS: &str = "192.168.33.2";
+/// The appliance's address there: dom0's gateway and name server.
+pub const APPLIANCE_ADDRESS: &str = "192.168.33.1";
+pub const MANAGEMENT_NETMASK: &str = "255.255.255.0";
 
 /// Forgets dom0's networking and sets it up again for this boot's cloud
 /// settings: the NIC introduced by the MAC saved from Ubuntu, no address on it
@@ -117,9 +120,9 @@ pub fn forget_networking(work: &mut Work<'_>) -> anyhow::Result<()> {
         &format!("uuid={vlan_pif}"),
         "mode=static",
         &format!("IP={DOM0_ADDRESS}"),
-        "netmask=255.255.255.0",
-        "gateway=192.168.33.1",
-        "DNS=192.168.33.1",
+        &format!("netmask={MANAGEMENT_NETMASK}"),
+        &format!("gateway={APPLIANCE_ADDRESS}"),
+        &format!("DNS={APPLIANCE_ADDRESS}"),
     ])?;
     xe.call(&[
         "host-management-reconfigure",

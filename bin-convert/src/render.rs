@@ -286,16 +286,16 @@ pub fn appliance_interfaces(settings: &crate::settings::CloudSettings) -> String
             .collect();
         let _ = writeln!(text, "    dns-nameservers {}", servers.join(" "));
     }
-    let (address, netmask) = APPLIANCE_MANAGEMENT;
+    let (address, netmask) = (
+        crate::dom0::APPLIANCE_ADDRESS,
+        crate::dom0::MANAGEMENT_NETMASK,
+    );
     let _ = write!(
         text,
         "\nauto eth2\niface eth2 inet static\n    address {address}\n    netmask {netmask}\n"
     );
     text
 }
-
-/// The appliance's address on the management VLAN (dom0 is .2).
-const APPLIANCE_MANAGEMENT: (&str, &str) = ("192.168.33.1", "255.255.255.0");
 
 #[derive(serde::Serialize)]
 struct Netplan {
@@ -365,7 +365,7 @@ pub fn appliance_netplan(settings: &crate::settings::CloudSettings) -> String {
         "eth2",
         NetplanEthernet {
             dhcp4: Some(false),
-            addresses: vec![format!("{}/24", APPLIANCE_MANAGEMENT.0)],
+            addresses: vec![format!("{}/24", crate::dom0::APPLIANCE_ADDRESS)],
             ..NetplanEthernet::default()
         },
     );
