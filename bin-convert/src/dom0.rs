@@ -359,6 +359,17 @@ mod tests {
         assert_eq!(url_host("file:///srv/a.xva"), None);
     }
 
+    /// A /proc/net/route with a default route via 192.168.0.1.
+    fn write_default_route(root: &Path) {
+        std::fs::create_dir_all(root.join("proc/net")).unwrap();
+        std::fs::write(
+            root.join("proc/net/route"),
+            "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+             eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\n",
+        )
+        .unwrap();
+    }
+
     #[test]
     fn the_network_is_waited_for_until_the_limit() {
         let dir = tempfile::tempdir().unwrap();
@@ -370,13 +381,7 @@ mod tests {
                 error.to_string().contains("default route: false"),
                 "{error}"
             );
-            std::fs::create_dir_all(dir.path().join("proc/net")).unwrap();
-            std::fs::write(
-                dir.path().join("proc/net/route"),
-                "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
-                 eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\n",
-            )
-            .unwrap();
+            write_default_route(dir.path());
             // The appliance URL is an address: a route is all it takes.
             wait_for_network(work, &clock, Duration::from_secs(30)).unwrap();
         });
@@ -395,13 +400,7 @@ mod tests {
                     .contains("no default route appeared within 30s"),
                 "{error}"
             );
-            std::fs::create_dir_all(dir.path().join("proc/net")).unwrap();
-            std::fs::write(
-                dir.path().join("proc/net/route"),
-                "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
-                 eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\n",
-            )
-            .unwrap();
+            write_default_route(dir.path());
             wait_for_route(work, &clock, Duration::from_secs(30)).unwrap();
         });
     }

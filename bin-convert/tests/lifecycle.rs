@@ -24,7 +24,9 @@ use bin_convert::work::Limits;
 use xitc_test_support::Sshd;
 
 mod world;
-use world::{KILL_PRELUDE, StartWorld, serve_installer, setup_installer_world};
+use world::{
+    KILL_PRELUDE, StartWorld, path_with, script, serve_installer, setup_installer_world, write,
+};
 
 /// A name-label a shell would split or run: it must reach xe and ssh whole.
 const LABEL: &str = "Dev \"stack\"; it's $(touch x) `y` &";
@@ -46,23 +48,8 @@ fn stand_ins() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stand-ins")
 }
 
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-fn script(path: &Path, body: &str) {
-    write(path, &format!("#!/bin/sh\n{body}\n"));
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-}
-
-fn current_user() -> String {
-    let output = Command::new("id").arg("-un").output().unwrap();
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 /// The appliance: its file system, and a real sshd whose ForceCommand plays
@@ -81,7 +68,7 @@ impl Appliance {
             .prefix("xitc-appliance-")
             .tempdir()
             .unwrap();
-        let user = current_user();
+        let user = xitc_test_support::current_user();
         let root = dir.path();
         write(
             &root.join("var/spool/cron/crontabs").join(&user),
@@ -179,8 +166,7 @@ impl Dom0 {
             &format!("{KILL_PRELUDE}\necho 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19"),
         );
         script(&bin.join("sync"), KILL_PRELUDE);
-        let system = System::new(Some(r.to_path_buf()))
-            .with_search_path(format!("{}:/usr/bin:/bin", bin.display()));
+        let system = System::new(Some(r.to_path_buf())).with_search_path(path_with(&bin));
         Dom0 {
             root,
             system,
@@ -684,7 +670,8 @@ fn a_node_lives_through_install_firstboot_and_two_cycles_with_a_move() {
 /// (no START, no installer): what the post-install script leaves in dom0,
 /// the Ubuntu partition with the state, config, appliance and kernel.
 struct Firstboot {
-    ubuntu: tempfile::TempDir,
+    /// The Ubuntu root, which dom0 sees at /mnt/ubuntu (kept alive).
+    _ubuntu: tempfile::TempDir,
     dom0: Dom0,
     appliance: Appliance,
     config: Config,
@@ -717,18 +704,14 @@ impl Firstboot {
         write(&u.join("boot/vmlinuz-6.8.0-31-generic"), "ubuntu kernel");
         write(&u.join("boot/initrd.img-6.8.0-31-generic"), "ubuntu initrd");
         let config = Config {
-            appliance_url: "http://127.0.0.1:9/appliance.xva".into(),
             appliance_label: label.into(),
-            iso_url: "http://127.0.0.1:9/installer.iso".into(),
-            iso_sha256: None,
-            appliance_sha256: None,
-            ubuntu_size: None,
-            installer_disk: "sda".into(),
-            installer_nic: "eth0".into(),
-            root_password_hash: "$6$salt$hash".into(),
             appliance_vcpus: Some(2),
             appliance_user: appliance.user.clone(),
             stamp_path: stamp_path.into(),
+            ..world::config(
+                "http://127.0.0.1:9/appliance.xva",
+                "http://127.0.0.1:9/installer.iso",
+            )
         };
         config
             .save(
@@ -740,7 +723,7 @@ impl Firstboot {
         write(&dom0.path("/root/cloud-settings.json"), FIRST_SETTINGS);
         write(&dom0.path("/root/.ssh/authorized_keys"), USER_KEYS);
         Firstboot {
-            ubuntu,
+            _ubuntu: ubuntu,
             dom0,
             appliance,
             config,
@@ -826,18 +809,12 @@ impl Firstboot {
         let mut command = Command::new(assert_cmd::cargo::cargo_bin!("xitc-convert"));
         command
             .env_clear()
-            .env("PATH", self.dom0.system_path())
+            .env("PATH", path_with(&self.dom0.path("stand-ins")))
             .arg("--root")
             .arg(self.dom0.root.path())
             .arg("--install-dir")
             .arg(&self.dom0.files.install_dir);
         command
-    }
-}
-
-impl Dom0 {
-    fn system_path(&self) -> String {
-        format!("{}:/usr/bin:/bin", self.path("stand-ins").display())
     }
 }
 
@@ -979,7 +956,6 @@ fn killed_at(step: &str) {
             .last(),
         Some("rewrite")
     );
-    let _ = &node.ubuntu;
     assert_eq!(node.outcome(), clean_outcome(), "killed at {step}");
 }
 

@@ -42,7 +42,7 @@ pub use fake_http::{FakeHttp, Reply, Request};
 pub use mimic::Mimic;
 pub use nginx::Nginx;
 pub use process::{ServerProcess, free_port, wait_until_gone};
-pub use sshd::{KeyType, Sshd, generate_key};
+pub use sshd::{KeyType, Sshd, current_user, generate_key};
 
 /// The workspace root (where `.venv` and `scripts/` live).
 pub fn workspace_root() -> std::path::PathBuf {

@@ -290,7 +290,8 @@ fn is_root() -> bool {
     id(&["-u"]) == "0"
 }
 
-fn current_user() -> String {
+/// The user running the tests (the one [`Sshd`] logs in).
+pub fn current_user() -> String {
     id(&["-un"])
 }
 

@@ -70,18 +70,8 @@ impl Sandbox {
 
     pub fn save_config(&self) -> Config {
         let config = Config {
-            appliance_url: URL.into(),
-            appliance_label: "Devstack".into(),
-            iso_url: bin_convert::DEFAULT_ISO_URL.into(),
-            iso_sha256: None,
-            appliance_sha256: None,
             ubuntu_size: Some(8 << 30),
-            installer_disk: "sda".into(),
-            installer_nic: "eth0".into(),
-            root_password_hash: bin_convert::config::hash_password(&Secret::new("pw")).unwrap(),
-            appliance_vcpus: None,
-            appliance_user: "domzero".into(),
-            stamp_path: "/var/run/xenserver.ready".into(),
+            ..config(URL, bin_convert::DEFAULT_ISO_URL)
         };
         config
             .save(
@@ -331,18 +321,9 @@ impl StartWorld {
             std::fs::create_dir_all(root.join(dir)).unwrap();
         }
         let config = Config {
-            appliance_url: nginx.url("appliance.xva"),
-            appliance_label: "Devstack".into(),
-            iso_url: nginx.url("installer.iso"),
             iso_sha256: Some(sha256_hex(iso)),
             appliance_sha256: Some(sha256_hex(xva)),
-            ubuntu_size: None,
-            installer_disk: "sda".into(),
-            installer_nic: "eth0".into(),
-            root_password_hash: bin_convert::config::hash_password(&Secret::new("pw")).unwrap(),
-            appliance_vcpus: None,
-            appliance_user: "domzero".into(),
-            stamp_path: "/var/run/xenserver.ready".into(),
+            ..config(&nginx.url("appliance.xva"), &nginx.url("installer.iso"))
         };
         let system = System::new(Some(root)).with_search_path(path_with(&bin));
         StartWorld {
@@ -411,3 +392,35 @@ pub fn assert_same_start_outcome(
 /// Lets tests/stand-ins/kill-point stop xitc-convert at this call (crash tests).
 pub const KILL_PRELUDE: &str =
     "[ -z \"$XITC_TEST_KILL_POINT\" ] || \"$XITC_TEST_KILL_POINT\" \"$PPID\" || exit 1";
+
+/// Writes `text` to `path`, making its directory.
+pub fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A `#!/bin/sh` script with `body` at `path`, executable.
+pub fn script(path: &Path, body: &str) {
+    write(path, &format!("#!/bin/sh\n{body}\n"));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A first run's config for the appliance "Devstack" at `appliance_url` and
+/// the ISO at `iso_url`, everything else as the CLI's defaults; tests change
+/// what they need with `..config(…)`.
+pub fn config(appliance_url: &str, iso_url: &str) -> Config {
+    Config {
+        appliance_url: appliance_url.into(),
+        appliance_label: "Devstack".into(),
+        iso_url: iso_url.into(),
+        iso_sha256: None,
+        appliance_sha256: None,
+        ubuntu_size: None,
+        installer_disk: "sda".into(),
+        installer_nic: "eth0".into(),
+        root_password_hash: bin_convert::config::hash_password(&Secret::new("pw")).unwrap(),
+        appliance_vcpus: None,
+        appliance_user: bin_convert::config::DEFAULT_APPLIANCE_USER.into(),
+        stamp_path: xitc_common::stamp::DEFAULT_STAMP_PATH.into(),
+    }
+}
