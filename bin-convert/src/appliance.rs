@@ -27,10 +27,8 @@
 //! programs in the tests too); the toolstack programs (`xe`, `xenstore-*`) get
 //! node paths, as on the node.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
-use xitc_common::poll::{Clock, Schedule, SystemClock, poll_until};
+use xitc_common::poll::{Schedule, SystemClock, poll_until};
 use xitc_common::shell::shell_quote;
 
 use crate::settings::CloudSettings;
@@ -91,7 +89,7 @@ pub fn vm(work: &mut Work<'_>) -> anyhow::Result<()> {
     xe.set_vcpus(&vm, vcpus, current_max)?;
     replace_vifs(work, xe, &vm, &settings)?;
     xe.call(&["vm-start", &uuid])?;
-    let address = wait_for_address(work, xe, &vm, &SystemClock, work.limits.appliance)?;
+    let address = wait_for_address(work, &vm)?;
     work.log.line(&format!(
         "appliance {:?} runs with {vcpus} VCPUs; dom0 reaches it at {address}",
         work.config.appliance_label
@@ -225,17 +223,16 @@ fn replace_vifs(
     .map(drop)
 }
 
-/// The address dom0 reaches the appliance at (device 0), once it reports one.
-pub fn wait_for_address(
-    work: &Work<'_>,
-    xe: Xe<'_>,
-    vm: &str,
-    clock: &impl Clock,
-    limit: Duration,
-) -> anyhow::Result<String> {
-    poll_until(clock, Schedule::new(limit, work.limits.interval), |_| {
-        address_now(xe, vm)
-    })
+/// The address dom0 reaches the appliance at (device 0), once it reports one
+/// ([`crate::work::Limits::appliance`] at most).
+fn wait_for_address(work: &Work<'_>, vm: &str) -> anyhow::Result<String> {
+    let limit = work.limits.appliance;
+    let xe = Xe::new(work.system);
+    poll_until(
+        &SystemClock,
+        Schedule::new(limit, work.limits.interval),
+        |_| address_now(xe, vm),
+    )
     .with_context(|| {
         format!(
             "the appliance {:?} reported no address on its device 0 within {}s \
@@ -301,42 +298,34 @@ impl<'a> Shell<'a> {
     }
 }
 
-/// The appliance's current address (device 0).
-fn current_address(work: &Work<'_>, vm: &str) -> anyhow::Result<String> {
-    wait_for_address(
-        work,
-        Xe::new(work.system),
-        vm,
-        &SystemClock,
-        work.limits.appliance,
-    )
-}
-
 /// The address the appliance reports on its device 0 now, if any.
 fn address_now(xe: Xe<'_>, vm: &str) -> anyhow::Result<Option<String>> {
     let networks = xe.call(&["vm-param-get", &format!("uuid={vm}"), "param-name=networks"])?;
     Ok(vm_ipv4(&networks, 0).map(|address| address.to_string()))
 }
 
-/// Retries `attempt` until it succeeds or `limit` passes; the last failure
-/// is in the error.
+/// Retries `attempt` until it succeeds or [`crate::work::Limits::appliance`]
+/// passes; the last failure is in the error.
 fn retry<T>(
     work: &Work<'_>,
-    clock: &impl Clock,
-    limit: Duration,
     what: &str,
     mut attempt: impl FnMut() -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    let limit = work.limits.appliance;
     let mut last = None;
-    poll_until(clock, Schedule::new(limit, work.limits.interval), |_| {
-        Ok(match attempt() {
-            Ok(value) => Some(value),
-            Err(error) => {
-                last = Some(format!("{error:#}"));
-                None
-            }
-        })
-    })
+    poll_until(
+        &SystemClock,
+        Schedule::new(limit, work.limits.interval),
+        |_| {
+            Ok(match attempt() {
+                Ok(value) => Some(value),
+                Err(error) => {
+                    last = Some(format!("{error:#}"));
+                    None
+                }
+            })
+        },
+    )
     .with_context(|| {
         format!(
             "{what} did not work within {}s; last try: {}",
@@ -383,15 +372,11 @@ pub fn key(work: &mut Work<'_>) -> anyhow::Result<()> {
     work.log.line(&format!(
         "dom0's key offered to the appliance at xenstore {node}"
     ));
-    let address = current_address(work, &vm)?;
+    let address = wait_for_address(work, &vm)?;
     let shell = Shell::new(work, address);
-    retry(
-        work,
-        &SystemClock,
-        work.limits.appliance,
-        "logging in to the appliance with dom0's key",
-        || shell.run(&["true"], ""),
-    )?;
+    retry(work, "logging in to the appliance with dom0's key", || {
+        shell.run(&["true"], "")
+    })?;
     // The key updater's job is done: an empty crontab (idempotent, unlike
     // `crontab -r`, which fails when there is none).
     shell.run(&["crontab", "-"], "")?;
@@ -446,7 +431,7 @@ pub fn with_key_once(keys: &str, public: &str) -> String {
 pub fn network(work: &mut Work<'_>) -> anyhow::Result<()> {
     let settings = crate::dom0::cloud_settings(work)?;
     let vm = appliance_uuid(work)?;
-    let address = current_address(work, &vm)?;
+    let address = wait_for_address(work, &vm)?;
     let shell = Shell::new(work, address);
     let user_key = shell.run(&["cat", &format!("{USER_KEY}.pub")], "")?;
     anyhow::ensure!(
@@ -520,17 +505,11 @@ pub fn stamp(work: &mut Work<'_>) -> anyhow::Result<()> {
     let xe = Xe::new(work.system);
     // One wait: each try looks at the address once (the appliance is rebooting,
     // its address comes and goes) rather than waiting for it inside the retry.
-    retry(
-        work,
-        &SystemClock,
-        work.limits.appliance,
-        &format!("touching {stamp} on the appliance"),
-        || {
-            let address = address_now(xe, &vm)?
-                .context("the appliance reports no address on its device 0 yet")?;
-            Shell::new(work, address).run(&["sudo", "touch", &stamp], "")
-        },
-    )?;
+    retry(work, &format!("touching {stamp} on the appliance"), || {
+        let address = address_now(xe, &vm)?
+            .context("the appliance reports no address on its device 0 yet")?;
+        Shell::new(work, address).run(&["sudo", "touch", &stamp], "")
+    })?;
     work.log.line(&format!(
         "stamp {stamp} touched on the appliance: the node is ready"
     ));
