@@ -31,9 +31,16 @@ pub enum BootLoader {
 pub struct UbuntuEntry {
     pub kernel: String,
     pub initrd: String,
-    /// The Ubuntu root file system's UUID (device names differ between Ubuntu
-    /// and dom0).
+    /// The Ubuntu root file system's UUID, for the kernel's `root=` (device
+    /// names differ between Ubuntu and dom0).
     pub root_uuid: String,
+    /// The UUID of dom0's file system that holds `kernel` and `initrd`. GRUB
+    /// needs it: its `search` makes that file system the entry's root, which
+    /// it is not by default where grub.cfg lives on the EFI system partition
+    /// (and searching for Ubuntu's file system instead would look for the
+    /// copies where they are not). extlinux reads only its own file system and
+    /// needs none.
+    pub files_uuid: Option<String>,
 }
 
 /// Finds dom0's boot loader under `boot_root` (dom0's `/`, or where Ubuntu
@@ -83,7 +90,7 @@ impl BootLoader {
     pub fn add_ubuntu(&self, system: &System, entry: &UbuntuEntry) -> anyhow::Result<()> {
         match self {
             BootLoader::Extlinux(_) => self.edit(system, |text| Ok(extlinux_add(text, entry))),
-            BootLoader::Grub(_) => self.edit(system, |text| Ok(grub_add(text, entry))),
+            BootLoader::Grub(_) => self.edit(system, |text| grub_add(text, entry)),
         }
     }
 
@@ -182,19 +189,21 @@ fn grub_current_default(text: &str) -> Option<String> {
     })
 }
 
-pub fn grub_add(text: &str, entry: &UbuntuEntry) -> String {
+pub fn grub_add(text: &str, entry: &UbuntuEntry) -> anyhow::Result<String> {
     if text.contains(&format!("menuentry '{UBUNTU_ENTRY}'")) {
-        return text.to_owned();
+        return Ok(text.to_owned());
     }
+    let files_uuid = entry
+        .files_uuid
+        .as_deref()
+        .context("GRUB's Ubuntu entry needs the UUID of the file system holding its kernel")?;
     let remembered = grub_current_default(text).unwrap_or_else(|| "0".to_owned());
     let out = with_newline(text.to_owned());
-    format!(
-        "{out}\n{REMEMBER}{remembered}\nmenuentry '{UBUNTU_ENTRY}' {{\n\tsearch --fs-uuid --set root {uuid}\n\t\
-         linux {} root=UUID={uuid} ro console=tty0 console=hvc0\n\tinitrd {}\n}}\n",
-        entry.kernel,
-        entry.initrd,
-        uuid = entry.root_uuid,
-    )
+    Ok(format!(
+        "{out}\n{REMEMBER}{remembered}\nmenuentry '{UBUNTU_ENTRY}' {{\n\tsearch --no-floppy --fs-uuid --set root {files_uuid}\n\t\
+         linux {} root=UUID={} ro console=tty0 console=hvc0\n\tinitrd {}\n}}\n",
+        entry.kernel, entry.root_uuid, entry.initrd,
+    ))
 }
 
 pub fn grub_default(text: &str, ubuntu: bool) -> anyhow::Result<String> {
@@ -251,6 +260,7 @@ mod tests {
             kernel: "/boot/vmlinuz-ubuntu".into(),
             initrd: "/boot/initrd-ubuntu".into(),
             root_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
+            files_uuid: Some("5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b".into()),
         }
     }
 
@@ -285,12 +295,15 @@ mod tests {
 
     #[test]
     fn grub_gets_one_entry_and_flips_back_to_the_original_default() {
-        let added = grub_add(XCPNG83_GRUB, &entry());
+        let added = grub_add(XCPNG83_GRUB, &entry()).unwrap();
         assert!(added.starts_with(XCPNG83_GRUB));
+        // The kernel and initrd are found on dom0's file system, Ubuntu's is
+        // the kernel's root.
         assert!(added.contains(
-            "menuentry 'Ubuntu (xitc-convert)' {\n\tsearch --fs-uuid --set root 0b6a8b1e"
+            "menuentry 'Ubuntu (xitc-convert)' {\n\tsearch --no-floppy --fs-uuid --set root 5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b\n\t\
+             linux /boot/vmlinuz-ubuntu root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro"
         ));
-        assert_eq!(grub_add(&added, &entry()), added);
+        assert_eq!(grub_add(&added, &entry()).unwrap(), added);
         let ubuntu = grub_default(&added, true).unwrap();
         assert_eq!(
             grub_current_default(&ubuntu).as_deref(),
@@ -307,9 +320,19 @@ mod tests {
     }
 
     #[test]
+    fn a_grub_entry_without_the_files_file_system_is_refused() {
+        let entry = UbuntuEntry {
+            files_uuid: None,
+            ..entry()
+        };
+        assert!(grub_add(XCPNG83_GRUB, &entry).is_err());
+        assert!(extlinux_add(XS62_EXTLINUX, &entry).contains("label xitc-ubuntu\n"));
+    }
+
+    #[test]
     fn the_grub_entry_passes_grub_script_check() {
         use std::io::Write as _;
-        let text = grub_default(&grub_add(XCPNG83_GRUB, &entry()), true).unwrap();
+        let text = grub_default(&grub_add(XCPNG83_GRUB, &entry()).unwrap(), true).unwrap();
         let mut child = std::process::Command::new("grub-script-check")
             .stdin(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use xitc_common::poll::{Clock, Schedule, SystemClock, poll_until};
 
-use crate::bootloader::{self, UbuntuEntry};
+use crate::bootloader::{self, BootLoader, UbuntuEntry};
+use crate::system::System;
 use crate::work::Work;
 
 /// Where dom0 sees the Ubuntu root file system.
@@ -133,41 +134,88 @@ pub fn forget_networking(work: &mut Work<'_>) -> anyhow::Result<()> {
 
 /// The newest file in `dir` whose name starts with `prefix` (by name: kernel
 /// versions sort so within one distribution's naming).
-fn newest(work: &Work<'_>, dir: &str, prefix: &str) -> anyhow::Result<String> {
-    work.system
+fn newest(system: &System, dir: &str, prefix: &str) -> anyhow::Result<String> {
+    system
         .list_files(dir)?
         .into_iter()
         .filter_map(|(name, _)| name.into_string().ok())
         .filter(|name| name.starts_with(prefix))
-        .max()
+        .max_by(|a, b| version_order(a, b))
         .with_context(|| format!("no {prefix}* in {dir}"))
+}
+
+/// Orders kernel file names as versions, the way `sort -V` and GRUB's menu do:
+/// runs of digits compare as numbers, so `vmlinuz-5.15.0-105-generic` is newer
+/// than `vmlinuz-5.15.0-99-generic` (as strings it would not be).
+fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn runs(text: &str) -> impl Iterator<Item = &str> {
+        let mut rest = text;
+        std::iter::from_fn(move || {
+            let first = rest.chars().next()?;
+            let digits = first.is_ascii_digit();
+            let end = rest
+                .find(|c: char| c.is_ascii_digit() != digits)
+                .unwrap_or(rest.len());
+            let (run, tail) = rest.split_at(end);
+            rest = tail;
+            Some(run)
+        })
+    }
+    let numeric = |run: &str| run.bytes().all(|b| b.is_ascii_digit());
+    for pair in runs(a).zip(runs(b)) {
+        let order = match pair {
+            (x, y) if numeric(x) && numeric(y) => {
+                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+            }
+            (x, y) => x.cmp(y),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    runs(a).count().cmp(&runs(b).count()).then_with(|| a.cmp(b))
 }
 
 /// Copies Ubuntu's newest kernel and initrd into dom0's /boot and adds the
 /// Ubuntu entry (root by UUID) to dom0's boot loader, once.
 pub fn ubuntu_boot_entry(work: &mut Work<'_>) -> anyhow::Result<()> {
+    add_ubuntu_boot_entry(work.system)
+}
+
+/// [`ubuntu_boot_entry`] on `system` alone, so that the real-VM test can play
+/// this part of dom0 (bin-convert/examples/dom0-boot-entry.rs).
+pub fn add_ubuntu_boot_entry(system: &System) -> anyhow::Result<()> {
     let ubuntu_boot = format!("{UBUNTU_MOUNT}/boot");
-    let kernel = newest(work, &ubuntu_boot, "vmlinuz-")?;
+    let kernel = newest(system, &ubuntu_boot, "vmlinuz-")?;
     let version = kernel.trim_start_matches("vmlinuz-").to_owned();
     let initrd = format!("initrd.img-{version}");
-    work.system
-        .copy_file(format!("{ubuntu_boot}/{kernel}"), "/boot/vmlinuz-ubuntu")?;
-    work.system
-        .copy_file(format!("{ubuntu_boot}/{initrd}"), "/boot/initrd-ubuntu")?;
-    let uuid = work
-        .system
-        .run("findmnt", &["-n", "-o", "UUID", "--target", UBUNTU_MOUNT])?
-        .trim()
-        .to_owned();
-    anyhow::ensure!(!uuid.is_empty(), "findmnt gave no UUID for {UBUNTU_MOUNT}");
-    bootloader::detect(work.system, "/")?.add_ubuntu(
-        work.system,
+    system.copy_file(format!("{ubuntu_boot}/{kernel}"), "/boot/vmlinuz-ubuntu")?;
+    system.copy_file(format!("{ubuntu_boot}/{initrd}"), "/boot/initrd-ubuntu")?;
+    let loader = bootloader::detect(system, "/")?;
+    let files_uuid = match loader {
+        BootLoader::Grub(_) => Some(file_system_uuid(system, "/boot")?),
+        BootLoader::Extlinux(_) => None,
+    };
+    loader.add_ubuntu(
+        system,
         &UbuntuEntry {
             kernel: "/boot/vmlinuz-ubuntu".to_owned(),
             initrd: "/boot/initrd-ubuntu".to_owned(),
-            root_uuid: uuid,
+            root_uuid: file_system_uuid(system, UBUNTU_MOUNT)?,
+            files_uuid,
         },
     )
+}
+
+/// The UUID of the file system that holds `path`.
+fn file_system_uuid(system: &System, path: &str) -> anyhow::Result<String> {
+    let uuid = system
+        .run("findmnt", &["-n", "-o", "UUID", "--target", path])?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(!uuid.is_empty(), "findmnt gave no UUID for {path}");
+    Ok(uuid)
 }
 
 pub fn boot_ubuntu_next(work: &mut Work<'_>) -> anyhow::Result<()> {
@@ -426,6 +474,23 @@ mod tests {
         });
     }
 
+    #[test]
+    fn kernels_are_ordered_as_versions() {
+        use std::cmp::Ordering::{Greater, Less};
+        for (newer, older) in [
+            ("vmlinuz-5.15.0-105-generic", "vmlinuz-5.15.0-99-generic"),
+            ("vmlinuz-6.8.0-31-generic", "vmlinuz-6.8.0-30-generic"),
+            ("vmlinuz-6.10.0-1-amd64", "vmlinuz-6.9.12-amd64"),
+            ("vmlinuz-6.1.0-10-amd64", "vmlinuz-6.1.0-9-amd64"),
+            ("vmlinuz-4.4.0-210-generic", "vmlinuz-4.4.0-21-generic"),
+            ("vmlinuz-6.1.0-10-amd64", "vmlinuz-6.1.0-10"),
+        ] {
+            assert_eq!(version_order(newer, older), Greater, "{newer} > {older}");
+            assert_eq!(version_order(older, newer), Less, "{older} < {newer}");
+        }
+        assert!(version_order("vmlinuz-6.1.0-010", "vmlinuz-6.1.0-10").is_ne());
+    }
+
     const GRUB: &str =
         "set default=0\nset timeout=5\nmenuentry 'XCP-ng' {\n\tmultiboot2 /boot/xen.gz\n}\n";
 
@@ -438,13 +503,16 @@ mod tests {
             std::fs::create_dir_all(file.parent().unwrap()).unwrap();
             std::fs::write(file, text).unwrap();
         };
-        write("mnt/ubuntu/boot/vmlinuz-6.8.0-30-generic", "old kernel");
+        write("mnt/ubuntu/boot/vmlinuz-6.8.0-9-generic", "old kernel");
         write("mnt/ubuntu/boot/vmlinuz-6.8.0-31-generic", "new kernel");
+        write("mnt/ubuntu/boot/initrd.img-6.8.0-9-generic", "old initrd");
         write("mnt/ubuntu/boot/initrd.img-6.8.0-31-generic", "new initrd");
         write("boot/grub/grub.cfg", GRUB);
+        // dom0's own file system holds /boot; Ubuntu's is mounted.
         write(
             "bin/findmnt",
-            "#!/bin/sh\necho 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19\n",
+            "#!/bin/sh\ncase \"$*\" in\n*'--target /boot') echo 5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b ;;\n\
+             *'--target /mnt/ubuntu') echo 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ;;\nesac\n",
         );
         write("bin/sync", "#!/bin/sh\n");
         for program in ["findmnt", "sync"] {
@@ -472,7 +540,10 @@ mod tests {
         let grub = std::fs::read_to_string(root.join("boot/grub/grub.cfg")).unwrap();
         assert_eq!(grub.matches("menuentry 'Ubuntu (xitc-convert)'").count(), 1);
         assert!(grub.contains("set default=\"Ubuntu (xitc-convert)\"\n"));
-        assert!(grub.contains("root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19"));
+        assert!(grub.contains(
+            "\tsearch --no-floppy --fs-uuid --set root 5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b\n\t\
+             linux /boot/vmlinuz-ubuntu root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro"
+        ));
 
         // Ubuntu sees dom0's root at /mnt/dom0 and flips back to XenServer.
         write("mnt/dom0/boot/grub/grub.cfg", &grub);

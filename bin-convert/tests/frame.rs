@@ -985,8 +985,10 @@ fn the_ubuntu_state_hands_the_cloud_settings_to_dom0_and_boots_xenserver() {
                 kernel: "/boot/vmlinuz-ubuntu".into(),
                 initrd: "/boot/initrd-ubuntu".into(),
                 root_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
+                files_uuid: Some("5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b".into()),
             },
-        ),
+        )
+        .unwrap(),
         true,
     )
     .unwrap();

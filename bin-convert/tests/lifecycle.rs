@@ -33,6 +33,8 @@ const LABEL: &str = "Dev \"stack\"; it's $(touch x) `y` &";
 const USER_KEYS: &str = "ssh-ed25519 AAAA user@laptop\n";
 /// dom0 sees the Ubuntu partition here, so its install dir is there too.
 const DOM0_INSTALL: &str = "/mnt/ubuntu/opt/xenapi-in-the-cloud";
+const UBUNTU_ROOT_UUID: &str = "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19";
+const DOM0_ROOT_UUID: &str = "5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b";
 
 /// Short waits: every stand-in answers at once or never.
 fn limits() -> Limits {
@@ -163,7 +165,11 @@ impl Dom0 {
         );
         script(
             &bin.join("findmnt"),
-            &format!("{KILL_PRELUDE}\necho 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19"),
+            // dom0's own file system holds /boot; Ubuntu's is at /mnt/ubuntu.
+            &format!(
+                "{KILL_PRELUDE}\ncase \"$*\" in\n*/boot) echo {DOM0_ROOT_UUID} ;;\n\
+                 *) echo {UBUNTU_ROOT_UUID} ;;\nesac"
+            ),
         );
         script(&bin.join("sync"), KILL_PRELUDE);
         let system = System::new(Some(r.to_path_buf())).with_search_path(path_with(&bin));
@@ -409,6 +415,14 @@ fn check_dom0_state_result(node: &Node, settings: &CloudSettings) {
         "{grub}"
     );
     assert_eq!(grub.matches("menuentry 'Ubuntu (xitc-convert)'").count(), 1);
+    // GRUB finds the copied kernel on dom0's file system and boots Ubuntu's.
+    assert!(
+        grub.contains(&format!(
+            "\tsearch --no-floppy --fs-uuid --set root {DOM0_ROOT_UUID}\n\t\
+             linux /boot/vmlinuz-ubuntu root=UUID={UBUNTU_ROOT_UUID} ro"
+        )),
+        "{grub}"
+    );
     // The temporary xenstore key is gone.
     assert_eq!(read(&dom0.path("xenstore.json")).trim(), "{}");
 }
