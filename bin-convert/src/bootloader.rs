@@ -41,6 +41,47 @@ pub struct UbuntuEntry {
     /// copies where they are not). extlinux reads only its own file system and
     /// needs none.
     pub files_uuid: Option<String>,
+    /// Ubuntu's own kernel arguments, after `root=UUID=… ro`.
+    pub args: String,
+}
+
+impl UbuntuEntry {
+    fn spaced_args(&self) -> String {
+        if self.args.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.args)
+        }
+    }
+}
+
+/// The Ubuntu entry's arguments when Ubuntu's own were not recorded.
+pub const DEFAULT_UBUNTU_ARGS: &str = "console=tty0 console=hvc0";
+
+/// The arguments of Ubuntu's kernel command line (`/proc/cmdline`) that its
+/// entry in dom0's boot loader keeps, and those it leaves out: out go what the
+/// entry sets itself (`BOOT_IMAGE=`, `root=`, `ro`, `rw`, `initrd=`), what
+/// follows `--` (init's), and any argument with a character GRUB's script
+/// syntax would read (quotes, `$`, `;`, `\\`, braces…). Kept are the ones that
+/// make Ubuntu boot the same from dom0's menu as from its own: the consoles a
+/// cloud shows in its console log, `net.ifnames=0` (without which `eth0`
+/// becomes `ens3` and Ubuntu's network configuration finds no interface)…
+pub fn kept_kernel_args(cmdline: &str) -> (Vec<&str>, Vec<&str>) {
+    let plain = |arg: &str| {
+        arg.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._,:=/+-@%~".contains(c))
+    };
+    let set_by_the_entry = |arg: &str| {
+        matches!(arg, "ro" | "rw")
+            || ["BOOT_IMAGE=", "root=", "initrd="]
+                .iter()
+                .any(|prefix| arg.starts_with(prefix))
+    };
+    cmdline
+        .split_whitespace()
+        .take_while(|arg| *arg != "--")
+        .filter(|arg| !set_by_the_entry(arg))
+        .partition(|arg| plain(arg))
 }
 
 /// Finds dom0's boot loader under `boot_root` (dom0's `/`, or where Ubuntu
@@ -137,8 +178,11 @@ pub fn extlinux_add(text: &str, entry: &UbuntuEntry) -> String {
     let out = with_newline(text.to_owned());
     format!(
         "{out}\n{REMEMBER}{remembered}\nlabel {EXTLINUX_LABEL}\n  # {UBUNTU_ENTRY}\n  kernel {}\n  \
-         append root=UUID={} ro console=tty0 console=hvc0\n  initrd {}\n",
-        entry.kernel, entry.root_uuid, entry.initrd
+         append root=UUID={} ro{}\n  initrd {}\n",
+        entry.kernel,
+        entry.root_uuid,
+        entry.spaced_args(),
+        entry.initrd
     )
 }
 
@@ -201,8 +245,11 @@ pub fn grub_add(text: &str, entry: &UbuntuEntry) -> anyhow::Result<String> {
     let out = with_newline(text.to_owned());
     Ok(format!(
         "{out}\n{REMEMBER}{remembered}\nmenuentry '{UBUNTU_ENTRY}' {{\n\tsearch --no-floppy --fs-uuid --set root {files_uuid}\n\t\
-         linux {} root=UUID={} ro console=tty0 console=hvc0\n\tinitrd {}\n}}\n",
-        entry.kernel, entry.root_uuid, entry.initrd,
+         linux {} root=UUID={} ro{}\n\tinitrd {}\n}}\n",
+        entry.kernel,
+        entry.root_uuid,
+        entry.spaced_args(),
+        entry.initrd,
     ))
 }
 
@@ -261,7 +308,31 @@ mod tests {
             initrd: "/boot/initrd-ubuntu".into(),
             root_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
             files_uuid: Some("5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b".into()),
+            args: "console=tty1 console=ttyS0 net.ifnames=0".into(),
         }
+    }
+
+    #[test]
+    fn ubuntus_own_kernel_arguments_are_kept_unless_the_entry_sets_them_or_grub_would_read_them() {
+        let (kept, left_out) = kept_kernel_args(
+            "BOOT_IMAGE=/boot/vmlinuz-6.8.0-31-generic root=UUID=0b6a8b1e ro console=tty1 \
+             console=ttyS0,115200n8 net.ifnames=0 biosdevname=0 nvme_core.io_timeout=4294967295 \
+             quiet splash rw initrd=/x evil=$(reboot) a;b x=\"y z\" -- single\n",
+        );
+        assert_eq!(
+            kept,
+            [
+                "console=tty1",
+                "console=ttyS0,115200n8",
+                "net.ifnames=0",
+                "biosdevname=0",
+                "nvme_core.io_timeout=4294967295",
+                "quiet",
+                "splash",
+            ]
+        );
+        assert_eq!(left_out, ["evil=$(reboot)", "a;b", "x=\"y", "z\""]);
+        assert_eq!(kept_kernel_args(""), (vec![], vec![]));
     }
 
     #[test]
@@ -272,7 +343,9 @@ mod tests {
             "the rest is kept as it was"
         );
         assert!(added.contains("label xitc-ubuntu\n"));
-        assert!(added.contains("append root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro"));
+        assert!(added.contains(
+            "append root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro console=tty1 console=ttyS0 net.ifnames=0\n"
+        ));
         assert_eq!(
             extlinux_add(&added, &entry()),
             added,
@@ -301,7 +374,8 @@ mod tests {
         // the kernel's root.
         assert!(added.contains(
             "menuentry 'Ubuntu (xitc-convert)' {\n\tsearch --no-floppy --fs-uuid --set root 5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b\n\t\
-             linux /boot/vmlinuz-ubuntu root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro"
+             linux /boot/vmlinuz-ubuntu root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro \
+             console=tty1 console=ttyS0 net.ifnames=0\n"
         ));
         assert_eq!(grub_add(&added, &entry()).unwrap(), added);
         let ubuntu = grub_default(&added, true).unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use xitc_common::poll::{Clock, Schedule, SystemClock, poll_until};
 
+use crate::Files;
 use crate::bootloader::{self, BootLoader, UbuntuEntry};
 use crate::system::System;
 use crate::work::Work;
@@ -180,12 +181,12 @@ fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
 /// Copies Ubuntu's newest kernel and initrd into dom0's /boot and adds the
 /// Ubuntu entry (root by UUID) to dom0's boot loader, once.
 pub fn ubuntu_boot_entry(work: &mut Work<'_>) -> anyhow::Result<()> {
-    add_ubuntu_boot_entry(work.system)
+    add_ubuntu_boot_entry(work.system, work.files)
 }
 
 /// [`ubuntu_boot_entry`] on `system` alone, so that the real-VM test can play
 /// this part of dom0 (bin-convert/examples/dom0-boot-entry.rs).
-pub fn add_ubuntu_boot_entry(system: &System) -> anyhow::Result<()> {
+pub fn add_ubuntu_boot_entry(system: &System, files: &Files) -> anyhow::Result<()> {
     let ubuntu_boot = format!("{UBUNTU_MOUNT}/boot");
     let kernel = newest(system, &ubuntu_boot, "vmlinuz-")?;
     let version = kernel.trim_start_matches("vmlinuz-").to_owned();
@@ -204,8 +205,19 @@ pub fn add_ubuntu_boot_entry(system: &System) -> anyhow::Result<()> {
             initrd: "/boot/initrd-ubuntu".to_owned(),
             root_uuid: file_system_uuid(system, UBUNTU_MOUNT)?,
             files_uuid,
+            args: ubuntu_kernel_args(system, files)?,
         },
     )
+}
+
+/// Ubuntu's kernel arguments as START recorded them; re-checked, as the file
+/// could have been edited since. Without the file (a START before it was
+/// recorded), [`bootloader::DEFAULT_UBUNTU_ARGS`].
+fn ubuntu_kernel_args(system: &System, files: &Files) -> anyhow::Result<String> {
+    Ok(match system.read_if_exists(&files.kernel_args)? {
+        Some(recorded) => bootloader::kept_kernel_args(&recorded).0.join(" "),
+        None => bootloader::DEFAULT_UBUNTU_ARGS.to_owned(),
+    })
 }
 
 /// The UUID of the file system that holds `path`.
@@ -508,6 +520,11 @@ mod tests {
         write("mnt/ubuntu/boot/initrd.img-6.8.0-9-generic", "old initrd");
         write("mnt/ubuntu/boot/initrd.img-6.8.0-31-generic", "new initrd");
         write("boot/grub/grub.cfg", GRUB);
+        // What START recorded, edited since by hand: re-checked.
+        write(
+            "opt/xenapi-in-the-cloud/xitc-convert.kernel-args",
+            "console=ttyS0,115200n8 net.ifnames=0 $(reboot)\n",
+        );
         // dom0's own file system holds /boot; Ubuntu's is mounted.
         write(
             "bin/findmnt",
@@ -542,7 +559,8 @@ mod tests {
         assert!(grub.contains("set default=\"Ubuntu (xitc-convert)\"\n"));
         assert!(grub.contains(
             "\tsearch --no-floppy --fs-uuid --set root 5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b\n\t\
-             linux /boot/vmlinuz-ubuntu root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro"
+             linux /boot/vmlinuz-ubuntu root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro \
+             console=ttyS0,115200n8 net.ifnames=0\n"
         ));
 
         // Ubuntu sees dom0's root at /mnt/dom0 and flips back to XenServer.

@@ -170,6 +170,9 @@ pub struct Files {
     pub config: PathBuf,
     pub log: PathBuf,
     pub lock: PathBuf,
+    /// Ubuntu's own kernel arguments, recorded by START for the Ubuntu entry
+    /// dom0 adds to its boot loader.
+    pub kernel_args: PathBuf,
 }
 
 impl Files {
@@ -179,6 +182,7 @@ impl Files {
             config: install_dir.join("xitc-convert.config"),
             log: install_dir.join("xitc-convert.log"),
             lock: install_dir.join("xitc-convert.lock"),
+            kernel_args: install_dir.join("xitc-convert.kernel-args"),
             install_dir,
         }
     }

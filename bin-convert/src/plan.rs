@@ -36,7 +36,7 @@ pub fn steps(state: State) -> &'static [Step] {
     }
 }
 
-const START: [Step; 9] = [
+const START: [Step; 10] = [
     step(
         "preflight",
         "check root, the root file system, space, GRUB2 and the network before any change",
@@ -46,6 +46,11 @@ const START: [Step; 9] = [
         "save-config",
         "save this run's settings (0600, password as a hash) for the boot-time runs",
         start::save_config,
+    ),
+    step(
+        "kernel-args",
+        "record Ubuntu's kernel arguments (consoles, interface naming) for its entry in dom0's boot loader",
+        start::kernel_args,
     ),
     step(
         "boot-hook",

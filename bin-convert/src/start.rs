@@ -54,6 +54,32 @@ pub fn save_config(work: &mut Work<'_>) -> anyhow::Result<()> {
     work.config.save(work.system, &work.files.config)
 }
 
+/// Records Ubuntu's own kernel arguments for the entry dom0 adds to boot it
+/// (XENSERVER_FIRSTBOOT): read from this boot's command line, which Ubuntu's
+/// own GRUB gave (START runs in Ubuntu as the cloud booted it). Later boots of
+/// Ubuntu come from dom0's menu, so only START records them.
+pub fn kernel_args(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let cmdline = work
+        .system
+        .read_to_string("/proc/cmdline")
+        .context("reading /proc/cmdline")?;
+    let (kept, left_out) = crate::bootloader::kept_kernel_args(&cmdline);
+    let kept = kept.join(" ");
+    work.log.line(&format!(
+        "Ubuntu's kernel arguments, for its entry in dom0's boot loader: {kept:?}{}",
+        if left_out.is_empty() {
+            String::new()
+        } else {
+            format!(" (left out, unsafe in a boot loader script: {left_out:?})")
+        }
+    ));
+    work.system.write_atomic(
+        &work.files.kernel_args,
+        format!("{kept}\n").as_bytes(),
+        0o644,
+    )
+}
+
 pub fn boot_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
     let binary = in_install(work, "xitc-convert");
     let binary = binary.to_str().context("the install dir is not UTF-8")?;

@@ -77,9 +77,10 @@ fn dry_run_of_start_lists_its_steps_and_changes_nothing() {
         "{stdout}"
     );
     assert!(lines[1].starts_with("  1. preflight: "), "{stdout}");
-    assert!(lines[9].starts_with("  9. prepare-reboot: "), "{stdout}");
-    assert_eq!(lines[10], "then: state SETUP_INSTALLER, reboot");
-    assert_eq!(lines[11], "nothing was changed");
+    assert!(lines[3].starts_with("  3. kernel-args: "), "{stdout}");
+    assert!(lines[10].starts_with("  10. prepare-reboot: "), "{stdout}");
+    assert_eq!(lines[11], "then: state SETUP_INSTALLER, reboot");
+    assert_eq!(lines[12], "nothing was changed");
     assert!(!stdout.contains("secret-pw-1") && !stderr.contains("secret-pw-1"));
     assert_eq!(sandbox.tree(), before, "--dry-run changed the sandbox");
 }
@@ -986,6 +987,7 @@ fn the_ubuntu_state_hands_the_cloud_settings_to_dom0_and_boots_xenserver() {
                 initrd: "/boot/initrd-ubuntu".into(),
                 root_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
                 files_uuid: Some("5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b".into()),
+                args: "console=ttyS0".into(),
             },
         )
         .unwrap(),

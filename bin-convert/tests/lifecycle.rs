@@ -415,11 +415,12 @@ fn check_dom0_state_result(node: &Node, settings: &CloudSettings) {
         "{grub}"
     );
     assert_eq!(grub.matches("menuentry 'Ubuntu (xitc-convert)'").count(), 1);
-    // GRUB finds the copied kernel on dom0's file system and boots Ubuntu's.
+    // GRUB finds the copied kernel on dom0's file system and boots Ubuntu's,
+    // with the kernel arguments START found on Ubuntu's command line.
     assert!(
         grub.contains(&format!(
             "\tsearch --no-floppy --fs-uuid --set root {DOM0_ROOT_UUID}\n\t\
-             linux /boot/vmlinuz-ubuntu root=UUID={UBUNTU_ROOT_UUID} ro"
+             linux /boot/vmlinuz-ubuntu root=UUID={UBUNTU_ROOT_UUID} ro console=tty1 console=ttyS0\n"
         )),
         "{grub}"
     );

@@ -105,6 +105,10 @@ pub fn node_fixture(sandbox: &Sandbox, fs_type: &str, partition: u32) -> PathBuf
     };
     std::fs::create_dir_all(root.join("proc/self")).unwrap();
     write(
+        "proc/cmdline",
+        "BOOT_IMAGE=/boot/vmlinuz-6.8.0-31-generic root=UUID=0b6a8b1e ro console=tty1 console=ttyS0\n",
+    );
+    write(
         "proc/self/mounts",
         &format!("rootfs / rootfs rw 0 0\n/dev/xvda{partition} / {fs_type} rw 0 0\n"),
     );
