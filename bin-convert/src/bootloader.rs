@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
 
 use crate::system::System;
 
@@ -55,8 +56,31 @@ impl UbuntuEntry {
     }
 }
 
-/// The Ubuntu entry's arguments when Ubuntu's own were not recorded.
-pub const DEFAULT_UBUNTU_ARGS: &str = "console=tty0 console=hvc0";
+/// What START records in Ubuntu for the entry dom0 adds later, as JSON in the
+/// install dir: dom0 sees neither Ubuntu's command line nor, on XenServer
+/// 6.x (CentOS 5), a `findmnt` to ask for Ubuntu's UUID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UbuntuBoot {
+    /// The UUID of Ubuntu's root file system.
+    pub root_uuid: String,
+    /// [`kept_kernel_args`] of Ubuntu's command line, space-separated.
+    pub args: String,
+}
+
+impl UbuntuBoot {
+    pub fn save(&self, system: &System, path: &Path) -> anyhow::Result<()> {
+        let mut json = serde_json::to_string_pretty(self)?;
+        json.push('\n');
+        system.write_atomic(path, json.as_bytes(), 0o644)
+    }
+
+    pub fn load(system: &System, path: &Path) -> anyhow::Result<UbuntuBoot> {
+        let text = system
+            .read_to_string(path)
+            .with_context(|| format!("reading {} (START records it)", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+    }
+}
 
 /// The arguments of Ubuntu's kernel command line (`/proc/cmdline`) that its
 /// entry in dom0's boot loader keeps, and those it leaves out: out go what the

@@ -193,6 +193,7 @@ pub fn add_ubuntu_boot_entry(system: &System, files: &Files) -> anyhow::Result<(
     let initrd = format!("initrd.img-{version}");
     system.copy_file(format!("{ubuntu_boot}/{kernel}"), "/boot/vmlinuz-ubuntu")?;
     system.copy_file(format!("{ubuntu_boot}/{initrd}"), "/boot/initrd-ubuntu")?;
+    let recorded = bootloader::UbuntuBoot::load(system, &files.ubuntu_boot)?;
     let loader = bootloader::detect(system, "/")?;
     let files_uuid = match loader {
         BootLoader::Grub(_) => Some(file_system_uuid(system, "/boot")?),
@@ -203,21 +204,12 @@ pub fn add_ubuntu_boot_entry(system: &System, files: &Files) -> anyhow::Result<(
         &UbuntuEntry {
             kernel: "/boot/vmlinuz-ubuntu".to_owned(),
             initrd: "/boot/initrd-ubuntu".to_owned(),
-            root_uuid: file_system_uuid(system, UBUNTU_MOUNT)?,
+            root_uuid: recorded.root_uuid,
             files_uuid,
-            args: ubuntu_kernel_args(system, files)?,
+            // Re-checked: the file could have been edited since.
+            args: bootloader::kept_kernel_args(&recorded.args).0.join(" "),
         },
     )
-}
-
-/// Ubuntu's kernel arguments as START recorded them; re-checked, as the file
-/// could have been edited since. Without the file (a START before it was
-/// recorded), [`bootloader::DEFAULT_UBUNTU_ARGS`].
-fn ubuntu_kernel_args(system: &System, files: &Files) -> anyhow::Result<String> {
-    Ok(match system.read_if_exists(&files.kernel_args)? {
-        Some(recorded) => bootloader::kept_kernel_args(&recorded).0.join(" "),
-        None => bootloader::DEFAULT_UBUNTU_ARGS.to_owned(),
-    })
 }
 
 /// The UUID of the file system that holds `path`.
@@ -520,16 +512,16 @@ mod tests {
         write("mnt/ubuntu/boot/initrd.img-6.8.0-9-generic", "old initrd");
         write("mnt/ubuntu/boot/initrd.img-6.8.0-31-generic", "new initrd");
         write("boot/grub/grub.cfg", GRUB);
-        // What START recorded, edited since by hand: re-checked.
+        // What START recorded, the arguments edited since by hand: re-checked.
         write(
-            "opt/xenapi-in-the-cloud/xitc-convert.kernel-args",
-            "console=ttyS0,115200n8 net.ifnames=0 $(reboot)\n",
+            "opt/xenapi-in-the-cloud/xitc-convert.ubuntu-boot",
+            r#"{"root_uuid": "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19",
+                "args": "console=ttyS0,115200n8 net.ifnames=0 $(reboot)"}"#,
         );
-        // dom0's own file system holds /boot; Ubuntu's is mounted.
+        // dom0's own file system holds /boot.
         write(
             "bin/findmnt",
-            "#!/bin/sh\ncase \"$*\" in\n*'--target /boot') echo 5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b ;;\n\
-             *'--target /mnt/ubuntu') echo 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ;;\nesac\n",
+            "#!/bin/sh\ncase \"$*\" in\n*'--target /boot') echo 5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b ;;\nesac\n",
         );
         write("bin/sync", "#!/bin/sh\n");
         for program in ["findmnt", "sync"] {

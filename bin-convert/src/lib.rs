@@ -170,9 +170,9 @@ pub struct Files {
     pub config: PathBuf,
     pub log: PathBuf,
     pub lock: PathBuf,
-    /// Ubuntu's own kernel arguments, recorded by START for the Ubuntu entry
-    /// dom0 adds to its boot loader.
-    pub kernel_args: PathBuf,
+    /// Ubuntu's root UUID and kernel arguments, recorded by START for the
+    /// Ubuntu entry dom0 adds to its boot loader ([`bootloader::UbuntuBoot`]).
+    pub ubuntu_boot: PathBuf,
 }
 
 impl Files {
@@ -182,7 +182,7 @@ impl Files {
             config: install_dir.join("xitc-convert.config"),
             log: install_dir.join("xitc-convert.log"),
             lock: install_dir.join("xitc-convert.lock"),
-            kernel_args: install_dir.join("xitc-convert.kernel-args"),
+            ubuntu_boot: install_dir.join("xitc-convert.ubuntu-boot"),
             install_dir,
         }
     }

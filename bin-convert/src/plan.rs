@@ -48,9 +48,9 @@ const START: [Step; 10] = [
         start::save_config,
     ),
     step(
-        "kernel-args",
-        "record Ubuntu's kernel arguments (consoles, interface naming) for its entry in dom0's boot loader",
-        start::kernel_args,
+        "ubuntu-boot",
+        "record Ubuntu's root UUID and kernel arguments (consoles, interface naming) for its entry in dom0's boot loader",
+        start::ubuntu_boot,
     ),
     step(
         "boot-hook",

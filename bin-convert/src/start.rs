@@ -54,11 +54,12 @@ pub fn save_config(work: &mut Work<'_>) -> anyhow::Result<()> {
     work.config.save(work.system, &work.files.config)
 }
 
-/// Records Ubuntu's own kernel arguments for the entry dom0 adds to boot it
-/// (XENSERVER_FIRSTBOOT): read from this boot's command line, which Ubuntu's
-/// own GRUB gave (START runs in Ubuntu as the cloud booted it). Later boots of
-/// Ubuntu come from dom0's menu, so only START records them.
-pub fn kernel_args(work: &mut Work<'_>) -> anyhow::Result<()> {
+/// Records what the entry dom0 adds to boot Ubuntu (XENSERVER_FIRSTBOOT)
+/// needs from Ubuntu: its root's UUID and its own kernel arguments, read from
+/// this boot's command line, which Ubuntu's own GRUB gave (START runs in
+/// Ubuntu as the cloud booted it). Later boots of Ubuntu come from dom0's
+/// menu, so only START records them.
+pub fn ubuntu_boot(work: &mut Work<'_>) -> anyhow::Result<()> {
     let cmdline = work
         .system
         .read_to_string("/proc/cmdline")
@@ -73,11 +74,17 @@ pub fn kernel_args(work: &mut Work<'_>) -> anyhow::Result<()> {
             format!(" (left out, unsafe in a boot loader script: {left_out:?})")
         }
     ));
-    work.system.write_atomic(
-        &work.files.kernel_args,
-        format!("{kept}\n").as_bytes(),
-        0o644,
-    )
+    crate::bootloader::UbuntuBoot {
+        root_uuid: root_uuid(work)?,
+        args: kept,
+    }
+    .save(work.system, &work.files.ubuntu_boot)
+}
+
+/// Ubuntu's root UUID as the ubuntu-boot step recorded it (blkid asked once).
+fn recorded_root_uuid(work: &Work<'_>) -> anyhow::Result<String> {
+    crate::bootloader::UbuntuBoot::load(work.system, &work.files.ubuntu_boot)
+        .map(|record| record.root_uuid)
 }
 
 pub fn boot_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
@@ -219,7 +226,7 @@ pub fn ramdisk_source(work: &mut Work<'_>) -> anyhow::Result<()> {
         render::answerfile(&answers)?.as_bytes(),
         0o600,
     )?;
-    let uuid = root_uuid(work)?;
+    let uuid = recorded_root_uuid(work)?;
     let hook = Dom0Hook {
         ramdisk_dir: "/tmp/ramdisk".to_owned(),
         ubuntu_uuid: uuid,
@@ -252,7 +259,7 @@ fn root_uuid(work: &Work<'_>) -> anyhow::Result<String> {
 
 pub fn grub_entry(work: &mut Work<'_>) -> anyhow::Result<()> {
     let entry = InstallerEntry {
-        root_uuid: root_uuid(work)?,
+        root_uuid: recorded_root_uuid(work)?,
         files_dir: in_install(work, "installer").to_string_lossy().into_owned(),
         ramdisk_device: format!("/dev/{}2", work.config.installer_disk),
         answerfile_url: "file:///tmp/ramdisk/answerfile.xml".to_owned(),

@@ -77,7 +77,7 @@ fn dry_run_of_start_lists_its_steps_and_changes_nothing() {
         "{stdout}"
     );
     assert!(lines[1].starts_with("  1. preflight: "), "{stdout}");
-    assert!(lines[3].starts_with("  3. kernel-args: "), "{stdout}");
+    assert!(lines[3].starts_with("  3. ubuntu-boot: "), "{stdout}");
     assert!(lines[10].starts_with("  10. prepare-reboot: "), "{stdout}");
     assert_eq!(lines[11], "then: state SETUP_INSTALLER, reboot");
     assert_eq!(lines[12], "nothing was changed");
@@ -849,8 +849,7 @@ fn check_start_result(root: &Path, config: &Config, iso: &[u8], xva: &[u8]) {
     );
     assert_eq!(
         read("commands.log"),
-        "blkid -s UUID -o value /dev/xvda1\nblkid -s UUID -o value /dev/xvda1\nupdate-grub \n\
-         update-initramfs -u\nsync \nreboot \n"
+        "blkid -s UUID -o value /dev/xvda1\nupdate-grub \nupdate-initramfs -u\nsync \nreboot \n"
     );
     let log = std::fs::read_to_string(install.join("xitc-convert.log")).unwrap();
     assert!(

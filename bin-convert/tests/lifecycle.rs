@@ -165,10 +165,11 @@ impl Dom0 {
         );
         script(
             &bin.join("findmnt"),
-            // dom0's own file system holds /boot; Ubuntu's is at /mnt/ubuntu.
+            // dom0's own file system holds /boot. Ubuntu's UUID is START's
+            // record (dom0 on XenServer 6.x has no findmnt to ask).
             &format!(
-                "{KILL_PRELUDE}\ncase \"$*\" in\n*/boot) echo {DOM0_ROOT_UUID} ;;\n\
-                 *) echo {UBUNTU_ROOT_UUID} ;;\nesac"
+                "{KILL_PRELUDE}\ncase \"$*\" in\n*'--target /boot') echo {DOM0_ROOT_UUID} ;;\n\
+                 *) exit 1 ;;\nesac"
             ),
         );
         script(&bin.join("sync"), KILL_PRELUDE);
@@ -415,8 +416,9 @@ fn check_dom0_state_result(node: &Node, settings: &CloudSettings) {
         "{grub}"
     );
     assert_eq!(grub.matches("menuentry 'Ubuntu (xitc-convert)'").count(), 1);
-    // GRUB finds the copied kernel on dom0's file system and boots Ubuntu's,
-    // with the kernel arguments START found on Ubuntu's command line.
+    // GRUB finds the copied kernel on dom0's file system and boots Ubuntu's
+    // (its UUID as START's blkid gave it), with the kernel arguments START
+    // found on Ubuntu's command line.
     assert!(
         grub.contains(&format!(
             "\tsearch --no-floppy --fs-uuid --set root {DOM0_ROOT_UUID}\n\t\
@@ -716,6 +718,13 @@ impl Firstboot {
         let install = u.join(install_dir.trim_start_matches('/'));
         write(&install.join("appliance.xva"), "an appliance");
         write(&install.join("xitc-convert.state"), "XENSERVER_FIRSTBOOT\n");
+        // What START recorded for dom0's Ubuntu entry.
+        write(
+            &install.join("xitc-convert.ubuntu-boot"),
+            &format!(
+                r#"{{"root_uuid": "{UBUNTU_ROOT_UUID}", "args": "console=tty1 console=ttyS0"}}"#
+            ),
+        );
         write(&u.join("boot/vmlinuz-6.8.0-31-generic"), "ubuntu kernel");
         write(&u.join("boot/initrd.img-6.8.0-31-generic"), "ubuntu initrd");
         let config = Config {
