@@ -335,6 +335,28 @@ pub fn save_settings(work: &mut Work<'_>) -> anyhow::Result<()> {
     hand_over(work, &network, &root, &root.join(".ssh/authorized_keys"))
 }
 
+/// What keeps Ubuntu's GRUB packages off the boot sector (debconf): no
+/// `grub-install` to any device when grub-pc is upgraded, and no boot entry
+/// pushed to the front of the firmware's boot order when grub-efi is.
+pub const KEEP_OFF_THE_BOOT_SECTOR: &str = "\
+grub-pc grub-pc/install_devices multiselect
+grub-pc grub-pc/install_devices_empty boolean true
+grub-efi-amd64 grub2/update_nvram boolean false
+";
+
+/// In Ubuntu, booted by dom0's boot loader: the boot sector is dom0's now. An
+/// upgrade of Ubuntu's grub-pc would otherwise `grub-install` Ubuntu's GRUB
+/// over it, and from then on every boot would start Ubuntu, whose UBUNTU state
+/// would make XenServer next in a boot loader nothing runs: a node that never
+/// reaches XenServer again. Done here, not before the install: if the install
+/// fails, Ubuntu's GRUB stays in the boot sector and must keep being updated
+/// with its modules.
+pub fn keep_off_the_boot_sector(work: &mut Work<'_>) -> anyhow::Result<()> {
+    work.system
+        .run_with_input("debconf-set-selections", &[], KEEP_OFF_THE_BOOT_SECTOR)
+        .map(drop)
+}
+
 /// In Ubuntu: dom0's boot loader, on its mounted root, boots XenServer next.
 pub fn boot_xenserver_next(work: &mut Work<'_>) -> anyhow::Result<()> {
     bootloader::detect(work.system, DOM0_MOUNT)?.set_default(work.system, false)

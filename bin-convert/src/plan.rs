@@ -176,7 +176,7 @@ const XENSERVER_FIRSTBOOT: [Step; 8] = [
     BOOT_UBUNTU_NEXT,
 ];
 
-const UBUNTU: [Step; 5] = [
+const UBUNTU: [Step; 6] = [
     step(
         "mount-dom0",
         "mount dom0's root file system (found by its label)",
@@ -191,6 +191,11 @@ const UBUNTU: [Step; 5] = [
         "save-settings",
         "save the network settings and authorized_keys into dom0",
         dom0::save_settings,
+    ),
+    step(
+        "keep-off-the-boot-sector",
+        "keep Ubuntu's GRUB packages from reinstalling over dom0's boot loader (debconf)",
+        dom0::keep_off_the_boot_sector,
     ),
     step(
         "boot-xenserver-next",

@@ -1010,7 +1010,12 @@ fn the_ubuntu_state_hands_the_cloud_settings_to_dom0_and_boots_xenserver() {
     );
     assert_eq!(
         read("commands.log"),
-        "mountpoint -q /mnt/dom0\nmount /dev/xvda2 /mnt/dom0\nsync \nreboot \n"
+        "mountpoint -q /mnt/dom0\nmount /dev/xvda2 /mnt/dom0\ndebconf-set-selections \nsync \nreboot \n"
+    );
+    // Ubuntu's GRUB packages stay off dom0's boot sector.
+    assert_eq!(
+        read("debconf.selections"),
+        bin_convert::dom0::KEEP_OFF_THE_BOOT_SECTOR
     );
     let settings =
         bin_convert::settings::CloudSettings::from_json(&read("mnt/dom0/root/cloud-settings.json"))

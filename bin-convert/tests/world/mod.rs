@@ -176,6 +176,10 @@ pub fn recording_stand_ins(bin: &Path) {
         ("sync", ""),
         ("reboot", ""),
         ("blkid", "echo 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19"),
+        (
+            "debconf-set-selections",
+            "cat >> \"$XITC_ROOT/debconf.selections\"",
+        ),
     ] {
         let path = bin.join(name);
         std::fs::write(
