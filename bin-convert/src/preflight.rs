@@ -68,6 +68,16 @@ pub fn check(
     if let Err(problem) = check_sfdisk(system) {
         note(problem);
     }
+    // The installer entry loads Xen with `multiboot`, which needs a BIOS boot
+    // (Xen on UEFI wants multiboot2 and an EFI boot path): refused here rather
+    // than found out after the shrink, with the node half converted.
+    if system.exists("/sys/firmware/efi") {
+        note(
+            "the node boots by UEFI (/sys/firmware/efi exists); xitc-convert converts \
+             BIOS-booted nodes"
+                .to_owned(),
+        );
+    }
 
     let (root_device, disk, fs_type) = root_filesystem(system, &mut note);
 

@@ -474,6 +474,8 @@ fn check_reports_every_problem_at_once() {
         "#!/bin/sh\necho 'sfdisk from util-linux 2.20.1'\n",
     )
     .unwrap();
+    // Booted by UEFI.
+    std::fs::create_dir_all(sandbox.root.path().join("sys/firmware/efi")).unwrap();
     std::fs::write(
         sandbox.root.path().join("proc/net/route"),
         "Iface\tDestination\n",
@@ -506,6 +508,7 @@ fn check_reports_every_problem_at_once() {
         "--ubuntu-size 2147483648 bytes is too small",
         "there is no default route",
         "sfdisk is util-linux 2.20; the shrink needs 2.26 or later",
+        "the node boots by UEFI (/sys/firmware/efi exists); xitc-convert converts BIOS-booted nodes",
     ] {
         assert!(
             stderr.contains(problem),

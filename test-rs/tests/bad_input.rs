@@ -136,10 +136,15 @@ fn missing_credentials_and_unusable_temp_dir_are_usage_errors() {
 
 #[test]
 fn missing_sibling_tools_are_named_with_where_they_were_looked_for() {
-    // test-rs alone in a directory, nothing in PATH.
-    let alone = tempfile::tempdir().unwrap();
+    // test-rs alone in a directory, nothing in PATH. Hard links, not copies:
+    // a copy is open for writing while it is written, and a process another
+    // test forks meanwhile inherits that descriptor, so executing the copy
+    // could fail with "Text file busy" (it did once). A link writes nothing;
+    // the directory is beside the built binaries, on their file system.
+    let siblings = built().parent().unwrap();
+    let alone = tempfile::tempdir_in(siblings).unwrap();
     let copy = alone.path().join("test-rs");
-    std::fs::copy(built(), &copy).unwrap();
+    std::fs::hard_link(built(), &copy).unwrap();
     let output = test_rs(&copy)
         .env("PATH", "")
         .args([URL, "p1"])
@@ -157,9 +162,8 @@ fn missing_sibling_tools_are_named_with_where_they_were_looked_for() {
     );
 
     // With the other tools beside it, the missing one is xitc-convert.
-    let siblings = built().parent().unwrap();
     for tool in ["xitc-get-ip-address-of-instance", "xitc-wait-until-done"] {
-        std::fs::copy(siblings.join(tool), alone.path().join(tool)).unwrap();
+        std::fs::hard_link(siblings.join(tool), alone.path().join(tool)).unwrap();
     }
     let output = test_rs(&copy)
         .env("PATH", "")
