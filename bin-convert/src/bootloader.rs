@@ -32,9 +32,9 @@ pub enum BootLoader {
 pub struct UbuntuEntry {
     pub kernel: String,
     pub initrd: String,
-    /// The Ubuntu root file system's UUID, for the kernel's `root=` (device
-    /// names differ between Ubuntu and dom0).
-    pub root_uuid: String,
+    /// Ubuntu's root (by UUID: device names differ between Ubuntu and dom0)
+    /// and its own kernel arguments, after `root=UUID=… ro`.
+    pub ubuntu: UbuntuBoot,
     /// The UUID of dom0's file system that holds `kernel` and `initrd`. GRUB
     /// needs it: its `search` makes that file system the entry's root, which
     /// it is not by default where grub.cfg lives on the EFI system partition
@@ -42,16 +42,16 @@ pub struct UbuntuEntry {
     /// copies where they are not). extlinux reads only its own file system and
     /// needs none.
     pub files_uuid: Option<String>,
-    /// Ubuntu's own kernel arguments, after `root=UUID=… ro`.
-    pub args: String,
 }
 
 impl UbuntuEntry {
-    fn spaced_args(&self) -> String {
-        if self.args.is_empty() {
-            String::new()
+    /// The kernel's arguments: Ubuntu's root, then Ubuntu's own.
+    fn kernel_args(&self) -> String {
+        let UbuntuBoot { root_uuid, args } = &self.ubuntu;
+        if args.is_empty() {
+            format!("root=UUID={root_uuid} ro")
         } else {
-            format!(" {}", self.args)
+            format!("root=UUID={root_uuid} ro {args}")
         }
     }
 }
@@ -68,12 +68,6 @@ pub struct UbuntuBoot {
 }
 
 impl UbuntuBoot {
-    pub fn save(&self, system: &System, path: &Path) -> anyhow::Result<()> {
-        let mut json = serde_json::to_string_pretty(self)?;
-        json.push('\n');
-        system.write_atomic(path, json.as_bytes(), 0o644)
-    }
-
     pub fn load(system: &System, path: &Path) -> anyhow::Result<UbuntuBoot> {
         let text = system
             .read_to_string(path)
@@ -202,10 +196,9 @@ pub fn extlinux_add(text: &str, entry: &UbuntuEntry) -> String {
     let out = with_newline(text.to_owned());
     format!(
         "{out}\n{REMEMBER}{remembered}\nlabel {EXTLINUX_LABEL}\n  # {UBUNTU_ENTRY}\n  kernel {}\n  \
-         append root=UUID={} ro{}\n  initrd {}\n",
+         append {}\n  initrd {}\n",
         entry.kernel,
-        entry.root_uuid,
-        entry.spaced_args(),
+        entry.kernel_args(),
         entry.initrd
     )
 }
@@ -269,10 +262,9 @@ pub fn grub_add(text: &str, entry: &UbuntuEntry) -> anyhow::Result<String> {
     let out = with_newline(text.to_owned());
     Ok(format!(
         "{out}\n{REMEMBER}{remembered}\nmenuentry '{UBUNTU_ENTRY}' {{\n\tsearch --no-floppy --fs-uuid --set root {files_uuid}\n\t\
-         linux {} root=UUID={} ro{}\n\tinitrd {}\n}}\n",
+         linux {} {}\n\tinitrd {}\n}}\n",
         entry.kernel,
-        entry.root_uuid,
-        entry.spaced_args(),
+        entry.kernel_args(),
         entry.initrd,
     ))
 }
@@ -330,9 +322,11 @@ mod tests {
         UbuntuEntry {
             kernel: "/boot/vmlinuz-ubuntu".into(),
             initrd: "/boot/initrd-ubuntu".into(),
-            root_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
+            ubuntu: UbuntuBoot {
+                root_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
+                args: "console=tty1 console=ttyS0 net.ifnames=0".into(),
+            },
             files_uuid: Some("5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b".into()),
-            args: "console=tty1 console=ttyS0 net.ifnames=0".into(),
         }
     }
 

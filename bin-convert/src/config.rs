@@ -61,8 +61,7 @@ pub fn hash_password(password: &Secret) -> anyhow::Result<String> {
 
 impl Config {
     pub fn save(&self, system: &System, file: &Path) -> anyhow::Result<()> {
-        let json = serde_json::to_vec_pretty(self)?;
-        system.write_atomic(file, &json, 0o600)
+        system.write_json(file, self, 0o600)
     }
 
     pub fn load(system: &System, file: &Path) -> anyhow::Result<Option<Config>> {

@@ -133,8 +133,8 @@ pub fn forget_networking(work: &mut Work<'_>) -> anyhow::Result<()> {
     .map(drop)
 }
 
-/// The newest file in `dir` whose name starts with `prefix` (by name: kernel
-/// versions sort so within one distribution's naming).
+/// The newest file in `dir` whose name starts with `prefix`, by
+/// [`version_order`].
 fn newest(system: &System, dir: &str, prefix: &str) -> anyhow::Result<String> {
     system
         .list_files(dir)?
@@ -204,10 +204,12 @@ pub fn add_ubuntu_boot_entry(system: &System, files: &Files) -> anyhow::Result<(
         &UbuntuEntry {
             kernel: "/boot/vmlinuz-ubuntu".to_owned(),
             initrd: "/boot/initrd-ubuntu".to_owned(),
-            root_uuid: recorded.root_uuid,
+            ubuntu: bootloader::UbuntuBoot {
+                // Re-checked: the file could have been edited since.
+                args: bootloader::kept_kernel_args(&recorded.args).0.join(" "),
+                ..recorded
+            },
             files_uuid,
-            // Re-checked: the file could have been edited since.
-            args: bootloader::kept_kernel_args(&recorded.args).0.join(" "),
         },
     )
 }
@@ -314,9 +316,9 @@ pub(crate) fn hand_over(
         "network settings for the appliance: {}",
         settings.describe()
     ));
-    work.system.write_atomic(
+    work.system.write_json(
         settings_dir.join(crate::settings::FILE_NAME),
-        settings.to_json().as_bytes(),
+        &settings,
         0o644,
     )?;
     let keys = work

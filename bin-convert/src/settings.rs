@@ -52,12 +52,6 @@ impl CloudSettings {
         }
     }
 
-    pub fn to_json(&self) -> String {
-        let mut json = serde_json::to_string_pretty(self).unwrap_or_default();
-        json.push('\n');
-        json
-    }
-
     pub fn from_json(text: &str) -> anyhow::Result<Self> {
         let settings: CloudSettings = serde_json::from_str(text)
             .map_err(|error| anyhow::anyhow!("{FILE_NAME} is not valid: {error}"))?;
@@ -104,7 +98,7 @@ mod tests {
         let settings = CloudSettings::from_network(&network(24));
         assert_eq!(settings.netmask, Ipv4Addr::new(255, 255, 255, 0));
         assert_eq!(
-            CloudSettings::from_json(&settings.to_json()).unwrap(),
+            CloudSettings::from_json(&serde_json::to_string(&settings).unwrap()).unwrap(),
             settings
         );
         assert_eq!(
@@ -126,7 +120,7 @@ mod tests {
         let mut settings = CloudSettings::from_network(&network(24));
         settings.version = 2;
         assert!(
-            CloudSettings::from_json(&settings.to_json())
+            CloudSettings::from_json(&serde_json::to_string(&settings).unwrap())
                 .unwrap_err()
                 .to_string()
                 .contains("version 2")

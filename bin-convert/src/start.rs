@@ -74,11 +74,12 @@ pub fn ubuntu_boot(work: &mut Work<'_>) -> anyhow::Result<()> {
             format!(" (left out, unsafe in a boot loader script: {left_out:?})")
         }
     ));
-    crate::bootloader::UbuntuBoot {
+    let record = crate::bootloader::UbuntuBoot {
         root_uuid: root_uuid(work)?,
         args: kept,
-    }
-    .save(work.system, &work.files.ubuntu_boot)
+    };
+    work.system
+        .write_json(&work.files.ubuntu_boot, &record, 0o644)
 }
 
 /// Ubuntu's root UUID as the ubuntu-boot step recorded it (blkid asked once).

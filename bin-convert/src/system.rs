@@ -103,6 +103,19 @@ impl System {
         self.write_atomic_with(path, mode, |file| file.write_all(contents))
     }
 
+    /// `value` as pretty JSON and a newline, by [`System::write_atomic`]: the
+    /// files the two halves hand each other and the saved config.
+    pub fn write_json(
+        &self,
+        path: impl AsRef<Path>,
+        value: &impl serde::Serialize,
+        mode: u32,
+    ) -> anyhow::Result<()> {
+        let mut json = serde_json::to_vec_pretty(value)?;
+        json.push(b'\n');
+        self.write_atomic(path, &json, mode)
+    }
+
     /// [`System::write_atomic`] for contents that `write_contents` streams into
     /// the file (large files in bounded memory). An error from it leaves the old
     /// file in place.

@@ -987,9 +987,11 @@ fn the_ubuntu_state_hands_the_cloud_settings_to_dom0_and_boots_xenserver() {
             &bin_convert::bootloader::UbuntuEntry {
                 kernel: "/boot/vmlinuz-ubuntu".into(),
                 initrd: "/boot/initrd-ubuntu".into(),
-                root_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
+                ubuntu: bin_convert::bootloader::UbuntuBoot {
+                    root_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
+                    args: "console=ttyS0".into(),
+                },
                 files_uuid: Some("5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b".into()),
-                args: "console=ttyS0".into(),
             },
         )
         .unwrap(),
@@ -1052,7 +1054,11 @@ fn forget_networking_puts_dom0_on_vlan_100_and_ends_the_same_when_repeated() {
         nameservers: vec!["203.0.113.53".parse().unwrap()],
     };
     std::fs::create_dir_all(root.join("root")).unwrap();
-    std::fs::write(root.join("root/cloud-settings.json"), settings.to_json()).unwrap();
+    std::fs::write(
+        root.join("root/cloud-settings.json"),
+        serde_json::to_string(&settings).unwrap(),
+    )
+    .unwrap();
     // xe, backed by a state file (uuids persist between calls).
     let stand_ins = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stand-ins");
     let system = System::new(Some(root.clone())).with_search_path(path_with(&stand_ins));
