@@ -13,7 +13,7 @@
 
 use std::process::ExitCode;
 
-use bin_convert::Files;
+use bin_convert::paths::Files;
 use bin_convert::system::System;
 
 fn main() -> ExitCode {
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     };
     let files = Files::new(install_dir.into());
     let system = System::new(None);
-    let result = bin_convert::dom0::add_ubuntu_boot_entry(&system, &files)
+    let result = bin_convert::steps::xenserver_firstboot::add_ubuntu_boot_entry(&system, &files)
         .and_then(|()| bin_convert::bootloader::detect(&system, "/")?.set_default(&system, true));
     match result {
         Ok(()) => ExitCode::SUCCESS,

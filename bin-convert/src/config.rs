@@ -60,6 +60,25 @@ pub fn hash_password(password: &Secret) -> anyhow::Result<String> {
 }
 
 impl Config {
+    /// A complete config for unit tests, with loopback URLs.
+    #[cfg(test)]
+    pub fn example() -> Config {
+        Config {
+            appliance_url: "http://127.0.0.1:9/a.xva".into(),
+            appliance_label: "Devstack".into(),
+            iso_url: "http://127.0.0.1:9/x.iso".into(),
+            iso_sha256: None,
+            appliance_sha256: None,
+            ubuntu_size: None,
+            installer_disk: "sda".into(),
+            installer_nic: "eth0".into(),
+            root_password_hash: "$6$x$y".into(),
+            appliance_vcpus: None,
+            appliance_user: "domzero".into(),
+            stamp_path: "/var/run/xenserver.ready".into(),
+        }
+    }
+
     pub fn save(&self, system: &System, file: &Path) -> anyhow::Result<()> {
         system.write_json(file, self, 0o600)
     }
@@ -111,18 +130,9 @@ mod tests {
 
     fn config(hash: String) -> Config {
         Config {
-            appliance_url: "http://example.invalid/a.xva".into(),
-            appliance_label: "Devstack".into(),
-            iso_url: "http://example.invalid/x.iso".into(),
-            iso_sha256: None,
             appliance_sha256: Some("ab".repeat(32)),
-            ubuntu_size: None,
-            installer_disk: "sda".into(),
-            installer_nic: "eth0".into(),
             root_password_hash: hash,
-            appliance_vcpus: None,
-            appliance_user: DEFAULT_APPLIANCE_USER.into(),
-            stamp_path: "/var/run/xenserver.ready".into(),
+            ..Config::example()
         }
     }
 

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::render::Dialect;
+use crate::installer::Dialect;
 
 const SECTOR: u64 = 2048;
 

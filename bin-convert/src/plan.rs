@@ -1,28 +1,15 @@
-//! What each state does: an ordered list of named steps (DESIGN §5). The frame
-//! runs them in order and records the next state only when all have succeeded,
-//! so a crash or power loss anywhere re-runs the state; every step is
-//! idempotent for that reason.
+//! What each state does: an ordered list of named steps (ARCHITECTURE.md has
+//! the cycle). The runner runs them in order and records the next state only
+//! when all have succeeded, so a crash or power loss anywhere re-runs the
+//! state; every step is idempotent for that reason.
 
-use crate::appliance;
-use crate::dom0;
-use crate::setup_installer;
-use crate::start;
+use crate::shared::{self, appliance, dom0};
 use crate::state::State;
-use crate::work::{self, Work};
-
-/// A step's work.
-pub type Action = fn(&mut Work<'_>) -> anyhow::Result<()>;
-
-/// One step: its name, what it does (for `--dry-run`), and its work.
-#[derive(Debug, Clone, Copy)]
-pub struct Step {
-    pub name: &'static str,
-    pub does: &'static str,
-    pub action: Action,
-}
+use crate::steps::{setup_installer, start, ubuntu, xenserver_firstboot};
+use crate::work::{Action, Step};
 
 const fn step(name: &'static str, does: &'static str, action: Action) -> Step {
-    Step { name, does, action }
+    Step::new(name, does, action)
 }
 
 /// The steps of `state`, in order.
@@ -82,7 +69,7 @@ const START: [Step; 10] = [
         "install the initramfs hook that shrinks the root file system and partition 1; update-initramfs",
         start::shrink_hook,
     ),
-    step("prepare-reboot", "sync", work::sync),
+    step("prepare-reboot", "sync", shared::sync),
 ];
 
 const SETUP_INSTALLER: [Step; 6] = [
@@ -118,8 +105,8 @@ const SETUP_INSTALLER: [Step; 6] = [
     ),
 ];
 
-// Steps both dom0 states run (DESIGN §5: XENSERVER repeats FIRSTBOOT's network
-// and appliance work on every boot, with this boot's cloud settings).
+// Steps both dom0 states run: XENSERVER repeats FIRSTBOOT's network and
+// appliance work on every boot, with this boot's cloud settings.
 const WAIT_XAPI: Step = step(
     "wait-xapi",
     "wait for xapi to finish starting",
@@ -148,7 +135,7 @@ const APPLIANCE_NETWORK: Step = step(
 const INTERFACE_RECONFIGURE: Step = step(
     "interface-reconfigure",
     "interface-reconfigure rewrite (XenServer 6.x; absent later)",
-    appliance::interface_reconfigure,
+    dom0::interface_reconfigure,
 );
 const BOOT_UBUNTU_NEXT: Step = step(
     "boot-ubuntu-next",
@@ -171,7 +158,7 @@ const XENSERVER_FIRSTBOOT: [Step; 8] = [
     step(
         "ubuntu-boot-entry",
         "copy Ubuntu's kernel and initrd to dom0 and add an Ubuntu entry to its boot loader",
-        dom0::ubuntu_boot_entry,
+        xenserver_firstboot::ubuntu_boot_entry,
     ),
     BOOT_UBUNTU_NEXT,
 ];
@@ -180,29 +167,29 @@ const UBUNTU: [Step; 6] = [
     step(
         "mount-dom0",
         "mount dom0's root file system (found by its label)",
-        dom0::mount_dom0,
+        ubuntu::mount_dom0,
     ),
     step(
         "wait-network",
         "wait for a default route and name resolution",
-        dom0::wait_network,
+        ubuntu::wait_network,
     ),
     step(
         "save-settings",
         "save the network settings and authorized_keys into dom0",
-        dom0::save_settings,
+        ubuntu::save_settings,
     ),
     step(
         "keep-off-the-boot-sector",
         "keep Ubuntu's GRUB packages from reinstalling over dom0's boot loader (debconf)",
-        dom0::keep_off_the_boot_sector,
+        ubuntu::keep_off_the_boot_sector,
     ),
     step(
         "boot-xenserver-next",
         "make XenServer the next boot",
-        dom0::boot_xenserver_next,
+        ubuntu::boot_xenserver_next,
     ),
-    step("prepare-reboot", "sync", work::sync),
+    step("prepare-reboot", "sync", shared::sync),
 ];
 
 const XENSERVER: [Step; 7] = [
@@ -215,8 +202,8 @@ const XENSERVER: [Step; 7] = [
     BOOT_UBUNTU_NEXT,
 ];
 
-/// Steps that run after the next state is recorded (DESIGN §5: "UBUNTU, sync,
-/// touch stamp"). The stamp tells the user the node is ready; if touching it
+/// Steps that run after the next state is recorded (the 2014 cycle: "UBUNTU,
+/// sync, touch stamp"). The stamp tells the user the node is ready; if touching it
 /// fails, the conversion itself is done and the next boot goes on with the
 /// cycle, so it must not make the state run again.
 pub fn after_recording(state: State) -> &'static [Step] {

@@ -1,5 +1,5 @@
 //! The network settings the cloud gave the node, captured in Ubuntu and
-//! applied to the appliance from dom0 (DESIGN §5): one documented, versioned
+//! applied to the appliance from dom0: one documented, versioned
 //! JSON file, `cloud-settings.json`, read by both halves.
 //!
 //! ```json
@@ -15,13 +15,35 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::preflight::Network;
+use anyhow::Context as _;
+
+use crate::network::Network;
+use crate::system::System;
 
 /// The file name, in `xsinst/` and in dom0's `/root`.
 pub const FILE_NAME: &str = "cloud-settings.json";
 
 /// The format version this build writes and reads.
 pub const VERSION: u32 = 1;
+
+/// The name-label of the management network xitc creates (VLAN 100).
+pub const MANAGEMENT_NETWORK: &str = "xitc-management";
+/// dom0's address on the management VLAN (/24, [`MANAGEMENT_NETMASK`]).
+pub const DOM0_ADDRESS: &str = "192.168.33.2";
+/// The appliance's address there: dom0's gateway and name server.
+pub const APPLIANCE_ADDRESS: &str = "192.168.33.1";
+pub const MANAGEMENT_NETMASK: &str = "255.255.255.0";
+
+/// The cloud settings saved in Ubuntu (by the post-install script on the
+/// first boot, by the UBUNTU state on later ones), as dom0 sees them.
+pub fn read_in_dom0(system: &System) -> anyhow::Result<CloudSettings> {
+    let path = format!("/root/{FILE_NAME}");
+    CloudSettings::from_json(
+        &system
+            .read_to_string(&path)
+            .with_context(|| format!("reading {path} (saved in Ubuntu)"))?,
+    )
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CloudSettings {

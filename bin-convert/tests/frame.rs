@@ -535,7 +535,7 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
         &world.config,
     );
     let root = sandbox.root.path().to_path_buf();
-    if let Err(error) = bin_convert::work::run_state(system, files, config, State::Start) {
+    if let Err(error) = bin_convert::runner::run_state(system, files, config, State::Start) {
         panic!("START failed: {error:#}");
     }
 
@@ -548,7 +548,7 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
     let gets = || nginx.access_log().matches("\"GET /").count();
     let requests = gets();
     std::fs::write(install.join("xitc-convert.state"), "START\n").unwrap();
-    bin_convert::work::run_state(system, files, config, State::Start).unwrap();
+    bin_convert::runner::run_state(system, files, config, State::Start).unwrap();
     assert_eq!(
         std::fs::read_to_string(install.join("xitc-convert.state")).unwrap(),
         "SETUP_INSTALLER\n"
@@ -562,7 +562,7 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
     std::fs::write(root.join("commands.log"), "").unwrap();
     std::fs::write(bin.join("fs-blocks"), "2621440\n").unwrap(); // 10 GiB: not shrunk
     let error =
-        bin_convert::work::run_state(system, files, config, State::SetupInstaller).unwrap_err();
+        bin_convert::runner::run_state(system, files, config, State::SetupInstaller).unwrap_err();
     assert!(
         format!("{error:#}").contains("the root was not shrunk"),
         "{error:#}"
@@ -581,7 +581,7 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
 
     std::fs::write(bin.join("fs-blocks"), "1048576\n").unwrap(); // 4 GiB: shrunk
     std::fs::write(root.join("commands.log"), "").unwrap();
-    if let Err(error) = bin_convert::work::run_state(system, files, config, State::SetupInstaller) {
+    if let Err(error) = bin_convert::runner::run_state(system, files, config, State::SetupInstaller) {
         panic!("SETUP_INSTALLER failed: {error:#}");
     }
     assert_eq!(
@@ -646,7 +646,7 @@ fn start_reaches_the_same_end_after_a_failure_at_any_external_step() {
     let scratch = tempfile::tempdir().unwrap();
     let (iso, xva) = serve_installer(&nginx, scratch.path());
     let clean = StartWorld::new(&nginx, &iso, &xva);
-    bin_convert::work::run_state(&clean.system, &clean.files, &clean.config, State::Start).unwrap();
+    bin_convert::runner::run_state(&clean.system, &clean.files, &clean.config, State::Start).unwrap();
     let expected = clean.outcome();
     for failing in ["blkid", "update-grub", "update-initramfs", "sync", "reboot"] {
         let world = StartWorld::new(&nginx, &iso, &xva);
@@ -674,7 +674,7 @@ fn start_reaches_the_same_end_after_a_failure_at_any_external_step() {
             .join(INSTALL.trim_start_matches('/'))
             .join("xitc-convert.state");
         let first =
-            bin_convert::work::run_state(&world.system, &world.files, &world.config, State::Start);
+            bin_convert::runner::run_state(&world.system, &world.files, &world.config, State::Start);
         if failing == "reboot" {
             // The state was recorded before the reboot failed: the next boot goes on.
             assert!(first.is_err());
@@ -688,7 +688,7 @@ fn start_reaches_the_same_end_after_a_failure_at_any_external_step() {
                 !state_file.exists(),
                 "{failing}: the state moved on after a failure"
             );
-            bin_convert::work::run_state(&world.system, &world.files, &world.config, State::Start)
+            bin_convert::runner::run_state(&world.system, &world.files, &world.config, State::Start)
                 .unwrap();
         }
         assert_same_start_outcome(&world.outcome(), &expected, failing);
@@ -1001,8 +1001,8 @@ fn the_ubuntu_state_hands_the_cloud_settings_to_dom0_and_boots_xenserver() {
     std::fs::write(&dom0_grub, &with_ubuntu).unwrap();
     let config = sandbox.save_config();
     let system = System::new(Some(root.clone())).with_search_path(path_with(&bin));
-    let files = bin_convert::Files::new(PathBuf::from(INSTALL));
-    if let Err(error) = bin_convert::work::run_state(&system, &files, &config, State::Ubuntu) {
+    let files = bin_convert::paths::Files::new(PathBuf::from(INSTALL));
+    if let Err(error) = bin_convert::runner::run_state(&system, &files, &config, State::Ubuntu) {
         panic!("UBUNTU failed: {error:#}");
     }
     let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
@@ -1020,7 +1020,7 @@ fn the_ubuntu_state_hands_the_cloud_settings_to_dom0_and_boots_xenserver() {
     // Ubuntu's GRUB packages stay off dom0's boot sector.
     assert_eq!(
         read("debconf.selections"),
-        bin_convert::dom0::KEEP_OFF_THE_BOOT_SECTOR
+        bin_convert::steps::ubuntu::KEEP_OFF_THE_BOOT_SECTOR
     );
     let settings =
         bin_convert::settings::CloudSettings::from_json(&read("mnt/dom0/root/cloud-settings.json"))
@@ -1062,13 +1062,13 @@ fn forget_networking_puts_dom0_on_vlan_100_and_ends_the_same_when_repeated() {
     // xe, backed by a state file (uuids persist between calls).
     let stand_ins = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stand-ins");
     let system = System::new(Some(root.clone())).with_search_path(path_with(&stand_ins));
-    let files = bin_convert::Files::new(PathBuf::from(INSTALL));
+    let files = bin_convert::paths::Files::new(PathBuf::from(INSTALL));
     let state = || -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(root.join("xe.json")).unwrap()).unwrap()
     };
     let mut outcomes = Vec::new();
     for _ in 0..2 {
-        let log = bin_convert::work::Log::new(&system, Path::new("/xitc.log"));
+        let log = bin_convert::log::Log::new(&system, Path::new("/xitc.log"));
         let mut work = bin_convert::work::Work {
             system: &system,
             files: &files,
@@ -1077,7 +1077,7 @@ fn forget_networking_puts_dom0_on_vlan_100_and_ends_the_same_when_repeated() {
             node: None,
             limits: bin_convert::work::Limits::default(),
         };
-        if let Err(error) = bin_convert::dom0::forget_networking(&mut work) {
+        if let Err(error) = bin_convert::shared::dom0::forget_networking(&mut work) {
             panic!("forget-networking failed: {error:#}");
         }
         let xe = state();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bin_convert::iso::{Iso, identify};
-use bin_convert::render::Dialect;
+use bin_convert::installer::Dialect;
 
 fn content(length: usize, seed: u8) -> Vec<u8> {
     (0..length)

@@ -115,7 +115,7 @@ impl Appliance {
 struct Dom0 {
     root: tempfile::TempDir,
     system: System,
-    files: bin_convert::Files,
+    files: bin_convert::paths::Files,
 }
 
 const XCPNG_GRUB: &str = "set default=0\nset timeout=5\n\
@@ -177,7 +177,7 @@ impl Dom0 {
         Dom0 {
             root,
             system,
-            files: bin_convert::Files::new(PathBuf::from(install_dir)),
+            files: bin_convert::paths::Files::new(PathBuf::from(install_dir)),
         }
     }
 
@@ -202,7 +202,7 @@ impl Dom0 {
     }
 
     fn run(&self, config: &Config, state: State) -> anyhow::Result<()> {
-        bin_convert::work::run_state_with(&self.system, &self.files, config, state, limits())
+        bin_convert::runner::run_state_with(&self.system, &self.files, config, state, limits())
     }
 
     fn state(&self) -> String {
@@ -270,7 +270,7 @@ impl Node {
         ubuntu.config.appliance_user.clone_from(&appliance.user);
         let u = ubuntu.sandbox.root.path().to_path_buf();
         let run = |state| {
-            bin_convert::work::run_state(&ubuntu.system, &ubuntu.files, &ubuntu.config, state)
+            bin_convert::runner::run_state(&ubuntu.system, &ubuntu.files, &ubuntu.config, state)
                 .unwrap_or_else(|error| panic!("{state} failed: {error:#}"));
         };
         run(State::Start);
@@ -355,7 +355,7 @@ impl Node {
     }
 
     fn run_ubuntu(&self, state: State) -> anyhow::Result<()> {
-        bin_convert::work::run_state_with(
+        bin_convert::runner::run_state_with(
             &self.ubuntu.system,
             &self.ubuntu.files,
             &self.ubuntu.config,
@@ -806,11 +806,11 @@ impl Firstboot {
             .next()
             .unwrap()
             .clone();
-        let keyed = read(&dom0.path(bin_convert::appliance::KEYED));
+        let keyed = read(&dom0.path(bin_convert::shared::appliance::KEYED));
         let dom0_keys = read(&dom0.path("/root/.ssh/authorized_keys"));
         let appliance_logins =
             read(&appliance.path(&format!("home/{}/.ssh/authorized_keys", appliance.user)));
-        let dom0_public = read(&dom0.path(&format!("{}.pub", bin_convert::appliance::KEY)));
+        let dom0_public = read(&dom0.path(&format!("{}.pub", bin_convert::appliance_ssh::KEY)));
         let stamp = appliance.path(&self.config.stamp_path).is_file();
         format!(
             "state {}appliance {summary}\npifs {pifs:?}\nnetworks {networks:?}\n\
@@ -1082,21 +1082,16 @@ fn hostile_values_reach_xe_and_the_appliance_as_single_arguments() {
         "touch".to_owned(),
         stamp.to_owned()
     ]));
-    let netplan = read(&node.appliance.path(bin_convert::appliance::NETPLAN));
+    let netplan = read(&node.appliance.path(bin_convert::shared::appliance::NETPLAN));
     assert!(netplan.contains("203.0.113.7/24"), "{netplan}");
     assert!(!node.appliance.path("/etc/network/interfaces").exists());
 
     // Any value, through SSH to the appliance's shell, arrives as one argument.
-    let files = bin_convert::Files::new(PathBuf::from(format!("/mnt/ubuntu{install}")));
-    let work = bin_convert::work::Work {
-        system: &node.dom0.system,
-        files: &files,
-        config: &node.config,
-        log: bin_convert::work::Log::new(&node.dom0.system, Path::new("/hostile.log")),
-        node: None,
-        limits: limits(),
-    };
-    let shell = bin_convert::appliance::Shell::new(&work, "127.0.0.1".into());
+    let shell = bin_convert::appliance_ssh::Shell::new(
+        &node.dom0.system,
+        &node.config.appliance_user,
+        "127.0.0.1".into(),
+    );
     let values = [
         "two words",
         "it's",

@@ -308,7 +308,7 @@ pub struct StartWorld {
     pub sandbox: Sandbox,
     pub bin: PathBuf,
     pub system: System,
-    pub files: bin_convert::Files,
+    pub files: bin_convert::paths::Files,
     pub config: Config,
 }
 
@@ -338,7 +338,7 @@ impl StartWorld {
             sandbox,
             bin,
             system,
-            files: bin_convert::Files::new(PathBuf::from(INSTALL)),
+            files: bin_convert::paths::Files::new(PathBuf::from(INSTALL)),
             config,
         }
     }

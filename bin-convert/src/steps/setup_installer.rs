@@ -1,20 +1,21 @@
-//! SETUP_INSTALLER's steps (DESIGN §5): in Ubuntu, after the boot-time shrink.
+//! SETUP_INSTALLER's steps: in Ubuntu, after the boot-time shrink.
 //! They check the shrink happened (and stop, state unchanged, when it did not),
 //! put the ramdisk source on a new ext3 partition 2 behind the shrunk root (see
 //! `start.rs` for why), save the cloud's network settings and the user's
 //! authorized_keys for dom0, and boot the installer once with `grub-reboot`, so
 //! that a failed install falls back to Ubuntu.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 
+use xitc_common::poll::SystemClock;
+
+use crate::handover::hand_over;
 use crate::preflight;
 use crate::render::{INSTALLER_ENTRY, SHRINK_MARGIN_SECTORS};
+use crate::waits;
 use crate::work::Work;
-
-/// Where START recorded the size the shrink aims at (bytes).
-pub const SHRINK_TARGET_FILE: &str = "xitc-convert.shrink-target";
 
 /// Room on partition 2 beyond `xsinst/` itself.
 const RAMDISK_SLACK: u64 = 64 << 20;
@@ -44,7 +45,11 @@ pub fn inspect(work: &mut Work<'_>) -> anyhow::Result<()> {
     // The boot hook can start before DHCP has set the default route (where
     // network-online.target waits for nothing): the network is read once it
     // is there (found by the real-VM test).
-    crate::dom0::wait_for_route(work, &xitc_common::poll::SystemClock, work.limits.network)?;
+    waits::default_route(
+        work.system,
+        &SystemClock,
+        work.limits.wait(work.limits.network),
+    )?;
     // The downloads are done: nothing more to fit.
     work.node = Some(preflight::check(work.system, work.config, &[])?);
     Ok(())
@@ -62,10 +67,10 @@ pub fn remove_shrink_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
 
 pub fn verify_shrink(work: &mut Work<'_>) -> anyhow::Result<()> {
     let node = work.node()?.clone();
-    let target_file = work.files.install_dir.join(SHRINK_TARGET_FILE);
+    let target_file = &work.files.shrink_target;
     let target: u64 = work
         .system
-        .read_to_string(&target_file)
+        .read_to_string(target_file)
         .with_context(|| format!("reading {}", target_file.display()))?
         .trim()
         .parse()
@@ -97,7 +102,7 @@ pub fn ramdisk_partition(work: &mut Work<'_>) -> anyhow::Result<()> {
     let disk_device = format!("/dev/{}", node.disk);
     let part1 = node.root_device.trim_start_matches("/dev/").to_owned();
     let part2 = partition_name(&node.disk, 2);
-    let xsinst = work.files.install_dir.join("xsinst");
+    let xsinst = &work.files.xsinst;
     let needed = work
         .system
         .list_files(&xsinst)?
@@ -138,11 +143,12 @@ pub fn ramdisk_partition(work: &mut Work<'_>) -> anyhow::Result<()> {
 
 pub fn save_settings(work: &mut Work<'_>) -> anyhow::Result<()> {
     let node = work.node()?.clone();
-    let xsinst: PathBuf = work.files.install_dir.join("xsinst");
-    crate::dom0::hand_over(
-        work,
+    let xsinst = &work.files.xsinst;
+    hand_over(
+        work.system,
+        &work.log,
         &node.network,
-        &xsinst,
+        xsinst,
         &xsinst.join("authorized_keys"),
     )
 }

@@ -1,4 +1,4 @@
-//! START's steps (DESIGN §5), in Ubuntu, before the first reboot.
+//! START's steps, in Ubuntu, before the first reboot.
 //!
 //! Where the installer's ramdisk comes from: the installer mounts its
 //! `make-ramdisk=` device as iso9660, vfat or ext3 only, and Ubuntu's root is
@@ -10,7 +10,6 @@
 //! (`preserve-first-partition`) and reuses the rest of the disk for dom0 only
 //! after it has copied the ramdisk.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -18,7 +17,10 @@ use xitc_common::download::{self, Download};
 use xitc_common::exit;
 use xitc_common::poll::Deadline;
 
+use crate::bootloader;
+use crate::disk::parse_df;
 use crate::iso::{self, Iso};
+use crate::paths::UBUNTU_MOUNT;
 use crate::preflight::{self, MARGIN_BYTES};
 use crate::render::{self, Answers, Dom0Hook, InstallerEntry, Shrink};
 use crate::work::Work;
@@ -26,26 +28,8 @@ use crate::work::Work;
 /// How long the downloads may take in all.
 const DOWNLOAD_LIMIT: Duration = Duration::from_secs(6 * 3600);
 
-fn in_install(work: &Work<'_>, name: &str) -> PathBuf {
-    work.files.install_dir.join(name)
-}
-
-/// The downloads as (URL, node path) pairs.
-pub fn download_targets(
-    config: &crate::config::Config,
-    install_dir: &std::path::Path,
-) -> Vec<(String, PathBuf)> {
-    vec![
-        (config.iso_url.clone(), install_dir.join("xenserver.iso")),
-        (
-            config.appliance_url.clone(),
-            install_dir.join("appliance.xva"),
-        ),
-    ]
-}
-
 pub fn preflight(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let downloads = download_targets(work.config, &work.files.install_dir);
+    let downloads = preflight::downloads(work.config, work.files);
     work.node = Some(preflight::check(work.system, work.config, &downloads)?);
     Ok(())
 }
@@ -64,7 +48,7 @@ pub fn ubuntu_boot(work: &mut Work<'_>) -> anyhow::Result<()> {
         .system
         .read_to_string("/proc/cmdline")
         .context("reading /proc/cmdline")?;
-    let (kept, left_out) = crate::bootloader::kept_kernel_args(&cmdline);
+    let (kept, left_out) = bootloader::kept_kernel_args(&cmdline);
     let kept = kept.join(" ");
     work.log.line(&format!(
         "Ubuntu's kernel arguments, for its entry in dom0's boot loader: {kept:?}{}",
@@ -74,7 +58,7 @@ pub fn ubuntu_boot(work: &mut Work<'_>) -> anyhow::Result<()> {
             format!(" (left out, unsafe in a boot loader script: {left_out:?})")
         }
     ));
-    let record = crate::bootloader::UbuntuBoot {
+    let record = bootloader::UbuntuBoot {
         root_uuid: root_uuid(work)?,
         args: kept,
     };
@@ -84,13 +68,12 @@ pub fn ubuntu_boot(work: &mut Work<'_>) -> anyhow::Result<()> {
 
 /// Ubuntu's root UUID as the ubuntu-boot step recorded it (blkid asked once).
 fn recorded_root_uuid(work: &Work<'_>) -> anyhow::Result<String> {
-    crate::bootloader::UbuntuBoot::load(work.system, &work.files.ubuntu_boot)
+    bootloader::UbuntuBoot::load(work.system, &work.files.ubuntu_boot)
         .map(|record| record.root_uuid)
 }
 
 pub fn boot_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let binary = in_install(work, "xitc-convert");
-    let binary = binary.to_str().context("the install dir is not UTF-8")?;
+    let binary = work.files.binary.to_str().context("the install dir is not UTF-8")?;
     let install_dir = work
         .files
         .install_dir
@@ -124,7 +107,7 @@ pub fn download(work: &mut Work<'_>) -> anyhow::Result<()> {
         work.config.iso_sha256.clone(),
         work.config.appliance_sha256.clone(),
     ];
-    let downloads: Vec<Download> = download_targets(work.config, &work.files.install_dir)
+    let downloads: Vec<Download> = preflight::downloads(work.config, work.files)
         .into_iter()
         .zip(sums)
         .map(|((url, path), sha256)| Download {
@@ -178,7 +161,7 @@ pub fn download(work: &mut Work<'_>) -> anyhow::Result<()> {
 }
 
 fn open_iso(work: &Work<'_>) -> anyhow::Result<Iso> {
-    Iso::open(&work.system.path(in_install(work, "xenserver.iso")))
+    Iso::open(&work.system.path(&work.files.iso))
 }
 
 pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
@@ -188,8 +171,8 @@ pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
         "installer: {} {}",
         installer.product, installer.version
     ));
-    let dir = in_install(work, "installer");
-    work.system.create_dir_all(&dir)?;
+    let dir = &work.files.installer_dir;
+    work.system.create_dir_all(dir)?;
     for (inside, name) in [
         ("install.img", "install.img"),
         ("boot/xen.gz", "xen.gz"),
@@ -208,12 +191,10 @@ pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
 pub fn ramdisk_source(work: &mut Work<'_>) -> anyhow::Result<()> {
     let mut iso = open_iso(work)?;
     let installer = iso::identify(&mut iso)?;
-    let xsinst = in_install(work, "xsinst");
-    work.system.create_dir_all(&xsinst)?;
-    work.system.hard_link(
-        in_install(work, "xenserver.iso"),
-        xsinst.join("xenserver.iso"),
-    )?;
+    let xsinst = &work.files.xsinst;
+    work.system.create_dir_all(xsinst)?;
+    work.system
+        .hard_link(&work.files.iso, xsinst.join("xenserver.iso"))?;
     let answers = Answers {
         dialect: installer.dialect,
         disk: work.config.installer_disk.clone(),
@@ -231,7 +212,7 @@ pub fn ramdisk_source(work: &mut Work<'_>) -> anyhow::Result<()> {
     let hook = Dom0Hook {
         ramdisk_dir: "/tmp/ramdisk".to_owned(),
         ubuntu_uuid: uuid,
-        ubuntu_mount: "/mnt/ubuntu".to_owned(),
+        ubuntu_mount: UBUNTU_MOUNT.to_owned(),
         install_dir: work.files.install_dir.to_string_lossy().into_owned(),
     };
     work.system.write_atomic(
@@ -261,7 +242,7 @@ fn root_uuid(work: &Work<'_>) -> anyhow::Result<String> {
 pub fn grub_entry(work: &mut Work<'_>) -> anyhow::Result<()> {
     let entry = InstallerEntry {
         root_uuid: recorded_root_uuid(work)?,
-        files_dir: in_install(work, "installer").to_string_lossy().into_owned(),
+        files_dir: work.files.installer_dir.to_string_lossy().into_owned(),
         ramdisk_device: format!("/dev/{}2", work.config.installer_disk),
         answerfile_url: "file:///tmp/ramdisk/answerfile.xml".to_owned(),
     };
@@ -289,7 +270,7 @@ pub fn shrink_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
         .system
         .run("df", &["-B1", "--output=used,avail", "/"])
         .ok()
-        .and_then(|output| preflight::parse_df(&output))
+        .and_then(|output| parse_df(&output))
         .map_or(node.used_bytes, |(used, _)| used);
     let target = work.config.ubuntu_size.unwrap_or(used + 2 * MARGIN_BYTES);
     if used + MARGIN_BYTES > target {
@@ -298,7 +279,7 @@ pub fn shrink_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
         )));
     }
     work.system.write_atomic(
-        in_install(work, crate::setup_installer::SHRINK_TARGET_FILE),
+        &work.files.shrink_target,
         format!("{target}\n").as_bytes(),
         0o644,
     )?;

@@ -9,34 +9,26 @@
 //! management VLAN, where the appliance is 192.168.33.1 and dom0 .2.
 //!
 //! dom0 logs in to the appliance as its user (`domzero` by default) with a
-//! key of its own, `/root/.ssh/xitc-dom0-key`. The appliance learns that key
+//! key of its own ([`crate::appliance_ssh`]). The appliance learns that key
 //! once, from xenstore (`/local/domain/<domid>/authorized_keys/<user>`, readable
 //! by that domain only): the appliances built for this copy keys from there
 //! with a cron job, which is emptied once the key works so nothing else can
 //! be slipped in later. [`KEYED`] records which VM has the key, so the
 //! handshake runs once per appliance, also when a run is cut short half-way.
 //!
-//! Why the `ssh` program and not `common::ssh`: DESIGN §5 lists `ssh` among
-//! the programs found through PATH; this binary is built static without
-//! OpenSSL (which libssh2 needs); and every dom0 has OpenSSH (4.3 on 6.2, 7.4
-//! on 7.x and 8.x). Host keys are not checked: the appliance is reached on the
-//! host-internal network, which only this host's VMs can answer on, its host
-//! key is new after each import, and no dom0 OpenSSH has `accept-new`.
-//!
-//! ssh and ssh-keygen get their file paths through the sandbox (they are real
-//! programs in the tests too); the toolstack programs (`xe`, `xenstore-*`) get
-//! node paths, as on the node.
+//! ssh-keygen gets its file paths through the sandbox (it is the real program
+//! in the tests too); the toolstack programs (`xe`, `xenstore-*`) get node
+//! paths, as on the node.
 
 use anyhow::Context as _;
 use xitc_common::poll::{Schedule, SystemClock, poll_until};
-use xitc_common::shell::shell_quote;
 
-use crate::settings::CloudSettings;
+use crate::appliance_ssh::{KEY, Shell, key_of, keygen_args, with_key_once};
+use crate::render;
+use crate::settings::{self, CloudSettings, MANAGEMENT_NETWORK};
 use crate::work::Work;
 use crate::xe::{Xe, vm_ipv4};
 
-/// dom0's private key for the appliance (the public half beside it, `.pub`).
-pub const KEY: &str = "/root/.ssh/xitc-dom0-key";
 /// The uuid of the VM that accepted [`KEY`].
 pub const KEYED: &str = "/root/.ssh/xitc-appliance-keyed";
 /// The uuid of a VM imported but maybe not yet renamed (a run cut short between
@@ -64,7 +56,7 @@ fn appliance_uuid(work: &Work<'_>) -> anyhow::Result<String> {
 /// it runs (VIFs and VCPUs change only on a halted VM), VCPUs, VIFs, start,
 /// and wait until it reports an address on device 0.
 pub fn vm(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let settings = crate::dom0::cloud_settings(work)?;
+    let settings = settings::read_in_dom0(work.system)?;
     let xe = Xe::new(work.system);
     let vm = match xe.vm_by_label(&work.config.appliance_label)? {
         Some(vm) => vm,
@@ -138,10 +130,11 @@ fn import(work: &Work<'_>) -> anyhow::Result<String> {
             .line(&format!("naming the appliance imported before ({vm})"));
         vm
     } else {
-        let (_, xva) = crate::start::download_targets(work.config, &work.files.install_dir)
-            .pop()
-            .context("no appliance download")?;
-        let xva = xva.to_str().context("the install dir is not UTF-8")?;
+        let xva = work
+            .files
+            .appliance_xva
+            .to_str()
+            .context("the install dir is not UTF-8")?;
         work.log
             .line(&format!("importing the appliance from {xva}"));
         let vm = xe.call(&["vm-import", &format!("filename={xva}")])?;
@@ -192,7 +185,7 @@ fn replace_vifs(
     let management = xe
         .list(&[
             "network-list",
-            &format!("name-label={}", crate::dom0::MANAGEMENT_NETWORK),
+            &format!("name-label={MANAGEMENT_NETWORK}"),
         ])?
         .into_iter()
         .next()
@@ -241,61 +234,6 @@ fn wait_for_address(work: &Work<'_>, vm: &str) -> anyhow::Result<String> {
             limit.as_secs()
         )
     })
-}
-
-/// Commands on the appliance, over SSH, as its user with dom0's key.
-#[derive(Debug)]
-pub struct Shell<'a> {
-    work: &'a Work<'a>,
-    address: String,
-}
-
-impl<'a> Shell<'a> {
-    pub fn new(work: &'a Work<'a>, address: String) -> Self {
-        Shell { work, address }
-    }
-
-    /// Runs `argv` on the appliance (each argument quoted for its shell, so
-    /// values with spaces, quotes or `;` arrive as one argument) with `input`
-    /// on its stdin; its stdout.
-    pub fn run(&self, argv: &[&str], input: &str) -> anyhow::Result<String> {
-        let key = self.work.system.path(KEY);
-        let key = key.to_str().context("the key path is not UTF-8")?;
-        let command: Vec<String> = argv.iter().map(|arg| shell_quote(arg)).collect();
-        let command = command.join(" ");
-        let login = format!("{}@{}", self.work.config.appliance_user, self.address);
-        self.work.system.run_with_input(
-            "ssh",
-            &[
-                "-F",
-                "/dev/null",
-                "-i",
-                key,
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-                "ServerAliveInterval=15",
-                &login,
-                &command,
-            ],
-            input,
-        )
-    }
-
-    /// Whether `argv` succeeds on the appliance (for `test -f` and the like).
-    pub fn succeeds(&self, argv: &[&str]) -> bool {
-        self.run(argv, "").is_ok()
-    }
 }
 
 /// The address the appliance reports on its device 0 now, if any.
@@ -373,7 +311,7 @@ pub fn key(work: &mut Work<'_>) -> anyhow::Result<()> {
         "dom0's key offered to the appliance at xenstore {node}"
     ));
     let address = wait_for_address(work, &vm)?;
-    let shell = Shell::new(work, address);
+    let shell = Shell::new(work.system, &work.config.appliance_user, address);
     retry(work, "logging in to the appliance with dom0's key", || {
         shell.run(&["true"], "")
     })?;
@@ -393,55 +331,23 @@ pub fn key(work: &mut Work<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// ssh-keygen's arguments for a new key without passphrase: RSA, which every
-/// OpenSSH on both ends reads (XenServer 6.2's 4.3 knows no Ed25519).
-fn keygen_args<'a>(comment: &'a str, file: &'a str) -> [&'a str; 11] {
-    [
-        "-q", "-t", "rsa", "-b", "3072", "-N", "", "-C", comment, "-f", file,
-    ]
-}
-
-/// The key part of an authorized_keys line (type and base64), for comparing
-/// keys whatever their comments.
-fn key_of(line: &str) -> Option<(&str, &str)> {
-    let mut fields = line.split_whitespace();
-    let kind = fields.next()?;
-    let blob = fields.next()?;
-    (!kind.starts_with('#')).then_some((kind, blob))
-}
-
-/// `keys` with `public` added, unless a line has that key already.
-pub fn with_key_once(keys: &str, public: &str) -> String {
-    let wanted = key_of(public);
-    let mut text = keys.to_owned();
-    if wanted.is_none() || keys.lines().any(|line| key_of(line) == wanted) {
-        return text;
-    }
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(public.trim());
-    text.push('\n');
-    text
-}
-
 /// The `appliance-network` step: the cloud settings and the user's keys onto
 /// the appliance, its user's key into dom0 (once), then `xe vm-reboot` (not
 /// `reboot` over SSH, which would cut the session).
 pub fn network(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let settings = crate::dom0::cloud_settings(work)?;
+    let settings = settings::read_in_dom0(work.system)?;
     let vm = appliance_uuid(work)?;
     let address = wait_for_address(work, &vm)?;
-    let shell = Shell::new(work, address);
+    let shell = Shell::new(work.system, &work.config.appliance_user, address);
     let user_key = shell.run(&["cat", &format!("{USER_KEY}.pub")], "")?;
     anyhow::ensure!(
         key_of(&user_key).is_some(),
         "the appliance user's {USER_KEY}.pub holds no key"
     );
     let (path, text) = if shell.succeeds(&["test", "-d", "/etc/netplan"]) {
-        (NETPLAN, crate::render::appliance_netplan(&settings))
+        (NETPLAN, render::appliance_netplan(&settings))
     } else {
-        (INTERFACES, crate::render::appliance_interfaces(&settings))
+        (INTERFACES, render::appliance_interfaces(&settings))
     };
     shell.run(&["sudo", "tee", path], &text)?;
     work.log.line(&format!(
@@ -472,30 +378,6 @@ pub fn network(work: &mut Work<'_>) -> anyhow::Result<()> {
         .map(drop)
 }
 
-/// Where XenServer 6.x keeps interface-reconfigure (not in PATH).
-const INTERFACE_RECONFIGURE: &str = "/opt/xensource/libexec/interface-reconfigure";
-
-/// The `interface-reconfigure` step: `interface-reconfigure rewrite`, which
-/// XenServer 6.x needs after PIFs changed; later versions have no such program
-/// (xcp-networkd does it).
-pub fn interface_reconfigure(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let program = match work.system.find_program("interface-reconfigure") {
-        Some(found) => found,
-        None if work.system.exists(INTERFACE_RECONFIGURE) => {
-            work.system.path(INTERFACE_RECONFIGURE)
-        }
-        None => {
-            work.log
-                .line("no interface-reconfigure here (XenServer 7+): nothing to rewrite");
-            return Ok(());
-        }
-    };
-    let program = program
-        .to_str()
-        .context("interface-reconfigure's path is not UTF-8")?;
-    work.system.run(program, &["rewrite"]).map(drop)
-}
-
 /// The `stamp` step: `sudo touch STAMP` on the appliance, retried (it is
 /// rebooting) until it works or [`crate::work::Limits::appliance`] passes.
 pub fn stamp(work: &mut Work<'_>) -> anyhow::Result<()> {
@@ -508,38 +390,10 @@ pub fn stamp(work: &mut Work<'_>) -> anyhow::Result<()> {
     retry(work, &format!("touching {stamp} on the appliance"), || {
         let address = address_now(xe, &vm)?
             .context("the appliance reports no address on its device 0 yet")?;
-        Shell::new(work, address).run(&["sudo", "touch", &stamp], "")
+        Shell::new(work.system, &work.config.appliance_user, address).run(&["sudo", "touch", &stamp], "")
     })?;
     work.log.line(&format!(
         "stamp {stamp} touched on the appliance: the node is ready"
     ));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const A: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC1 domzero@appliance";
-
-    #[test]
-    fn a_key_is_added_once_whatever_its_comment() {
-        let once = with_key_once("ssh-ed25519 AAAAC3Nz user@laptop", A);
-        assert_eq!(once, format!("ssh-ed25519 AAAAC3Nz user@laptop\n{A}\n"));
-        assert_eq!(with_key_once(&once, A), once);
-        assert_eq!(
-            with_key_once(
-                &once,
-                "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC1 other comment"
-            ),
-            once
-        );
-        assert_eq!(with_key_once("", A), format!("{A}\n"));
-        assert_eq!(with_key_once("x\n", "  \n"), "x\n", "no key, nothing added");
-        assert_eq!(
-            with_key_once("# ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC1\n", A),
-            format!("# ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC1\n{A}\n"),
-            "a commented-out key does not count"
-        );
-    }
 }

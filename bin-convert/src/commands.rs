@@ -1,0 +1,164 @@
+//! The commands: convert (run the current state, holding the lock), and the
+//! read-only `--check`, `--status` and `--dry-run`.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::cli::TOOL;
+use crate::config::Config;
+use crate::paths::Files;
+use crate::plan;
+use crate::preflight;
+use crate::runner;
+use crate::state::{self, State};
+use crate::system::System;
+
+/// Runs the current state's steps, unless it belongs to the other OS or
+/// another run holds the lock.
+pub fn convert(system: &System, files: &Files, config: &Config, state: State) -> anyhow::Result<()> {
+    runner::check_os(system, files, state)?;
+    let _lock = lock(system, &files.lock)?;
+    runner::run_state(system, files, config, state)
+}
+
+/// Holds `<install dir>/xitc-convert.lock` while a run works, so the boot hook
+/// and a manual run never work at once. The kernel drops the lock when the
+/// process ends, however it ends.
+pub fn lock(system: &System, path: &Path) -> anyhow::Result<std::fs::File> {
+    let file = system.open_for_lock(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+            "another {TOOL} is running (it holds {}); see --status",
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
+/// The directory of this executable, where 2014 kept state and log too.
+pub fn own_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding this program's own path")?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .context("this program's path has no directory")
+}
+
+pub fn dry_run(state: State, config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+    let (next, reboots) = state.next();
+    let mut text = format!(
+        "{TOOL} --dry-run: state {state} (runs on {}), appliance {:?} from {}; would run:\n",
+        state.runs_on(),
+        config.appliance_label,
+        config.appliance_url
+    );
+    for (number, step) in plan::steps(state).iter().enumerate() {
+        let _ = writeln!(text, "  {}. {}: {}", number + 1, step.name, step.does);
+    }
+    let _ = writeln!(
+        text,
+        "then: state {next}{}",
+        if reboots { ", reboot" } else { "" }
+    );
+    let after = plan::after_recording(state);
+    for (number, step) in after.iter().enumerate() {
+        let _ = writeln!(text, "  {}. {}: {}", number + 1, step.name, step.does);
+    }
+    text.push_str("nothing was changed\n");
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to stdout")
+}
+
+pub fn check(
+    system: &System,
+    files: &Files,
+    config: &Config,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let downloads = preflight::downloads(config, files);
+    let node = preflight::check(system, config, &downloads)?;
+    let network = &node.network;
+    let nameservers: Vec<String> = network
+        .nameservers
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let text = format!(
+        "preflight: the node can be converted\n  root: {} ({}), partition 1 of {}\n  \
+         space on /: {} bytes used, {} bytes free\n  network: {} {}/{} via {}, MAC {}, \
+         name servers {}\nnothing was changed\n",
+        node.root_device,
+        node.fs_type,
+        node.disk,
+        node.used_bytes,
+        node.available_bytes,
+        network.interface,
+        network.address,
+        network.prefix,
+        network.gateway,
+        network.mac,
+        nameservers.join(", "),
+    );
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to stdout")
+}
+
+pub fn status(system: &System, files: &Files, out: &mut impl Write) -> anyhow::Result<()> {
+    let (state, recorded) = state::read(system, &files.state)?;
+    let mut text = format!(
+        "state: {state} (runs on {}){}\nstate file: {}\n",
+        state.runs_on(),
+        if recorded { "" } else { " - no state file yet" },
+        files.state.display()
+    );
+    match Config::load(system, &files.config)? {
+        Some(config) => {
+            let _ = writeln!(text, "config: {}", files.config.display());
+            text.push_str(&config.describe());
+        }
+        None => text.push_str("config: none saved yet (the first run saves it)\n"),
+    }
+    let _ = write!(
+        text,
+        "install dir: {}\nlog: {}\n",
+        files.install_dir.display(),
+        files.log.display()
+    );
+    if let Some(last) = system
+        .read_if_exists(&files.log)?
+        .and_then(|log| log.lines().last().map(str::to_owned))
+    {
+        let _ = writeln!(text, "last log line: {last}");
+    }
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to stdout")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_run_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = System::new(Some(dir.path().to_path_buf()));
+        let first = lock(&system, Path::new("/x.lock")).unwrap();
+        let error = lock(&system, Path::new("/x.lock")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("another xitc-convert is running"),
+            "{error}"
+        );
+        drop(first);
+        lock(&system, Path::new("/x.lock")).unwrap();
+    }
+}

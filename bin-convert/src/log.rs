@@ -1,0 +1,36 @@
+//! The log: `<install dir>/xitc-convert.log` (0600) and stdout, which journald
+//! keeps in Ubuntu and dom0's console log keeps in dom0. The password never
+//! reaches it: a run holds only its hash.
+
+use std::path::Path;
+
+use crate::system::System;
+
+/// Appends timestamped lines to the log and prints them.
+#[derive(Debug)]
+pub struct Log<'a> {
+    system: &'a System,
+    path: &'a Path,
+}
+
+impl<'a> Log<'a> {
+    pub fn new(system: &'a System, path: &'a Path) -> Self {
+        Log { system, path }
+    }
+
+    pub fn line(&self, text: &str) {
+        let stamp = timestamp();
+        let line = format!("{stamp} xitc-convert: {text}\n");
+        print!("{line}");
+        // A log that cannot be written must not stop the conversion.
+        let _ = self.system.append(self.path, &line);
+    }
+}
+
+fn timestamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    // Seconds since the epoch: sortable, and no time-zone library on the node.
+    format!("[{now}]")
+}

@@ -1,0 +1,177 @@
+//! The installer's answerfile, in the dialect of the installer generation
+//! found on the ISO ([`Dialect`]).
+
+use std::fmt::Write as _;
+
+use xitc_common::exit;
+
+use crate::installer::Dialect;
+
+/// What the unattended install needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answers {
+    pub dialect: Dialect,
+    /// `sda`: the installer's name for the disk; partition 1 (Ubuntu) is kept.
+    pub disk: String,
+    /// `$6$…`.
+    pub root_password_hash: String,
+    /// Where the installer finds the unpacked ISO (`file:///tmp/ramdisk`).
+    pub source_url: String,
+    /// The post-install script (`file:///tmp/ramdisk/postinst.sh`).
+    pub post_install_url: String,
+    pub nic: String,
+}
+
+/// The temporary static address of dom0 during the install (2014's choice; the
+/// real networking is set up by the first boot).
+const INSTALL_ADDRESS: (&str, &str, &str) = ("192.168.34.2", "255.255.255.0", "192.168.34.1");
+
+/// Escapes text for XML element content and attribute values.
+pub fn xml_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&apos;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+/// The answerfile. Every value must be printable ASCII (XS 8 and XCP-ng 8.3
+/// parse it with Python 2) without surrounding spaces (the installer strips
+/// them, which would change a value silently); no CDATA (it reads as empty).
+pub fn answerfile(answers: &Answers) -> anyhow::Result<String> {
+    for (what, value) in [
+        ("disk", &answers.disk),
+        ("root password hash", &answers.root_password_hash),
+        ("source URL", &answers.source_url),
+        ("post-install URL", &answers.post_install_url),
+        ("NIC", &answers.nic),
+    ] {
+        if value.is_empty()
+            || value.trim() != value
+            || !value.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+        {
+            return Err(exit::usage(format!(
+                "answerfile {what} must be printable ASCII without surrounding spaces, got {value:?}"
+            )));
+        }
+    }
+    let e = xml_escape;
+    let (address, netmask, gateway) = INSTALL_ADDRESS;
+    let (sr_attribute, address_tags, bootloader) = match answers.dialect {
+        Dialect::XenServer6 => ("srtype", ("ip", "subnet-mask"), "extlinux"),
+        Dialect::XenServer7 => ("sr-type", ("ipaddr", "subnet"), "grub2"),
+    };
+    let mut xml = String::from("<?xml version=\"1.0\"?>\n");
+    let _ = writeln!(xml, "<installation {sr_attribute}=\"ext\">");
+    let _ = writeln!(
+        xml,
+        "  <primary-disk preserve-first-partition=\"true\">{}</primary-disk>",
+        e(&answers.disk)
+    );
+    xml.push_str("  <keymap>us</keymap>\n");
+    let _ = writeln!(
+        xml,
+        "  <root-password type=\"hash\">{}</root-password>",
+        e(&answers.root_password_hash)
+    );
+    let _ = writeln!(
+        xml,
+        "  <source type=\"url\">{}</source>",
+        e(&answers.source_url)
+    );
+    let _ = writeln!(
+        xml,
+        "  <admin-interface name=\"{}\" proto=\"static\">",
+        e(&answers.nic)
+    );
+    let _ = writeln!(xml, "    <{0}>{address}</{0}>", address_tags.0);
+    let _ = writeln!(xml, "    <{0}>{netmask}</{0}>", address_tags.1);
+    let _ = writeln!(xml, "    <gateway>{gateway}</gateway>");
+    xml.push_str("  </admin-interface>\n  <timezone>UTC</timezone>\n");
+    let _ = writeln!(
+        xml,
+        "  <script stage=\"filesystem-populated\" type=\"url\">{}</script>",
+        e(&answers.post_install_url)
+    );
+    let _ = writeln!(xml, "  <bootloader>{bootloader}</bootloader>");
+    xml.push_str("</installation>\n");
+    Ok(xml)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(dialect: Dialect) -> Answers {
+        Answers {
+            dialect,
+            disk: "sda".into(),
+            root_password_hash: "$6$salt$h<a>s&h".into(),
+            source_url: "file:///tmp/ramdisk".into(),
+            post_install_url: "file:///tmp/ramdisk/postinst.sh".into(),
+            nic: "eth0".into(),
+        }
+    }
+
+    #[test]
+    fn answerfiles_parse_and_follow_their_dialect() {
+        for (dialect, sr, address, netmask, bootloader) in [
+            (Dialect::XenServer7, "sr-type", "ipaddr", "subnet", "grub2"),
+            (
+                Dialect::XenServer6,
+                "srtype",
+                "ip",
+                "subnet-mask",
+                "extlinux",
+            ),
+        ] {
+            let xml = answerfile(&answers(dialect)).unwrap();
+            assert!(!xml.contains("CDATA"));
+            let document = roxmltree::Document::parse(&xml).unwrap();
+            let root = document.root_element();
+            assert_eq!(root.tag_name().name(), "installation");
+            assert_eq!(root.attribute(sr), Some("ext"));
+            let child = |name: &str| {
+                root.descendants()
+                    .find(|node| node.tag_name().name() == name)
+                    .unwrap_or_else(|| panic!("no <{name}> in {xml}"))
+            };
+            let disk = child("primary-disk");
+            assert_eq!(disk.text(), Some("sda"));
+            assert_eq!(disk.attribute("preserve-first-partition"), Some("true"));
+            let password = child("root-password");
+            assert_eq!(password.attribute("type"), Some("hash"));
+            assert_eq!(password.text(), Some("$6$salt$h<a>s&h"));
+            assert_eq!(child("source").attribute("type"), Some("url"));
+            assert_eq!(child("source").text(), Some("file:///tmp/ramdisk"));
+            let interface = child("admin-interface");
+            assert_eq!(interface.attribute("name"), Some("eth0"));
+            assert_eq!(interface.attribute("proto"), Some("static"));
+            assert_eq!(child(address).text(), Some("192.168.34.2"));
+            assert_eq!(child(netmask).text(), Some("255.255.255.0"));
+            assert_eq!(child("gateway").text(), Some("192.168.34.1"));
+            assert_eq!(child("timezone").text(), Some("UTC"));
+            let script = child("script");
+            assert_eq!(script.attribute("stage"), Some("filesystem-populated"));
+            assert_eq!(script.text(), Some("file:///tmp/ramdisk/postinst.sh"));
+            assert_eq!(child("bootloader").text(), Some(bootloader));
+            assert!(xml.is_ascii());
+        }
+    }
+
+    #[test]
+    fn answerfile_values_must_be_plain_ascii() {
+        for bad in ["", " sda", "sdä", "sd\na"] {
+            let mut wrong = answers(Dialect::XenServer7);
+            wrong.disk = bad.into();
+            assert!(answerfile(&wrong).is_err(), "{bad:?}");
+        }
+    }
+}

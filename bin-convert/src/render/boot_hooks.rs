@@ -1,0 +1,162 @@
+//! What starts xitc-convert at boot: the systemd unit (an upstart job on
+//! systems without systemd) in Ubuntu, dom0's boot script, and the
+//! installer's post-install script that installs it in the new dom0.
+
+/// Quotes a path for a systemd `ExecStart=` line (`%` is a specifier there).
+fn systemd_quote(text: &str) -> String {
+    format!(
+        "\"{}\"",
+        text.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('%', "%%")
+    )
+}
+
+/// The systemd unit that runs xitc-convert on every boot, after the network is
+/// up. No password in it: the run reads the saved config.
+pub fn systemd_unit(binary: &str, install_dir: &str) -> String {
+    format!(
+        "[Unit]\n\
+         Description=xitc-convert: continue converting this node to XenServer\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart={} --install-dir {}\n\
+         TimeoutStartSec=infinity\n\
+         StandardOutput=journal+console\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        systemd_quote(binary),
+        systemd_quote(install_dir)
+    )
+}
+
+/// The upstart job for nodes without systemd (Ubuntu 14.04).
+pub fn upstart_job(binary: &str, install_dir: &str) -> String {
+    let quote = xitc_common::shell::shell_quote;
+    format!(
+        "description \"xitc-convert: continue converting this node to XenServer\"\n\
+         start on stopped rc RUNLEVEL=[2345]\n\
+         task\n\
+         exec {} --install-dir {}\n",
+        quote(binary),
+        quote(install_dir)
+    )
+}
+
+/// Where the pieces of the dom0 side are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dom0Hook {
+    /// The installer's copy of `xsinst/` (`/tmp/ramdisk`).
+    pub ramdisk_dir: String,
+    /// UUID of the Ubuntu root file system, which dom0 mounts to run the binary.
+    pub ubuntu_uuid: String,
+    /// Where dom0 mounts it.
+    pub ubuntu_mount: String,
+    /// The install dir as Ubuntu sees it (`/opt/xenapi-in-the-cloud`).
+    pub install_dir: String,
+}
+
+/// The script dom0 runs on every boot: mount the Ubuntu partition (by UUID, not
+/// by a device name that differs between Ubuntu and dom0) and run xitc-convert
+/// from it with its state there. No password: the saved config has all. Its
+/// output goes where the hook's goes (the journal, or the console from
+/// rc.local): xitc-convert writes its log file itself.
+pub fn dom0_boot_script(hook: &Dom0Hook) -> String {
+    let quote = xitc_common::shell::shell_quote;
+    let mount = quote(&hook.ubuntu_mount);
+    let install = quote(&format!(
+        "{}/{}",
+        hook.ubuntu_mount.trim_end_matches('/'),
+        hook.install_dir.trim_start_matches('/')
+    ));
+    format!(
+        "#!/bin/sh\n\
+         # xitc-convert: continue the conversion from the Ubuntu partition.\n\
+         mkdir -p {mount}\n\
+         if ! mountpoint -q {mount}; then\n    \
+         mount UUID={uuid} {mount} || {{ echo \"xitc-convert: cannot mount the Ubuntu partition\" >&2; exit 1; }}\n\
+         fi\n\
+         exec {install}/xitc-convert --install-dir {install}\n",
+        uuid = quote(&hook.ubuntu_uuid),
+    )
+}
+
+/// The installer's post-install script (`filesystem-populated` stage; it gets
+/// the new root's mount point as `$1`; its first line must be exactly
+/// `#!/bin/sh`, and its exit code is ignored, so it checks and reports itself).
+/// It copies the saved cloud settings and authorized_keys into dom0 and
+/// installs the dom0 boot hook: a systemd unit where dom0 has systemd
+/// (XenServer 7+, XCP-ng 8), `rc.local` otherwise (XenServer 6.x).
+pub fn post_install_script(hook: &Dom0Hook) -> String {
+    let quote = xitc_common::shell::shell_quote;
+    let unit = "[Unit]\nDescription=xitc-convert: continue converting this node\n\
+                After=xapi.service\n\n[Service]\nType=oneshot\n\
+                ExecStart=/opt/xitc/xitc-dom0-boot\nTimeoutStartSec=infinity\n\n\
+                [Install]\nWantedBy=multi-user.target\n";
+    format!(
+        r#"#!/bin/sh
+# xitc-convert: runs in the XenServer installer after the new root is populated.
+root="$1"
+ramdisk={ramdisk}
+log="$root/root/xitc-postinst.log"
+if [ -z "$root" ] || [ ! -d "$root" ]; then
+    echo "xitc postinst: no new root given" >&2
+    exit 1
+fi
+mkdir -p "$root/root/.ssh" "$root/opt/xitc"
+exec >> "$log" 2>&1
+echo "xitc postinst: new root $root"
+cp "$ramdisk/cloud-settings.json" "$root/root/cloud-settings.json" || echo "xitc postinst: no cloud-settings.json"
+cp "$ramdisk/authorized_keys" "$root/root/.ssh/authorized_keys" || echo "xitc postinst: no authorized_keys"
+chmod 0600 "$root/root/.ssh/authorized_keys" 2> /dev/null
+cp "$ramdisk/xitc-dom0-boot" "$root/opt/xitc/xitc-dom0-boot" || echo "xitc postinst: no boot script"
+chmod 0755 "$root/opt/xitc/xitc-dom0-boot"
+if [ -d "$root/etc/systemd/system" ]; then
+    cat > "$root/etc/systemd/system/xitc-convert.service" << 'UNIT'
+{unit}UNIT
+    mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
+    ln -sf ../xitc-convert.service "$root/etc/systemd/system/multi-user.target.wants/xitc-convert.service"
+    echo "xitc postinst: systemd unit installed"
+else
+    echo "/opt/xitc/xitc-dom0-boot &" >> "$root/etc/rc.d/rc.local"
+    chmod +x "$root/etc/rc.d/rc.local"
+    echo "xitc postinst: rc.local hook installed"
+fi
+"#,
+        ramdisk = quote(&hook.ramdisk_dir),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_hooks_run_the_binary_without_a_password() {
+        let unit = systemd_unit("/opt/xitc 100%/xitc-convert", "/opt/xitc 100%");
+        assert!(unit.contains(
+            "ExecStart=\"/opt/xitc 100%%/xitc-convert\" --install-dir \"/opt/xitc 100%%\"\n"
+        ));
+        assert!(unit.contains("Type=oneshot\n") && unit.contains("After=network-online.target\n"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("xitc-convert.service");
+        std::fs::write(&path, systemd_unit("/bin/true", "/opt/xenapi-in-the-cloud")).unwrap();
+        let verified = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (Debian systemd)");
+        let complaints = String::from_utf8_lossy(&verified.stderr);
+        assert!(
+            !complaints.contains("xitc-convert.service:"),
+            "systemd-analyze complains about the unit: {complaints}"
+        );
+        let job = upstart_job("/opt/a b/xitc-convert", "/opt/a b");
+        assert!(job.contains("exec '/opt/a b/xitc-convert' --install-dir '/opt/a b'\n"));
+        assert!(job.contains("start on stopped rc RUNLEVEL=[2345]\n"));
+    }
+}
