@@ -28,7 +28,7 @@ pub struct Shell<'a> {
 }
 
 impl<'a> Shell<'a> {
-    pub fn new(system: &'a System, user: &str, address: String) -> Self {
+    pub fn new(system: &'a System, user: &str, address: &str) -> Self {
         Shell {
             system,
             login: format!("{user}@{address}"),

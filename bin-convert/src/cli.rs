@@ -12,12 +12,10 @@ use xitc_common::secret::Secret;
 
 use crate::commands;
 use crate::config::{self, Config};
+use crate::log::TOOL;
 use crate::paths::Files;
 use crate::state::{self, State};
 use crate::system::System;
-
-/// The name errors are reported under.
-pub const TOOL: &str = "xitc-convert";
 
 /// XCP-ng 8.3 (the 2014 XenServer 6.2 URL is dead).
 pub const DEFAULT_ISO_URL: &str =

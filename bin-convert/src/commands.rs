@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::cli::TOOL;
 use crate::config::Config;
+use crate::log::TOOL;
 use crate::paths::Files;
 use crate::plan;
 use crate::preflight;
@@ -18,7 +18,12 @@ use crate::system::System;
 
 /// Runs the current state's steps, unless it belongs to the other OS or
 /// another run holds the lock.
-pub fn convert(system: &System, files: &Files, config: &Config, state: State) -> anyhow::Result<()> {
+pub fn convert(
+    system: &System,
+    files: &Files,
+    config: &Config,
+    state: State,
+) -> anyhow::Result<()> {
     runner::check_os(system, files, state)?;
     let _lock = lock(system, &files.lock)?;
     runner::run_state(system, files, config, state)

@@ -11,20 +11,21 @@
 //! xitc renders, the records it keeps); and the sandbox layer, [`system`], at
 //! the bottom.
 
-// 1: the command line and the commands
+// The layers, top to bottom (ARCHITECTURE.md; tests/layers.rs keeps them).
+// 1-2: the command line; the commands
 pub mod cli;
 pub mod commands;
-// 2: running a state
+// 3: running a state
 pub mod runner;
-// 3: the states and their steps, as data
+// 4: the states and their steps, as data
 pub mod plan;
-// 4: each state's own steps
+// 5: each state's own steps
 pub mod steps;
-// 5: steps more than one state runs
+// 6: steps more than one state runs
 pub mod shared;
-// 6: a step and its context
+// 7: a step and its context
 pub mod work;
-// 7: operations on the node
+// 8: operations on the node
 pub mod appliance_ssh;
 pub mod bootloader;
 pub mod handover;
@@ -33,17 +34,18 @@ pub mod preflight;
 pub mod render;
 pub mod waits;
 pub mod xe;
-// 8: records and facts
+// 9: records and facts
 pub mod config;
 pub mod installer;
 pub mod log;
 pub mod paths;
 pub mod settings;
 pub mod state;
-// 9: the live node, read
+// 10: the live node, read
 pub mod disk;
 pub mod network;
-// 10: the sandbox
+// 11: the sandbox
 pub mod system;
 
-pub use cli::{DEFAULT_ISO_URL, TOOL, run};
+pub use cli::{DEFAULT_ISO_URL, run};
+pub use log::TOOL;

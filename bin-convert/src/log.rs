@@ -6,6 +6,9 @@ use std::path::Path;
 
 use crate::system::System;
 
+/// The name log lines and errors are reported under.
+pub const TOOL: &str = "xitc-convert";
+
 /// Appends timestamped lines to the log and prints them.
 #[derive(Debug)]
 pub struct Log<'a> {
@@ -20,7 +23,7 @@ impl<'a> Log<'a> {
 
     pub fn line(&self, text: &str) {
         let stamp = timestamp();
-        let line = format!("{stamp} xitc-convert: {text}\n");
+        let line = format!("{stamp} {TOOL}: {text}\n");
         print!("{line}");
         // A log that cannot be written must not stop the conversion.
         let _ = self.system.append(self.path, &line);

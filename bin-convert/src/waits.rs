@@ -47,12 +47,7 @@ pub fn default_route(system: &System, clock: &impl Clock, wait: Wait) -> anyhow:
     poll_until(clock, wait.schedule(), |_| {
         Ok(has_default_route(system).then_some(()))
     })
-    .with_context(|| {
-        format!(
-            "no default route appeared within {}s",
-            wait.limit.as_secs()
-        )
-    })
+    .with_context(|| format!("no default route appeared within {}s", wait.limit.as_secs()))
 }
 
 fn has_default_route(system: &System) -> bool {

@@ -581,7 +581,8 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
 
     std::fs::write(bin.join("fs-blocks"), "1048576\n").unwrap(); // 4 GiB: shrunk
     std::fs::write(root.join("commands.log"), "").unwrap();
-    if let Err(error) = bin_convert::runner::run_state(system, files, config, State::SetupInstaller) {
+    if let Err(error) = bin_convert::runner::run_state(system, files, config, State::SetupInstaller)
+    {
         panic!("SETUP_INSTALLER failed: {error:#}");
     }
     assert_eq!(
@@ -646,7 +647,8 @@ fn start_reaches_the_same_end_after_a_failure_at_any_external_step() {
     let scratch = tempfile::tempdir().unwrap();
     let (iso, xva) = serve_installer(&nginx, scratch.path());
     let clean = StartWorld::new(&nginx, &iso, &xva);
-    bin_convert::runner::run_state(&clean.system, &clean.files, &clean.config, State::Start).unwrap();
+    bin_convert::runner::run_state(&clean.system, &clean.files, &clean.config, State::Start)
+        .unwrap();
     let expected = clean.outcome();
     for failing in ["blkid", "update-grub", "update-initramfs", "sync", "reboot"] {
         let world = StartWorld::new(&nginx, &iso, &xva);
@@ -673,8 +675,12 @@ fn start_reaches_the_same_end_after_a_failure_at_any_external_step() {
             .path()
             .join(INSTALL.trim_start_matches('/'))
             .join("xitc-convert.state");
-        let first =
-            bin_convert::runner::run_state(&world.system, &world.files, &world.config, State::Start);
+        let first = bin_convert::runner::run_state(
+            &world.system,
+            &world.files,
+            &world.config,
+            State::Start,
+        );
         if failing == "reboot" {
             // The state was recorded before the reboot failed: the next boot goes on.
             assert!(first.is_err());
@@ -688,8 +694,13 @@ fn start_reaches_the_same_end_after_a_failure_at_any_external_step() {
                 !state_file.exists(),
                 "{failing}: the state moved on after a failure"
             );
-            bin_convert::runner::run_state(&world.system, &world.files, &world.config, State::Start)
-                .unwrap();
+            bin_convert::runner::run_state(
+                &world.system,
+                &world.files,
+                &world.config,
+                State::Start,
+            )
+            .unwrap();
         }
         assert_same_start_outcome(&world.outcome(), &expected, failing);
     }

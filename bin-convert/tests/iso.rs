@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bin_convert::iso::{Iso, identify};
 use bin_convert::installer::Dialect;
+use bin_convert::iso::{Iso, identify};
 
 fn content(length: usize, seed: u8) -> Vec<u8> {
     (0..length)

@@ -1090,7 +1090,7 @@ fn hostile_values_reach_xe_and_the_appliance_as_single_arguments() {
     let shell = bin_convert::appliance_ssh::Shell::new(
         &node.dom0.system,
         &node.config.appliance_user,
-        "127.0.0.1".into(),
+        "127.0.0.1",
     );
     let values = [
         "two words",

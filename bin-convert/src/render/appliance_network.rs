@@ -28,10 +28,7 @@ pub fn appliance_interfaces(settings: &CloudSettings) -> String {
             .collect();
         let _ = writeln!(text, "    dns-nameservers {}", servers.join(" "));
     }
-    let (address, netmask) = (
-        APPLIANCE_ADDRESS,
-        MANAGEMENT_NETMASK,
-    );
+    let (address, netmask) = (APPLIANCE_ADDRESS, MANAGEMENT_NETMASK);
     let _ = write!(
         text,
         "\nauto eth2\niface eth2 inet static\n    address {address}\n    netmask {netmask}\n"

@@ -183,10 +183,7 @@ fn replace_vifs(
         "param-name=network-uuid",
     ])?;
     let management = xe
-        .list(&[
-            "network-list",
-            &format!("name-label={MANAGEMENT_NETWORK}"),
-        ])?
+        .list(&["network-list", &format!("name-label={MANAGEMENT_NETWORK}")])?
         .into_iter()
         .next()
         .context("the management network is missing (forget-networking makes it)")?;
@@ -311,7 +308,7 @@ pub fn key(work: &mut Work<'_>) -> anyhow::Result<()> {
         "dom0's key offered to the appliance at xenstore {node}"
     ));
     let address = wait_for_address(work, &vm)?;
-    let shell = Shell::new(work.system, &work.config.appliance_user, address);
+    let shell = Shell::new(work.system, &work.config.appliance_user, &address);
     retry(work, "logging in to the appliance with dom0's key", || {
         shell.run(&["true"], "")
     })?;
@@ -338,7 +335,7 @@ pub fn network(work: &mut Work<'_>) -> anyhow::Result<()> {
     let settings = settings::read_in_dom0(work.system)?;
     let vm = appliance_uuid(work)?;
     let address = wait_for_address(work, &vm)?;
-    let shell = Shell::new(work.system, &work.config.appliance_user, address);
+    let shell = Shell::new(work.system, &work.config.appliance_user, &address);
     let user_key = shell.run(&["cat", &format!("{USER_KEY}.pub")], "")?;
     anyhow::ensure!(
         key_of(&user_key).is_some(),
@@ -390,7 +387,8 @@ pub fn stamp(work: &mut Work<'_>) -> anyhow::Result<()> {
     retry(work, &format!("touching {stamp} on the appliance"), || {
         let address = address_now(xe, &vm)?
             .context("the appliance reports no address on its device 0 yet")?;
-        Shell::new(work.system, &work.config.appliance_user, address).run(&["sudo", "touch", &stamp], "")
+        Shell::new(work.system, &work.config.appliance_user, &address)
+            .run(&["sudo", "touch", &stamp], "")
     })?;
     work.log.line(&format!(
         "stamp {stamp} touched on the appliance: the node is ready"

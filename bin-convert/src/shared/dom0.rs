@@ -7,13 +7,19 @@ use anyhow::Context as _;
 use xitc_common::poll::SystemClock;
 
 use crate::bootloader;
-use crate::settings::{self, APPLIANCE_ADDRESS, DOM0_ADDRESS, MANAGEMENT_NETMASK, MANAGEMENT_NETWORK};
+use crate::settings::{
+    self, APPLIANCE_ADDRESS, DOM0_ADDRESS, MANAGEMENT_NETMASK, MANAGEMENT_NETWORK,
+};
 use crate::waits;
 use crate::work::Work;
 use crate::xe::Xe;
 
 pub fn wait_xapi(work: &mut Work<'_>) -> anyhow::Result<()> {
-    waits::xapi_ready(work.system, &SystemClock, work.limits.wait(work.limits.xapi))
+    waits::xapi_ready(
+        work.system,
+        &SystemClock,
+        work.limits.wait(work.limits.xapi),
+    )
 }
 
 /// Forgets dom0's networking and sets it up again for this boot's cloud

@@ -105,7 +105,7 @@ pub fn ramdisk_partition(work: &mut Work<'_>) -> anyhow::Result<()> {
     let xsinst = &work.files.xsinst;
     let needed = work
         .system
-        .list_files(&xsinst)?
+        .list_files(xsinst)?
         .iter()
         .map(|(_, length)| length)
         .sum::<u64>()
@@ -130,7 +130,7 @@ pub fn ramdisk_partition(work: &mut Work<'_>) -> anyhow::Result<()> {
     work.system.run("mount", &[&part2_device, RAMDISK_MOUNT])?;
     let target = Path::new(RAMDISK_MOUNT).join("xsinst");
     let copied = work.system.create_dir_all(&target).and_then(|()| {
-        for (name, _) in work.system.list_files(&xsinst)? {
+        for (name, _) in work.system.list_files(xsinst)? {
             work.system
                 .copy_file(xsinst.join(&name), target.join(&name))?;
         }

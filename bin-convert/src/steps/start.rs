@@ -73,7 +73,11 @@ fn recorded_root_uuid(work: &Work<'_>) -> anyhow::Result<String> {
 }
 
 pub fn boot_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let binary = work.files.binary.to_str().context("the install dir is not UTF-8")?;
+    let binary = work
+        .files
+        .binary
+        .to_str()
+        .context("the install dir is not UTF-8")?;
     let install_dir = work
         .files
         .install_dir

@@ -104,7 +104,8 @@ mod tests {
             },
             files_uuid: Some("5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b".to_owned()),
         };
-        let grub = "set default=0\nset timeout=5\nmenuentry 'XCP-ng' {\n\tmultiboot2 /boot/xen.gz\n}\n";
+        let grub =
+            "set default=0\nset timeout=5\nmenuentry 'XCP-ng' {\n\tmultiboot2 /boot/xen.gz\n}\n";
         let ubuntu_next =
             bootloader::grub_default(&bootloader::grub_add(grub, &entry).unwrap(), true).unwrap();
         assert!(ubuntu_next.contains("set default=\"Ubuntu (xitc-convert)\"\n"));
