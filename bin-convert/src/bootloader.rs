@@ -1,6 +1,6 @@
 //! dom0's boot loader: extlinux on XenServer 6.x, GRUB2 on XenServer 7+ and
 //! XCP-ng 8 (BIOS or EFI). The conversion adds one Ubuntu entry and flips the
-//! default between Ubuntu and XenServer on every cycle (DESIGN §5).
+//! default between Ubuntu and XenServer on every cycle.
 //!
 //! Edits parse the file and change only what they mean to: the default and our
 //! own entry; everything else is written back as it was. The XenServer entry

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::system::System;
 
-/// Where the node is in its conversion (DESIGN §5).
+/// Where the node is in its conversion (ARCHITECTURE.md has the cycle).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Start,

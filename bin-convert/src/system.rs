@@ -1,4 +1,4 @@
-//! The sandbox layer (DESIGN §5): every file xitc-convert reads or writes and
+//! The sandbox layer (the bottom layer, ARCHITECTURE.md): every file xitc-convert reads or writes and
 //! every program it runs goes through [`System`], so `--root DIR` confines all of
 //! it to DIR and tests can put stand-ins for `reboot`, `update-grub`, … first in
 //! PATH. No step touches `std::fs` or `std::process::Command` directly.

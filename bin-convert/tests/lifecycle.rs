@@ -1,5 +1,5 @@
 //! The dom0 half of xitc-convert and the whole life of a node, in the sandbox
-//! (DESIGN §5: START → SETUP_INSTALLER → XENSERVER_FIRSTBOOT → UBUNTU →
+//! (ARCHITECTURE.md: START → SETUP_INSTALLER → XENSERVER_FIRSTBOOT → UBUNTU →
 //! XENSERVER → UBUNTU → XENSERVER).
 //!
 //! Three directories play the three systems: the Ubuntu root (which dom0 sees
@@ -830,9 +830,8 @@ impl Firstboot {
 
     /// xitc-convert itself, as dom0's boot hook runs it.
     fn convert(&self) -> Command {
-        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("xitc-convert"));
+        let mut command = xitc_test_support::tool!("xitc-convert");
         command
-            .env_clear()
             .env("PATH", path_with(&self.dom0.path("stand-ins")))
             .arg("--root")
             .arg(self.dom0.root.path())

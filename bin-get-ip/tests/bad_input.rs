@@ -47,16 +47,13 @@ fn run(case: &Case) {
     if let Some(yaml) = case.clouds_yaml {
         std::fs::write(cwd.path().join("clouds.yaml"), yaml).unwrap();
     }
-    let output = Command::new(assert_cmd::cargo::cargo_bin!(
-        "xitc-get-ip-address-of-instance"
-    ))
-    .env_clear()
-    .envs(case.env.iter().map(|(key, value)| (*key, value.as_str())))
-    .current_dir(cwd.path())
-    .args(case.args)
-    .timeout(Duration::from_secs(30))
-    .output()
-    .unwrap();
+    let output = Command::from_std(xitc_test_support::tool!("xitc-get-ip-address-of-instance"))
+        .envs(case.env.iter().map(|(key, value)| (*key, value.as_str())))
+        .current_dir(cwd.path())
+        .args(case.args)
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
     assert_one_line_error(case.name, TOOL, &output, case.code, case.message);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -299,24 +296,20 @@ fn bad_input_is_refused_clearly() {
 
 #[test]
 fn help_and_version_exit_0() {
-    Command::new(assert_cmd::cargo::cargo_bin!(
-        "xitc-get-ip-address-of-instance"
-    ))
-    .env_clear()
-    .arg("--help")
-    .assert()
-    .success()
-    .stdout(
-        predicate::str::contains("Usage: xitc-get-ip-address-of-instance [OPTIONS] <NAME_OR_ID>")
+    Command::from_std(xitc_test_support::tool!("xitc-get-ip-address-of-instance"))
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains(
+                "Usage: xitc-get-ip-address-of-instance [OPTIONS] <NAME_OR_ID>",
+            )
             .and(predicate::str::contains("OS_CLOUD"))
             .and(predicate::str::contains("124")),
-    );
-    Command::new(assert_cmd::cargo::cargo_bin!(
-        "xitc-get-ip-address-of-instance"
-    ))
-    .env_clear()
-    .arg("--version")
-    .assert()
-    .success()
-    .stdout(format!("{TOOL} {}\n", env!("CARGO_PKG_VERSION")));
+        );
+    Command::from_std(xitc_test_support::tool!("xitc-get-ip-address-of-instance"))
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(format!("{TOOL} {}\n", env!("CARGO_PKG_VERSION")));
 }

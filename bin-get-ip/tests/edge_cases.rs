@@ -71,11 +71,9 @@ impl FakeCloud {
 
     /// The tool, configured for this cloud with Identity v2.0.
     fn tool(&self) -> Command {
-        let mut command = Command::new(assert_cmd::cargo::cargo_bin!(
-            "xitc-get-ip-address-of-instance"
-        ));
+        let mut command =
+            Command::from_std(xitc_test_support::tool!("xitc-get-ip-address-of-instance"));
         command
-            .env_clear()
             .env("OS_AUTH_URL", format!("{}/v2.0", self.http.base_url()))
             .env("OS_USERNAME", "user")
             .env("OS_PASSWORD", "hunter2-secret")
@@ -401,20 +399,17 @@ fn rejected_credentials_are_an_error_without_the_password() {
             &json!({"unauthorized": {"message": "Invalid credentials"}}),
         )
     });
-    Command::new(assert_cmd::cargo::cargo_bin!(
-        "xitc-get-ip-address-of-instance"
-    ))
-    .env_clear()
-    .env("OS_AUTH_URL", format!("{}/v2.0", http.base_url()))
-    .env("OS_USERNAME", "user")
-    .env("OS_PASSWORD", "hunter2-secret")
-    .arg("node")
-    .assert()
-    .code(1)
-    .stdout("")
-    .stderr(
-        predicate::str::contains("POST /v2.0/tokens: HTTP 401: authentication failed")
-            .and(predicate::str::contains("Invalid credentials"))
-            .and(predicate::str::contains("hunter2").not()),
-    );
+    Command::from_std(xitc_test_support::tool!("xitc-get-ip-address-of-instance"))
+        .env("OS_AUTH_URL", format!("{}/v2.0", http.base_url()))
+        .env("OS_USERNAME", "user")
+        .env("OS_PASSWORD", "hunter2-secret")
+        .arg("node")
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(
+            predicate::str::contains("POST /v2.0/tokens: HTTP 401: authentication failed")
+                .and(predicate::str::contains("Invalid credentials"))
+                .and(predicate::str::contains("hunter2").not()),
+        );
 }

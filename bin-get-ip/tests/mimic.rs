@@ -71,10 +71,9 @@ fn deadline() -> Deadline {
 
 /// The tool with nothing inherited from the developer's environment.
 fn tool() -> Command {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin!(
-        "xitc-get-ip-address-of-instance"
-    ));
-    command.env_clear().timeout(Duration::from_secs(120));
+    let mut command =
+        Command::from_std(xitc_test_support::tool!("xitc-get-ip-address-of-instance"));
+    command.timeout(Duration::from_secs(120));
     command
 }
 

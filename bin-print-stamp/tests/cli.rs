@@ -5,9 +5,7 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 
 fn tool() -> Command {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("xitc-print-stamp-path"));
-    command.env_clear();
-    command
+    Command::from_std(xitc_test_support::tool!("xitc-print-stamp-path"))
 }
 
 #[test]
@@ -95,8 +93,7 @@ fn a_closed_stdout_is_not_an_error() {
     // EPIPE is deterministic because the read end is closed before the tool starts.
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin!("xitc-print-stamp-path"))
-        .env_clear()
+    let status = xitc_test_support::tool!("xitc-print-stamp-path")
         .stdout(writer)
         .stderr(std::process::Stdio::piped())
         .output()

@@ -3,7 +3,6 @@
 //! target is a port nothing listens on; a connection attempt would show as `X`).
 
 use std::path::Path;
-use std::process::Command;
 
 use xitc_test_support::{KeyType, assert_one_line_error, generate_key};
 
@@ -26,8 +25,7 @@ fn case<'a>(name: &'a str, args: &[&str], message: &'a str) -> Case<'a> {
 }
 
 fn check(case: &Case) {
-    let output = Command::new(assert_cmd::cargo::cargo_bin!("xitc-wait-until-done"))
-        .env_clear()
+    let output = xitc_test_support::tool!("xitc-wait-until-done")
         .envs(case.env.iter().map(|(key, value)| (*key, value.as_str())))
         .args(&case.args)
         .output()
@@ -193,8 +191,7 @@ fn bad_input_is_refused_before_any_connection() {
 
 #[test]
 fn help_and_version() {
-    let help = Command::new(assert_cmd::cargo::cargo_bin!("xitc-wait-until-done"))
-        .env_clear()
+    let help = xitc_test_support::tool!("xitc-wait-until-done")
         .arg("--help")
         .output()
         .unwrap();
@@ -211,8 +208,7 @@ fn help_and_version() {
             "--help lacks {expected:?}:\n{text}"
         );
     }
-    let version = Command::new(assert_cmd::cargo::cargo_bin!("xitc-wait-until-done"))
-        .env_clear()
+    let version = xitc_test_support::tool!("xitc-wait-until-done")
         .arg("--version")
         .output()
         .unwrap();

@@ -23,9 +23,8 @@ fn banner(stamp: &str, host: &str, user: &str, port: u16) -> String {
 
 /// The tool, with an empty environment, polling fast, aimed at `sshd`.
 fn tool(sshd: &Sshd, key: &Path) -> Command {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("xitc-wait-until-done"));
+    let mut command = xitc_test_support::tool!("xitc-wait-until-done");
     command
-        .env_clear()
         .args(["--interval", "200ms", "--timeout", "60"])
         .arg(format!("{}@127.0.0.1:{}", sshd.user(), sshd.port()))
         .arg(key)
@@ -256,8 +255,7 @@ fn a_server_that_never_speaks_ssh_is_bounded_by_the_timeout() {
     let key_dir = tempfile::tempdir().unwrap();
     let key = key_dir.path().join("id");
     generate_key(&key, KeyType::Ed25519, "", false);
-    let output = Command::new(assert_cmd::cargo::cargo_bin!("xitc-wait-until-done"))
-        .env_clear()
+    let output = xitc_test_support::tool!("xitc-wait-until-done")
         .args([
             "--timeout",
             "2",
@@ -313,11 +311,8 @@ fn user_host_and_port_forms_including_ipv6() {
         (format!("{user}@[::1]:{port}"), None),
         (format!("{user}@localhost:{port}"), None),
     ] {
-        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("xitc-wait-until-done"));
-        command
-            .env_clear()
-            .args(["--timeout", "20", "--stamp"])
-            .arg(&stamp);
+        let mut command = xitc_test_support::tool!("xitc-wait-until-done");
+        command.args(["--timeout", "20", "--stamp"]).arg(&stamp);
         if let Some(port) = extra {
             command.args(["--port", port]);
         }
@@ -339,8 +334,7 @@ fn user_host_and_port_forms_including_ipv6() {
 fn root_is_the_default_user() {
     let sshd = Sshd::start();
     let stamp = stamp_in(&sshd, "root.ready");
-    let output = Command::new(assert_cmd::cargo::cargo_bin!("xitc-wait-until-done"))
-        .env_clear()
+    let output = xitc_test_support::tool!("xitc-wait-until-done")
         .args(["--timeout", "1", "--stamp"])
         .arg(&stamp)
         .arg(format!("127.0.0.1:{}", sshd.port()))

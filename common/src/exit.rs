@@ -1,5 +1,5 @@
 //! The one path from a tool's result to what the user sees: a single stderr line
-//! and an exit code (DESIGN §3).
+//! and an exit code (README "Exit status").
 //!
 //! Tools keep `anyhow` for plumbing and classify only where the class is known:
 //! [`usage`] / [`timeout`] build classified errors, [`Classify`] turns any error into

@@ -1,7 +1,7 @@
 //! `xitc-common`: what every xitc tool shares, so that it exists exactly once.
 //!
 //! - [`exit`]: the one path from a tool's `run()` result to a stderr line and an
-//!   exit code (DESIGN §3). Tools build classified errors with [`exit::usage`],
+//!   exit code (README "Exit status"). Tools build classified errors with [`exit::usage`],
 //!   [`exit::timeout`] or the [`exit::Classify`] extension; everything else is a
 //!   plain failure (exit 1).
 //! - [`stamp`]: the path of the file that marks a finished conversion.
@@ -14,7 +14,7 @@
 //! - `download` (feature `download`): resumable, checked file downloads.
 //!
 //! Both features are on by default. `xitc-convert` turns them off: it runs on the
-//! node as a static binary (DESIGN §6) and needs neither, so it links no OpenSSL
+//! node as a static binary (README "Install") and needs neither, so it links no OpenSSL
 //! and no libssh2.
 
 #[cfg(feature = "cloud")]

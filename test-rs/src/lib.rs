@@ -1,7 +1,7 @@
 //! `test-rs STAGING_VM_URL VM_POSTFIX`: the 2014 end-to-end test against a real
 //! OpenStack / Rackspace cloud, in Rust.
 //!
-//! It does what a user does (DESIGN §1, §4): generate a keypair, boot
+//! It does what a user does: generate a keypair, boot
 //! `Jxitct<postfix>`, get its address with `xitc-get-ip-address-of-instance`,
 //! upload and start `xitc-convert`, wait with `xitc-wait-until-done`, remove the
 //! stamp, snapshot the node as `Jxitci<postfix>`, boot `Jxitcs<postfix>` from the

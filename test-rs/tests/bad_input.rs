@@ -2,6 +2,8 @@
 //! nothing created (no cloud is reachable here: any cloud call would fail
 //! differently).
 
+mod siblings;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -10,10 +12,12 @@ use xitc_test_support::assert_one_line_error;
 const TOOL: &str = "test-rs";
 const URL: &str = "http://127.0.0.1:9/appliance.xva";
 
+/// test-rs at `binary`, the sibling tools built (test-rs looks for them
+/// before it checks most arguments).
 fn test_rs(binary: &Path) -> Command {
-    let mut command = Command::new(binary);
+    siblings::built_beside_test_rs();
+    let mut command = xitc_test_support::command_under_test(binary);
     command
-        .env_clear()
         .env("OS_AUTH_URL", "http://127.0.0.1:9/v2.0")
         .env("OS_USERNAME", "u")
         .env("OS_PASSWORD", "p");
@@ -109,8 +113,8 @@ fn bad_arguments_are_usage_errors() {
 
 #[test]
 fn missing_credentials_and_unusable_temp_dir_are_usage_errors() {
-    let output = Command::new(built())
-        .env_clear()
+    siblings::built_beside_test_rs();
+    let output = xitc_test_support::tool!("test-rs")
         .arg("--convert-binary")
         .arg(built())
         .args([URL, "p1"])
@@ -141,7 +145,7 @@ fn missing_sibling_tools_are_named_with_where_they_were_looked_for() {
     // test forks meanwhile inherits that descriptor, so executing the copy
     // could fail with "Text file busy" (it did once). A link writes nothing;
     // the directory is beside the built binaries, on their file system.
-    let siblings = built().parent().unwrap();
+    let siblings = siblings::built_beside_test_rs();
     let alone = tempfile::tempdir_in(siblings).unwrap();
     let copy = alone.path().join("test-rs");
     std::fs::hard_link(built(), &copy).unwrap();

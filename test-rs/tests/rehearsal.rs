@@ -12,6 +12,8 @@
 //! mimic cannot delete Nova images (405), so the rehearsal keeps the snapshot
 //! (--keep-image) and checks that servers and keypairs are gone.
 
+mod siblings;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -91,17 +93,9 @@ impl Rehearsal {
     }
 
     fn command(&self, postfix: &str, image: &str, extra: &[&str]) -> Command {
-        let siblings = Path::new(env!("CARGO_BIN_EXE_test-rs")).parent().unwrap();
-        for sibling in ["xitc-get-ip-address-of-instance", "xitc-wait-until-done"] {
-            assert!(
-                siblings.join(sibling).is_file(),
-                "{sibling} is not built next to test-rs: run `cargo build --workspace` \
-                 (the README test command does)"
-            );
-        }
-        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("test-rs"));
+        siblings::built_beside_test_rs();
+        let mut command = xitc_test_support::tool!("test-rs");
         command
-            .env_clear()
             .envs(self.env.iter().map(|(key, value)| (*key, value.as_str())))
             .env("XITC_STAMP_PATH", &self.stamp)
             .args(["--ssh-address", &self.sshd.address()])

@@ -2,7 +2,7 @@
 
 use std::process::Output;
 
-/// The tools' error contract (DESIGN §3): exit `code`, nothing on stdout, exactly
+/// The tools' error contract (README "Exit status"): exit `code`, nothing on stdout, exactly
 /// one line on stderr, `TOOL: error: …` containing `message`, no panic. `case`
 /// names the situation in the failure message.
 pub fn assert_one_line_error(case: &str, tool: &str, output: &Output, code: i32, message: &str) {

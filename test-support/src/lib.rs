@@ -1,4 +1,4 @@
-//! `xitc-test-support`: the real servers xitc's tests talk to (DESIGN §7), started
+//! `xitc-test-support`: the real servers xitc's tests talk to, started
 //! on free loopback ports in temp dirs and stopped by PID.
 //!
 //! A small dev-only crate rather than a feature of `xitc-common`: it has no reason
@@ -16,6 +16,7 @@
 //! - [`SshAgent`]: an ssh-agent on a socket of its own.
 //! - [`FakeHttp`]: a scripted HTTP server, only for what mimic cannot do on demand.
 //! - [`free_port`], [`generate_key`].
+//! - [`tool!`]: the command under test, for every test crate.
 //!
 //! Every server process is killed and reaped when its owner is dropped, also when
 //! the test panics, and, as a backstop for a test process that is killed outright,
@@ -30,6 +31,7 @@
 
 mod agent;
 mod assertions;
+mod command;
 mod fake_http;
 mod mimic;
 mod nginx;
@@ -38,6 +40,7 @@ mod sshd;
 
 pub use agent::SshAgent;
 pub use assertions::assert_one_line_error;
+pub use command::command_under_test;
 pub use fake_http::{FakeHttp, Reply, Request};
 pub use mimic::Mimic;
 pub use nginx::Nginx;
@@ -54,3 +57,7 @@ pub fn workspace_root() -> std::path::PathBuf {
 
 /// The command that installs every test dependency; named in failure messages.
 pub const INSTALL_HINT: &str = "run scripts/install-test-deps (or the README test command)";
+
+// For `tool!`, which expands in the test crate that calls it.
+#[doc(hidden)]
+pub use assert_cmd;

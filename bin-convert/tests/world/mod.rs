@@ -36,9 +36,8 @@ impl Sandbox {
     }
 
     pub fn convert(&self) -> Command {
-        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("xitc-convert"));
+        let mut command = xitc_test_support::tool!("xitc-convert");
         command
-            .env_clear()
             .arg("--root")
             .arg(self.root.path())
             .args(["--install-dir", INSTALL]);

@@ -1,4 +1,5 @@
-//! One JSON request at a time over ureq, with the fault handling of DESIGN §3:
+//! One JSON request at a time over ureq, with the fault handling README
+//! "xitc-get-ip-address-of-instance" describes:
 //! transient faults (connection refused/reset, DNS failure, timeouts, 500/502/503/
 //! 504, 413/429) are retried with exponential backoff and jitter, honouring
 //! `Retry-After`, for as long as the caller's [`Deadline`] allows; anything else is

@@ -1,5 +1,5 @@
 //! The only HTTP client of the workspace: Keystone for a token, Nova for servers,
-//! keypairs and images (DESIGN §4). Used by `xitc-get-ip-address-of-instance`
+//! keypairs and images. Used by `xitc-get-ip-address-of-instance`
 //! and `test-rs`.
 //!
 //! [`CloudClient`] authenticates lazily, once per run, and re-authenticates once

@@ -1,4 +1,5 @@
-//! Host-key policy (DESIGN §4).
+//! Host-key policy (README "xitc-wait-until-done": `--known-hosts`,
+//! `--host-key-policy`).
 //!
 //! A node changes its host key legitimately while it converts itself (Ubuntu, then
 //! dom0, then the appliance answer on the same address), so by default any key is
