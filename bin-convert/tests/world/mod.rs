@@ -431,3 +431,15 @@ pub fn config(appliance_url: &str, iso_url: &str) -> Config {
         stamp_path: xitc_common::stamp::DEFAULT_STAMP_PATH.into(),
     }
 }
+
+/// --check asks the ISO's server for its size: tests must never reach the real
+/// default mirror (loopback only; nothing listens on port 9).
+pub const LOOPBACK_ISO: &str = "http://127.0.0.1:9/installer.iso";
+
+/// stdout and stderr of `output`, as text.
+pub fn text(output: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,132 @@
+//! `--check`, sandboxed with --root: the node read from the live system
+//! (mounts, sysfs, df, the network), every problem reported at once, room for
+//! the downloads; nothing changed.
+
+use xitc_test_support::assert_one_line_error;
+
+mod world;
+use world::*;
+
+#[test]
+fn check_reads_the_node_from_the_live_system_and_changes_nothing() {
+    let sandbox = Sandbox::new();
+    let bin = node_fixture(&sandbox, "ext4", 1);
+    std::os::unix::fs::chown(sandbox.root.path().join("proc/self"), Some(0), Some(0))
+        .expect("this test runs as root (as CI does), to give the fixture's /proc/self to root");
+    let before = sandbox.tree();
+    let output = sandbox
+        .convert()
+        .env("PATH", path_with(&bin))
+        .args([
+            "--check",
+            "--iso-url",
+            LOOPBACK_ISO,
+            "--ubuntu-size",
+            "8G",
+            "pw",
+            URL,
+            "L",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        stdout,
+        "preflight: the node can be converted\n  root: /dev/xvda1 (ext4), partition 1 of xvda\n  \
+         space on /: 2147483648 bytes used, 30064771072 bytes free\n  \
+         network: eth0 203.0.171.17/24 via 203.15.171.1, MAC bc:76:4e:20:1a:2b, \
+         name servers 203.0.113.53, 198.51.100.53\nnothing was changed\n"
+    );
+    assert_eq!(sandbox.tree(), before);
+}
+
+#[test]
+fn check_reports_every_problem_at_once() {
+    let sandbox = Sandbox::new();
+    let bin = node_fixture(&sandbox, "xfs", 2);
+    for missing in ["update-grub", "grub-reboot"] {
+        std::fs::remove_file(bin.join(missing)).unwrap();
+    }
+    // Ubuntu 14.04's sfdisk.
+    std::fs::write(
+        bin.join("sfdisk"),
+        "#!/bin/sh\necho 'sfdisk from util-linux 2.20.1'\n",
+    )
+    .unwrap();
+    // Booted by UEFI.
+    std::fs::create_dir_all(sandbox.root.path().join("sys/firmware/efi")).unwrap();
+    std::fs::write(
+        sandbox.root.path().join("proc/net/route"),
+        "Iface\tDestination\n",
+    )
+    .unwrap();
+    let output = sandbox
+        .convert()
+        .env("PATH", path_with(&bin))
+        .args([
+            "--check",
+            "--iso-url",
+            LOOPBACK_ISO,
+            "--ubuntu-size",
+            "2G",
+            "pw",
+            URL,
+            "L",
+        ])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for problem in [
+        "nothing was changed",
+        "update-grub not found in PATH",
+        "grub-reboot not found in PATH",
+        "/ is xfs, not ext2/3/4",
+        "/ is on partition 2 of its disk; it must be partition 1",
+        "--ubuntu-size 2147483648 bytes is too small",
+        "there is no default route",
+        "sfdisk is util-linux 2.20; the shrink needs 2.26 or later",
+        "the node boots by UEFI (/sys/firmware/efi exists); xitc-convert converts BIOS-booted nodes",
+    ] {
+        assert!(
+            stderr.contains(problem),
+            "{problem:?} missing from {stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_needs_room_for_the_downloads() {
+    let sandbox = Sandbox::new();
+    let bin = node_fixture(&sandbox, "ext4", 1);
+    // 1 GiB free: not enough for 2 MB of downloads plus the 1 GiB margin.
+    std::fs::write(
+        bin.join("df"),
+        "#!/bin/sh\nprintf '     Used    Avail\\n2147483648 1073741824\\n'\n",
+    )
+    .unwrap();
+    let nginx = xitc_test_support::Nginx::start();
+    std::fs::write(nginx.root().join("big.xva"), vec![0u8; 2_000_000]).unwrap();
+    let output = sandbox
+        .convert()
+        .env("PATH", path_with(&bin))
+        .args([
+            "--check",
+            "--iso-url",
+            LOOPBACK_ISO,
+            "pw",
+            &nginx.url("big.xva"),
+            "L",
+        ])
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        "no room",
+        TOOL,
+        &output,
+        2,
+        "the downloads need 2000000 bytes more on /, plus a margin of 1073741824, and only 1073741824 are free",
+    );
+}
