@@ -1,6 +1,8 @@
 //! xitc-wait-until-done against a real OpenSSH sshd (test-support's Sshd), as the
 //! 2014 script's users ran it. The tool runs as a child process; the test thread
 //! meanwhile changes the world (creates the stamp, restarts sshd, re-keys it).
+//! One file for all of them, a little over 600 lines: they share the child
+//! process and mark-reading helpers, and each scenario is one short test.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};

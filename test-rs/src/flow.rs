@@ -1,9 +1,9 @@
-//! The test's flow and its cleanup.
+//! The test's flow: what a user does, step by step (README "test-rs"); what
+//! it created is deleted in [`crate::cleanup`].
 
 use std::cell::{OnceCell, RefCell};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -15,108 +15,28 @@ use xitc_common::ssh::{self, Credential, FailureKind, HostKeyPolicy, Target, she
 use xitc_common::stamp;
 
 use crate::Cli;
+use crate::cleanup::Created;
+use crate::names::Names;
+use crate::programs::{
+    self, CONVERT, GET_IP, WAIT_DONE, check_interrupted, find_sibling, run_interruptibly,
+};
 use crate::steps::Steps;
 
-const GET_IP: &str = "xitc-get-ip-address-of-instance";
-const WAIT_DONE: &str = "xitc-wait-until-done";
-const CONVERT: &str = "xitc-convert";
-
-/// Longest postfix: server names stay well inside every cloud's limit.
-const MAX_POSTFIX: usize = 48;
-
-/// Set by Ctrl-C; every wait checks it, and cleanup runs.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-fn check_interrupted() -> anyhow::Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        anyhow::bail!("interrupted (Ctrl-C)");
-    }
-    Ok(())
-}
-
-/// The names a run uses, all derived from the postfix as in 2014.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Names {
-    pub test_server: String,
-    pub snapshot_server: String,
-    pub image: String,
-    pub keypair: String,
-}
-
-impl Names {
-    /// Names for `postfix`, which must be 1–48 letters, digits, `-` or `_` (what
-    /// every cloud accepts in server, image and keypair names).
-    pub fn new(postfix: &str) -> anyhow::Result<Self> {
-        if postfix.is_empty() {
-            return Err(exit::usage("VM_POSTFIX is empty"));
-        }
-        if postfix.len() > MAX_POSTFIX {
-            return Err(exit::usage(format!(
-                "VM_POSTFIX is longer than {MAX_POSTFIX} characters"
-            )));
-        }
-        if let Some(bad) = postfix
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-        {
-            return Err(exit::usage(format!(
-                "VM_POSTFIX {postfix:?} has {bad:?}; use letters, digits, - and _"
-            )));
-        }
-        Ok(Names {
-            test_server: format!("Jxitct{postfix}"),
-            snapshot_server: format!("Jxitcs{postfix}"),
-            image: format!("Jxitci{postfix}"),
-            keypair: format!("Jxitck{postfix}"),
-        })
-    }
-}
-
-/// The sibling tool `name`: next to this executable first, then in PATH.
-pub fn find_sibling(name: &str) -> anyhow::Result<PathBuf> {
-    let own_dir = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf));
-    if let Some(dir) = &own_dir {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-    }
-    which::which(name).map_err(|_| {
-        exit::usage(format!(
-            "{name} not found: looked next to test-rs ({}) and in PATH ({}); \
-             install the xitc tools together (make install)",
-            own_dir.map_or_else(|| "unknown".to_owned(), |dir| dir.display().to_string()),
-            std::env::var("PATH").unwrap_or_default()
-        ))
-    })
-}
-
-/// What this run created, for cleanup.
-#[derive(Debug, Default)]
-struct Created {
-    keypair: Option<String>,
-    test_server: Option<String>,
-    image: Option<String>,
-    snapshot_server: Option<String>,
-}
-
-struct Run<'a> {
-    cli: &'a Cli,
-    names: &'a Names,
-    client: CloudClient,
-    steps: Steps,
-    created: RefCell<Created>,
-    get_ip: PathBuf,
-    wait_done: PathBuf,
-    convert: PathBuf,
-    key_path: PathBuf,
-    credential: OnceCell<Credential>,
-    password: Secret,
-    given_public_key: Option<String>,
-    stamp: String,
-    _key_dir: tempfile::TempDir,
+pub struct Run<'a> {
+    pub(crate) cli: &'a Cli,
+    pub(crate) names: &'a Names,
+    pub(crate) client: CloudClient,
+    pub(crate) steps: Steps,
+    pub(crate) created: RefCell<Created>,
+    pub(crate) get_ip: PathBuf,
+    pub(crate) wait_done: PathBuf,
+    pub(crate) convert: PathBuf,
+    pub(crate) key_path: PathBuf,
+    pub(crate) credential: OnceCell<Credential>,
+    pub(crate) password: Secret,
+    pub(crate) given_public_key: Option<String>,
+    pub(crate) stamp: String,
+    pub(crate) _key_dir: tempfile::TempDir,
 }
 
 pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
@@ -157,8 +77,7 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
         .password
         .clone()
         .map_or_else(|| ssh::random_password(24), Secret::new);
-    // One handler per process; a second Ctrl-C does not stop the cleanup.
-    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    programs::catch_interrupts();
 
     let run = Run {
         cli,
@@ -201,63 +120,15 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
 }
 
 /// The time one API call (with its retries) may take.
-fn api_deadline() -> Deadline {
+pub fn api_deadline() -> Deadline {
     deadline(Duration::from_secs(600))
 }
 
-fn deadline(limit: Duration) -> Deadline {
+pub fn deadline(limit: Duration) -> Deadline {
     Deadline::new(Instant::now(), (!limit.is_zero()).then_some(limit))
 }
 
 impl Run<'_> {
-    fn remove_leftovers(&self) -> anyhow::Result<()> {
-        let names = self.names.clone();
-        self.steps.run("remove leftovers of an earlier run", || {
-            let deadline = deadline(Duration::from_secs(900));
-            for name in [&names.snapshot_server, &names.test_server] {
-                self.delete_servers_named(name, &deadline)?;
-            }
-            self.delete_images_named(&names.image, &deadline)?;
-            self.client.delete_keypair(&names.keypair, &deadline)
-        })
-    }
-
-    fn delete_servers_named(&self, name: &str, deadline: &Deadline) -> anyhow::Result<()> {
-        for server in self.client.list_servers(Some(name), deadline)? {
-            if server.name == name {
-                self.client.delete_server(&server.id, deadline)?;
-                self.wait_server_gone(&server.id, true)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn delete_images_named(&self, name: &str, deadline: &Deadline) -> anyhow::Result<()> {
-        for image in self.client.list_images(Some(name), deadline)? {
-            if image.name == name {
-                self.client.delete_image(&image.id, deadline)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits until server `id` is gone. `interruptible`: Ctrl-C ends the wait
-    /// (leftover removal), or not (the cleanup's own wait must finish).
-    fn wait_server_gone(&self, id: &str, interruptible: bool) -> anyhow::Result<()> {
-        let schedule = Schedule::new(self.cli.boot_timeout, self.cli.interval);
-        poll_until(&SystemClock, schedule, |deadline| {
-            if interruptible {
-                check_interrupted()?;
-            }
-            Ok(self
-                .client
-                .get_server(id, deadline)?
-                .is_none()
-                .then_some(()))
-        })
-        .with_context(|| format!("waiting for server {id} to be deleted"))
-    }
-
     fn test(&self) -> anyhow::Result<()> {
         let names = self.names.clone();
         self.steps.run("create keypair", || self.create_keypair())?;
@@ -540,92 +411,6 @@ impl Run<'_> {
             anyhow::bail!("{WAIT_DONE} failed ({status})")
         }
     }
-
-    /// Deletes what this run created, newest first; reports every failure.
-    fn cleanup(&self) -> anyhow::Result<()> {
-        let created = std::mem::take(&mut *self.created.borrow_mut());
-        let keep_image = self.cli.keep_image;
-        self.steps.run("clean up", || {
-            let deadline = deadline(Duration::from_secs(900));
-            let mut failures = Vec::new();
-            let mut attempt = |what: String, result: anyhow::Result<()>| {
-                if let Err(error) = result {
-                    eprintln!("test-rs: cleanup: {what}: {error:#}");
-                    failures.push(what);
-                }
-            };
-            if let Some(id) = &created.snapshot_server {
-                attempt(
-                    format!("delete server {id}"),
-                    self.delete_server(id, &deadline),
-                );
-            }
-            if let Some(id) = &created.image {
-                if keep_image {
-                    println!("    --keep-image: keeping image {id}");
-                } else {
-                    attempt(
-                        format!("delete image {id}"),
-                        self.client.delete_image(id, &deadline),
-                    );
-                }
-            }
-            if let Some(id) = &created.test_server {
-                attempt(
-                    format!("delete server {id}"),
-                    self.delete_server(id, &deadline),
-                );
-            }
-            if let Some(name) = &created.keypair {
-                attempt(
-                    format!("delete keypair {name}"),
-                    self.client.delete_keypair(name, &deadline),
-                );
-            }
-            if failures.is_empty() {
-                Ok(())
-            } else {
-                anyhow::bail!("could not {}", failures.join(", "))
-            }
-        })
-    }
-
-    fn delete_server(&self, id: &str, deadline: &Deadline) -> anyhow::Result<()> {
-        self.client.delete_server(id, deadline)?;
-        self.wait_server_gone(id, false)
-    }
-}
-
-/// Runs a sibling tool to its end, or kills it on Ctrl-C (which in a terminal
-/// reaches it too, but not when only test-rs is signalled, as by a CI runner).
-/// Returns its status and, when piped, its stdout.
-fn run_interruptibly(
-    command: &mut Command,
-    program: &Path,
-) -> anyhow::Result<(std::process::ExitStatus, String)> {
-    use std::io::Read as _;
-    check_interrupted()?;
-    let mut child = command
-        .stdin(Stdio::null())
-        .spawn()
-        .with_context(|| format!("running {}", program.display()))?;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            let _ = child.kill();
-            let _ = child.wait();
-            check_interrupted()?;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut stdout = String::new();
-    if let Some(mut pipe) = child.stdout.take() {
-        pipe.read_to_string(&mut stdout)
-            .with_context(|| format!("reading the output of {}", program.display()))?;
-    }
-    Ok((status, stdout))
 }
 
 fn bracketed(host: &str) -> String {
@@ -661,27 +446,4 @@ fn write_private_key(path: &Path, key: &Secret) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(key.expose().as_bytes())
         .with_context(|| format!("writing {}", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use xitc_common::exit::{Kind, kind_of};
-
-    #[test]
-    fn names_follow_the_2014_scheme() {
-        let names = Names::new("42-a_b").unwrap();
-        assert_eq!(names.test_server, "Jxitct42-a_b");
-        assert_eq!(names.snapshot_server, "Jxitcs42-a_b");
-        assert_eq!(names.image, "Jxitci42-a_b");
-        assert_eq!(names.keypair, "Jxitck42-a_b");
-    }
-
-    #[test]
-    fn bad_postfixes_are_usage_errors() {
-        for bad in ["", "a b", "x/y", "ü", "semi;colon", &"x".repeat(49)] {
-            let error = Names::new(bad).unwrap_err();
-            assert_eq!(kind_of(&error), Kind::Usage, "{bad:?}");
-        }
-    }
 }

@@ -25,7 +25,10 @@
 //! - `--dom0-check-command` replaces the command run on the snapshot node for the
 //!   dom0 check (the 2014 one by default).
 
+mod cleanup;
 mod flow;
+mod names;
+mod programs;
 mod steps;
 
 use std::ffi::OsString;
@@ -36,7 +39,7 @@ use clap::Parser;
 use xitc_common::exit::{self, EXIT_STATUS_HELP};
 use xitc_common::poll::parse_duration;
 
-pub use flow::Names;
+pub use names::Names;
 
 /// The name errors are reported under.
 pub const TOOL: &str = "test-rs";

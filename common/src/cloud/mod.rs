@@ -8,6 +8,7 @@
 //! retried inside it (see [`http`]), so a call either answers, fails for good, or
 //! runs out of time (exit 124).
 
+mod clouds_yaml;
 pub mod compute;
 pub mod config;
 pub mod http;
