@@ -66,9 +66,10 @@ struct Cli {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     ubuntu_size: Option<u64>,
 
-    /// The installer's name for the disk.
-    #[arg(long, default_value = "sda")]
-    installer_disk: String,
+    /// The installer's name for the disk (sda, vda, nvme0n1) [default: derived
+    /// from the node's disk; --check shows it].
+    #[arg(long, value_name = "NAME")]
+    installer_disk: Option<String>,
 
     /// The installer's name for the network card.
     #[arg(long, default_value = "eth0")]
@@ -212,9 +213,12 @@ fn config_from_arguments(cli: &Cli, state: State) -> anyhow::Result<Config> {
         }
     }
     for (what, name) in [
-        ("--installer-disk", &cli.installer_disk),
-        ("--installer-nic", &cli.installer_nic),
-    ] {
+        ("--installer-disk", cli.installer_disk.as_ref()),
+        ("--installer-nic", Some(&cli.installer_nic)),
+    ]
+    .into_iter()
+    .filter_map(|(what, name)| Some((what, name?)))
+    {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(exit::usage(format!(
                 "{what} must be a device name like sda or eth0, got {name:?}"

@@ -87,7 +87,7 @@ pub fn check(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let downloads = preflight::downloads(config, files);
-    let node = preflight::check(system, config, &downloads)?;
+    let node = preflight::check(system, config, &downloads, preflight::Stage::Start)?;
     let network = &node.network;
     let nameservers: Vec<String> = network
         .nameservers

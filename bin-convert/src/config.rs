@@ -23,7 +23,11 @@ pub struct Config {
     pub appliance_sha256: Option<String>,
     /// Bytes; `None`: computed from the space in use.
     pub ubuntu_size: Option<u64>,
-    pub installer_disk: String,
+    /// The installer's name for the disk; `None`: derived from the node's
+    /// ([`crate::disk::installer_disk_name`]). Configs saved before it was
+    /// derived hold the 2014 default, `sda`, which then stays.
+    #[serde(default)]
+    pub installer_disk: Option<String>,
     pub installer_nic: String,
     /// `$6$…`, for the answerfile.
     pub root_password_hash: String,
@@ -70,7 +74,7 @@ impl Config {
             iso_sha256: None,
             appliance_sha256: None,
             ubuntu_size: None,
-            installer_disk: "sda".into(),
+            installer_disk: None,
             installer_nic: "eth0".into(),
             root_password_hash: "$6$x$y".into(),
             appliance_vcpus: None,
@@ -111,7 +115,9 @@ impl Config {
                 || "computed at START".to_owned(),
                 |bytes| format!("{bytes} bytes")
             ),
-            self.installer_disk,
+            self.installer_disk
+                .as_deref()
+                .unwrap_or("derived from the node's disk"),
             self.installer_nic,
             self.appliance_vcpus.map_or_else(
                 || "as many as the host has CPUs".to_owned(),

@@ -1,8 +1,206 @@
 //! The root file system and its disk, read from the live system:
-//! `/proc/self/mounts`, `/sys/class/block`, `df`, and the version of sfdisk,
-//! the partitioning tool the shrink and the ramdisk partition use.
+//! `/proc/self/mounts`, `/sys/class/block`, `df`, the partition table as
+//! `sfdisk --dump` prints it, the file systems' identities (`lsblk`), fstab,
+//! and the version of sfdisk, the partitioning tool the shrink and the
+//! ramdisk partition use.
+
+use std::fmt::Write as _;
 
 use crate::system::System;
+
+/// A partition table's label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    Dos,
+    Gpt,
+}
+
+impl Label {
+    /// sfdisk's partition type for a Linux file system on this label.
+    pub fn linux_type(self) -> &'static str {
+        match self {
+            Label::Dos => "83",
+            Label::Gpt => "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Label::Dos => "DOS",
+            Label::Gpt => "GPT",
+        }
+    }
+}
+
+/// One partition in a partition table: its number and place (sectors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TablePartition {
+    pub number: u32,
+    pub start: u64,
+    pub size: u64,
+}
+
+/// A disk's partition table as `sfdisk --dump` prints it (util-linux 2.26
+/// and later), kept as text too: a partition is added by writing the dump
+/// back whole with one line more, so everything else sfdisk printed (the
+/// label id, partition UUIDs and names, which boot loaders and fstab may name)
+/// stays as it was. `sfdisk --append` would not do: on GPT it takes the number
+/// after the highest (16 on Ubuntu 22.04's images), and `-N` with a number
+/// not yet defined takes the next free one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionTable {
+    pub label: Label,
+    pub partitions: Vec<TablePartition>,
+    pub dump: String,
+}
+
+impl PartitionTable {
+    pub fn partition(&self, number: u32) -> Option<TablePartition> {
+        self.partitions
+            .iter()
+            .copied()
+            .find(|partition| partition.number == number)
+    }
+
+    /// The dump with partition `number` added (`device` as the dump names
+    /// it, e.g. `/dev/vda2`), a Linux file system of `size` sectors at `start`.
+    pub fn with_partition(&self, device: &str, start: u64, size: u64) -> String {
+        let mut dump = self.dump.trim_end().to_owned();
+        let _ = write!(
+            dump,
+            "\n{device} : start={start}, size={size}, type={}\n",
+            self.label.linux_type()
+        );
+        dump
+    }
+}
+
+/// Parses `sfdisk --dump DISK`; `None` for a table it does not know.
+pub fn parse_dump(dump: &str) -> Option<PartitionTable> {
+    let mut label = None;
+    let mut partitions = Vec::new();
+    for line in dump.lines() {
+        if let Some(value) = line.strip_prefix("label:") {
+            label = Some(match value.trim() {
+                "dos" => Label::Dos,
+                "gpt" => Label::Gpt,
+                _ => return None,
+            });
+        } else if let Some((device, fields)) = line.split_once(" : ") {
+            let device = device.trim_end();
+            let digits = device.len() - device.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+            let field = |key: &str| -> Option<u64> {
+                fields.split(',').find_map(|field| {
+                    let (name, value) = field.split_once('=')?;
+                    (name.trim() == key).then(|| value.trim().parse().ok())?
+                })
+            };
+            partitions.push(TablePartition {
+                number: device[device.len() - digits..].parse().ok()?,
+                start: field("start")?,
+                size: field("size")?,
+            });
+        }
+    }
+    Some(PartitionTable {
+        label: label?,
+        partitions,
+        dump: dump.to_owned(),
+    })
+}
+
+/// `xvda` + 2 → `xvda2`; `nvme0n1` + 2 → `nvme0n1p2`.
+pub fn partition_name(disk: &str, number: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{number}")
+    } else {
+        format!("{disk}{number}")
+    }
+}
+
+/// The installer's name for the node's disk: the same on virtio (`vda`),
+/// NVMe (`nvme0n1`) and SCSI/SATA (`sda`) disks; a Xen cloud's `xvda` is
+/// emulated hardware to the installer's own dom0, which names it `sda` (as the
+/// 2014 scripts assumed).
+pub fn installer_disk_name(disk: &str) -> String {
+    match disk.strip_prefix("xvd").or_else(|| disk.strip_prefix("hd")) {
+        Some(letter) => format!("sd{letter}"),
+        None => disk.to_owned(),
+    }
+}
+
+/// The identities of a disk's file systems and partitions, from `lsblk -rno
+/// NAME,UUID,PARTUUID,LABEL DISK` (lsblk escapes spaces as `\x20`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub uuid: String,
+    pub partuuid: String,
+    pub label: String,
+}
+
+pub fn parse_lsblk(output: &str) -> Vec<Identity> {
+    let unescape = |text: &str| text.replace("\\x20", " ");
+    output
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            Some(Identity {
+                name: (*fields.first()?).to_owned(),
+                uuid: fields
+                    .get(1)
+                    .map(|field| unescape(field))
+                    .unwrap_or_default(),
+                partuuid: fields
+                    .get(2)
+                    .map(|field| unescape(field))
+                    .unwrap_or_default(),
+                label: fields
+                    .get(3)
+                    .map(|field| unescape(field))
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// One line of fstab that mounts something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FstabEntry {
+    pub spec: String,
+    pub mount_point: String,
+}
+
+pub fn parse_fstab(text: &str) -> Vec<FstabEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            if line.starts_with('#') {
+                return None;
+            }
+            // fstab writes a space in a field as \040 (fstab(5)).
+            let unescape = |field: &str| field.replace("\\040", " ");
+            let mut fields = line.split_whitespace();
+            Some(FstabEntry {
+                spec: unescape(fields.next()?),
+                mount_point: unescape(fields.next()?),
+            })
+        })
+        .collect()
+}
+
+/// The block device an fstab spec names (`vda15`), among `identities`.
+pub fn resolve_spec<'a>(spec: &str, identities: &'a [Identity]) -> Option<&'a Identity> {
+    let (key, value) = spec.split_once('=').unwrap_or(("", spec));
+    let value = value.trim_matches('"');
+    identities.iter().find(|identity| match key {
+        "UUID" => identity.uuid.eq_ignore_ascii_case(value),
+        "PARTUUID" => identity.partuuid.eq_ignore_ascii_case(value),
+        "LABEL" => identity.label == value,
+        "" => value.strip_prefix("/dev/") == Some(identity.name.as_str()),
+        _ => false,
+    })
+}
 
 /// The device and type of the file system on `/` (the last one mounted there).
 pub fn root_mount(mounts: &str) -> Option<(String, String)> {
@@ -114,6 +312,99 @@ mod tests {
             assert_eq!(partition_of(&system, disk), None, "{disk} is a whole disk");
         }
         assert_eq!(partition_of(&system, "sdz9"), None);
+    }
+
+    #[test]
+    fn partition_names() {
+        assert_eq!(partition_name("xvda", 2), "xvda2");
+        assert_eq!(partition_name("sda", 2), "sda2");
+        assert_eq!(partition_name("nvme0n1", 2), "nvme0n1p2");
+        assert_eq!(partition_name("mmcblk0", 2), "mmcblk0p2");
+    }
+
+    #[test]
+    fn the_installer_names_the_disk_as_its_dom0_sees_it() {
+        assert_eq!(installer_disk_name("vda"), "vda");
+        assert_eq!(installer_disk_name("nvme0n1"), "nvme0n1");
+        assert_eq!(installer_disk_name("sda"), "sda");
+        assert_eq!(installer_disk_name("xvda"), "sda");
+        assert_eq!(installer_disk_name("xvdb"), "sdb");
+    }
+
+    #[test]
+    fn a_dump_is_read_and_written_back_with_partition_2() {
+        let dump = "label: gpt\nlabel-id: 6F5B0C7E-1B43-4E4A-9B8F-1C2D3E4F5A6B\ndevice: /dev/vda\n\
+                    unit: sectors\nfirst-lba: 2048\nlast-lba: 104857566\nsector-size: 512\n\n\
+                    /dev/vda1 : start=     1050624, size=     8388608, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=B01E\n\
+                    /dev/vda14 : start=        2048, size=        8192, type=21686148-6449-6E6F-744E-656564454649, uuid=8A4F\n\
+                    /dev/vda15 : start=       10240, size=      217088, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=5954, name=\"ESP, UEFI\"\n";
+        let table = parse_dump(dump).unwrap();
+        assert_eq!(table.label, Label::Gpt);
+        assert_eq!(
+            table
+                .partitions
+                .iter()
+                .map(|p| p.number)
+                .collect::<Vec<_>>(),
+            [1, 14, 15]
+        );
+        assert_eq!(
+            table.partition(1),
+            Some(TablePartition {
+                number: 1,
+                start: 1_050_624,
+                size: 8_388_608
+            })
+        );
+        let written = table.with_partition("/dev/vda2", 9_439_232, 131_072);
+        assert!(written.starts_with(dump.trim_end()), "nothing else changes");
+        assert!(written.ends_with(
+            "\n/dev/vda2 : start=9439232, size=131072, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n"
+        ));
+        let dos = parse_dump("label: dos\nlabel-id: 0x1b2c\n\n/dev/nvme0n1p1 : start=2048, size=4096, type=83, bootable\n").unwrap();
+        assert_eq!(dos.label, Label::Dos);
+        assert_eq!(dos.partition(1).unwrap().size, 4096);
+        assert!(
+            dos.with_partition("/dev/nvme0n1p2", 6144, 2048)
+                .ends_with("type=83\n")
+        );
+        assert_eq!(parse_dump("label: sun\n"), None);
+        assert_eq!(
+            parse_dump("/dev/vda1 : start=1, size=2\n"),
+            None,
+            "no label"
+        );
+    }
+
+    #[test]
+    fn fstab_specs_resolve_to_partitions() {
+        let identities = parse_lsblk(
+            "vda  \nvda1 4bd1-uuid 4bd1-part cloudimg-rootfs\nvda15 B2C4 5954-part UEFI\n\
+             vda16 9e1f-uuid 7a2b-part BOOT\\x20ME\n",
+        );
+        assert_eq!(identities.len(), 4);
+        assert_eq!(identities[3].label, "BOOT ME");
+        let fstab = parse_fstab(
+            "# comment\nLABEL=cloudimg-rootfs / ext4 defaults 0 1\nLABEL=BOOT\\040ME /boot ext4 defaults 0 2\n\
+             LABEL=UEFI /boot/efi vfat umask=0077 0 1\nUUID=9E1F-UUID /srv ext4 defaults 0 0\n\
+             PARTUUID=5954-part /x vfat defaults 0 0\n/dev/vda16 /y ext4 defaults 0 0\ntmpfs /tmp tmpfs defaults 0 0\n",
+        );
+        let names: Vec<Option<&str>> = fstab
+            .iter()
+            .map(|entry| resolve_spec(&entry.spec, &identities).map(|id| id.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                Some("vda1"),
+                Some("vda16"),
+                Some("vda15"),
+                Some("vda16"),
+                Some("vda15"),
+                Some("vda16"),
+                None
+            ]
+        );
     }
 
     #[test]

@@ -1,11 +1,187 @@
 //! Installer generations: what differs between the XenServer / XCP-ng
-//! installers xitc-convert drives, as found on the ISO ([`crate::iso`]).
+//! installers (host-installer) xitc-convert drives, as found on the ISO
+//! ([`crate::iso`]). The facts, from the public host-installer repositories
+//! (`backend.py`, `diskutil.py`, `constants.py`, `answerfile.py`):
+//!
+//! - XenServer 6.x reads the 6.x answerfile dialect (`srtype`, `<ip>`,
+//!   extlinux). Its ISO has no `.treeinfo`; `packages.main/XS-REPOSITORY`
+//!   names the platform (product `XCP`, version 1.x), not "XenServer 6".
+//! - XenServer 7.x reads the 7+ dialect; its installer kernel has no virtio
+//!   driver, so it cannot see a KVM cloud's `/dev/vda`.
+//! - XenServer 8 (release/xs8) and XCP-ng 8.x see virtio disks (`virtio_blk`
+//!   loaded by udev; the disk scan takes majors 240-254 and 259 since 2019,
+//!   "CP-30566"), and convert a DOS label to GPT keeping partition 1.
+//! - XenServer's main line (here: a XenServer ISO of version 9 or later)
+//!   refuses `preserve-first-partition` on a DOS label ("Preserving initial
+//!   partition on DOS unsupported") and legacy (BIOS) boot altogether.
 
-/// Which installer reads the answerfile: XenServer 6.x or 7+ / XCP-ng 8.
+/// Which answerfile an installer reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     /// XenServer 6.x: `srtype`, `<ip>`/`<subnet-mask>`, extlinux.
     XenServer6,
     /// XenServer 7+ and XCP-ng 8: `sr-type`, `<ipaddr>`/`<subnet>`, grub2.
     XenServer7,
+}
+
+/// An installer generation (see the module comment for what tells them apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    XenServer6,
+    XenServer7,
+    /// XenServer 8 (release/xs8) and XCP-ng 8.x.
+    XenServer8,
+    /// XenServer's main line after 8.
+    XenServerMain,
+}
+
+impl Generation {
+    /// The generation of an ISO with a `.treeinfo` naming `product` `version`.
+    pub fn from_treeinfo(product: &str, version: &str) -> Self {
+        let major: u32 = version
+            .split('.')
+            .next()
+            .and_then(|major| major.parse().ok())
+            .unwrap_or(0);
+        let xenserver = product.eq_ignore_ascii_case("XenServer");
+        match major {
+            _ if !xenserver => Generation::XenServer8,
+            0..=6 => Generation::XenServer6,
+            7 => Generation::XenServer7,
+            8 => Generation::XenServer8,
+            _ => Generation::XenServerMain,
+        }
+    }
+
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Generation::XenServer6 => Dialect::XenServer6,
+            _ => Dialect::XenServer7,
+        }
+    }
+
+    /// Whether the installer's kernel has a virtio block driver.
+    pub fn sees_virtio_disks(self) -> bool {
+        matches!(self, Generation::XenServer8 | Generation::XenServerMain)
+    }
+
+    /// Whether `preserve-first-partition` works on a DOS-labelled disk.
+    pub fn keeps_partition_1_on_dos(self) -> bool {
+        self != Generation::XenServerMain
+    }
+
+    /// Whether it installs on a BIOS-booted machine.
+    pub fn installs_on_bios(self) -> bool {
+        self != Generation::XenServerMain
+    }
+}
+
+/// Which installer an ISO holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installer {
+    /// What the ISO calls itself (for the log).
+    pub product: String,
+    pub version: String,
+    pub generation: Generation,
+}
+
+/// What the installer must cope with on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeDisk<'a> {
+    /// The disk as the installer names it (`sda`, `vda`, `nvme0n1`).
+    pub installer_name: &'a str,
+    pub dos_label: bool,
+}
+
+impl Installer {
+    /// Refuses an installer that cannot do this node's install, with the
+    /// reason; checked before the disk is touched.
+    pub fn check_node(&self, disk: NodeDisk<'_>) -> Result<(), String> {
+        let name = format!("{} {}", self.product, self.version);
+        if !self.generation.installs_on_bios() {
+            return Err(format!(
+                "{name}'s installer installs on UEFI only, and this node boots by BIOS: \
+                 use XCP-ng 8.3 or XenServer 8 (--iso-url)"
+            ));
+        }
+        if disk.installer_name.starts_with("vd") && !self.generation.sees_virtio_disks() {
+            return Err(format!(
+                "{name}'s installer has no virtio driver and cannot see this node's disk \
+                 (/dev/{}): use XCP-ng 8.x or XenServer 8 (--iso-url)",
+                disk.installer_name
+            ));
+        }
+        if disk.dos_label && !self.generation.keeps_partition_1_on_dos() {
+            return Err(format!(
+                "{name}'s installer does not keep partition 1 of a DOS-labelled disk, which \
+                 this node has: use XCP-ng 8.3 or XenServer 8 (--iso-url)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_by_product_and_version() {
+        for (product, version, generation) in [
+            ("XenServer", "6.2.0", Generation::XenServer6),
+            ("XenServer", "7.1.2", Generation::XenServer7),
+            ("XenServer", "8.4.0", Generation::XenServer8),
+            ("XenServer", "9.0.1", Generation::XenServerMain),
+            ("XCP-ng", "8.3.0", Generation::XenServer8),
+            ("XCP-ng", "8.2.1", Generation::XenServer8),
+        ] {
+            assert_eq!(
+                Generation::from_treeinfo(product, version),
+                generation,
+                "{product} {version}"
+            );
+        }
+        assert_eq!(Generation::XenServer6.dialect(), Dialect::XenServer6);
+        assert_eq!(Generation::XenServer8.dialect(), Dialect::XenServer7);
+    }
+
+    fn installer(generation: Generation) -> Installer {
+        Installer {
+            product: "P".into(),
+            version: "V".into(),
+            generation,
+        }
+    }
+
+    #[test]
+    fn each_generation_takes_the_nodes_it_can_install_on() {
+        let virtio_gpt = NodeDisk {
+            installer_name: "vda",
+            dos_label: false,
+        };
+        let xen_dos = NodeDisk {
+            installer_name: "sda",
+            dos_label: true,
+        };
+        let nvme_dos = NodeDisk {
+            installer_name: "nvme0n1",
+            dos_label: true,
+        };
+        let xs8 = installer(Generation::XenServer8);
+        for disk in [virtio_gpt, xen_dos, nvme_dos] {
+            assert_eq!(xs8.check_node(disk), Ok(()), "{disk:?}");
+        }
+        for old in [Generation::XenServer6, Generation::XenServer7] {
+            let error = installer(old).check_node(virtio_gpt).unwrap_err();
+            assert!(error.contains("no virtio driver"), "{error}");
+            assert!(error.contains("/dev/vda"), "{error}");
+            assert_eq!(installer(old).check_node(xen_dos), Ok(()));
+        }
+        let main = installer(Generation::XenServerMain);
+        assert!(
+            main.check_node(virtio_gpt)
+                .unwrap_err()
+                .contains("UEFI only")
+        );
+    }
 }

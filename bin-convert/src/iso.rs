@@ -16,7 +16,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::installer::Dialect;
+use crate::installer::{Generation, Installer};
 
 const SECTOR: u64 = 2048;
 
@@ -199,52 +199,40 @@ fn rock_ridge_name(mut area: &[u8]) -> Option<String> {
     (!name.is_empty()).then(|| String::from_utf8_lossy(&name).into_owned())
 }
 
-/// Which installer an ISO holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Installer {
-    pub product: String,
-    pub version: String,
-    pub dialect: Dialect,
-}
-
-/// Tells the installer apart: XenServer 7+ and XCP-ng carry `.treeinfo`; 6.x
-/// names itself in `packages.main/XS-REPOSITORY`.
+/// Tells the installer apart by what each generation carries
+/// ([`crate::installer`]): XenServer 7+ and XCP-ng carry `.treeinfo`, which
+/// names product and version; an ISO with none but
+/// `packages.main/XS-REPOSITORY` is XenServer 6.x, whatever platform that file
+/// names (6.2 says product `XCP`, version 1.8.0).
 pub fn identify(iso: &mut Iso) -> anyhow::Result<Installer> {
     if let Some(treeinfo) = iso.read_text(".treeinfo")? {
         let (product, version) = treeinfo_identity(&treeinfo)
             .context("the ISO's .treeinfo names no family and version")?;
-        return Ok(installer(product, version));
+        let generation = Generation::from_treeinfo(&product, &version);
+        return Ok(Installer {
+            product,
+            version,
+            generation,
+        });
     }
     if let Some(repository) = iso.read_text("packages.main/XS-REPOSITORY")? {
         let document = roxmltree::Document::parse(&repository)
             .context("the ISO's packages.main/XS-REPOSITORY is not XML")?;
         let root = document.root_element();
-        let attribute = |name| root.attribute(name).map(str::to_owned);
-        let product = attribute("product").unwrap_or_else(|| "XenServer".to_owned());
-        let version = attribute("version").context("XS-REPOSITORY has no version")?;
-        return Ok(installer(product, version));
+        let platform = [root.attribute("product"), root.attribute("version")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Ok(Installer {
+            product: "XenServer".to_owned(),
+            version: format!("6.x (platform {platform})"),
+            generation: Generation::XenServer6,
+        });
     }
     anyhow::bail!(
         "the ISO is no XenServer or XCP-ng installer (no .treeinfo, no packages.main/XS-REPOSITORY)"
     )
-}
-
-fn installer(product: String, version: String) -> Installer {
-    let major: u32 = version
-        .split('.')
-        .next()
-        .and_then(|major| major.parse().ok())
-        .unwrap_or(0);
-    let dialect = if product.eq_ignore_ascii_case("XenServer") && major < 7 {
-        Dialect::XenServer6
-    } else {
-        Dialect::XenServer7
-    };
-    Installer {
-        product,
-        version,
-        dialect,
-    }
 }
 
 /// `family`/`name` and `version` from the `[general]` or `[release]` section.
@@ -290,22 +278,6 @@ mod tests {
             Some(("XenServer".into(), "8.4.0".into()))
         );
         assert_eq!(treeinfo_identity("[general]\narch = x86_64\n"), None);
-    }
-
-    #[test]
-    fn dialects_by_product_and_version() {
-        assert_eq!(
-            installer("XenServer".into(), "6.2.0".into()).dialect,
-            Dialect::XenServer6
-        );
-        assert_eq!(
-            installer("XenServer".into(), "7.1.0".into()).dialect,
-            Dialect::XenServer7
-        );
-        assert_eq!(
-            installer("XCP-ng".into(), "8.3.0".into()).dialect,
-            Dialect::XenServer7
-        );
     }
 
     #[test]

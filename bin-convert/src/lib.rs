@@ -41,10 +41,12 @@ pub mod log;
 pub mod paths;
 pub mod settings;
 pub mod state;
-// 10: the live node, read
+// 10: the node's disk layout, and the plan for it
+pub mod layout;
+// 11: the live node, read
 pub mod disk;
 pub mod network;
-// 11: the sandbox
+// 12: the sandbox
 pub mod system;
 
 pub use cli::{DEFAULT_ISO_URL, run};

@@ -10,6 +10,10 @@ pub const UBUNTU_MOUNT: &str = "/mnt/ubuntu";
 /// Where Ubuntu mounts dom0's root file system.
 pub const DOM0_MOUNT: &str = "/mnt/dom0";
 
+/// Where START turns GRUB's initrd-less first boot off (`GRUB_FORCE_PARTUUID`,
+/// [`crate::layout`]) for the shrink; SETUP_INSTALLER removes it again.
+pub const INITRD_BOOT_DROP_IN: &str = "/etc/default/grub.d/99-xitc-convert.cfg";
+
 /// The files of a run, as node paths.
 #[derive(Debug, Clone)]
 pub struct Files {

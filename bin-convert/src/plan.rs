@@ -23,7 +23,7 @@ pub fn steps(state: State) -> &'static [Step] {
     }
 }
 
-const START: [Step; 10] = [
+const START: [Step; 11] = [
     step(
         "preflight",
         "check root, the root file system, space, GRUB2 and the network before any change",
@@ -60,6 +60,11 @@ const START: [Step; 10] = [
         start::ramdisk_source,
     ),
     step(
+        "initrd-boot",
+        "where GRUB boots without the initrd first (GRUB_FORCE_PARTUUID), boot with it until the shrink has run",
+        start::initrd_boot,
+    ),
+    step(
         "grub-entry",
         "add the \"XenServer installer\" GRUB entry, GRUB_DEFAULT=saved, update-grub",
         start::grub_entry,
@@ -72,21 +77,21 @@ const START: [Step; 10] = [
     step("prepare-reboot", "sync", shared::sync),
 ];
 
-const SETUP_INSTALLER: [Step; 6] = [
+const SETUP_INSTALLER: [Step; 9] = [
     step(
         "inspect",
-        "wait for a default route; read the node again (root device, disk, network)",
+        "wait for a default route; read the node again (root device, disk, layout, network)",
         setup_installer::inspect,
+    ),
+    step(
+        "verify-shrink",
+        "check that the root file system and partition 1 were shrunk (stop otherwise, the shrink hook kept for the next boot)",
+        setup_installer::verify_shrink,
     ),
     step(
         "remove-shrink-hook",
         "remove the initramfs hook and rebuild the initramfs",
         setup_installer::remove_shrink_hook,
-    ),
-    step(
-        "verify-shrink",
-        "check that the root file system and partition 1 were shrunk (stop otherwise)",
-        setup_installer::verify_shrink,
     ),
     step(
         "save-settings",
@@ -97,6 +102,21 @@ const SETUP_INSTALLER: [Step; 6] = [
         "ramdisk-partition",
         "create partition 2 (ext3) behind the root and copy xsinst/ onto it",
         setup_installer::ramdisk_partition,
+    ),
+    step(
+        "copy-kernels",
+        "a separate /boot: copy its kernels and initrds to partition 1's own /boot",
+        setup_installer::copy_kernels,
+    ),
+    step(
+        "restore-initrd-boot",
+        "give GRUB back its initrd-less first boot, if START turned it off",
+        setup_installer::restore_initrd_boot,
+    ),
+    step(
+        "fstab",
+        "comment out the fstab lines of partitions the installer deletes",
+        setup_installer::fstab,
     ),
     step(
         "boot-installer-once",

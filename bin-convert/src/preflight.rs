@@ -7,7 +7,8 @@
 //! `/sys/class/block`, the default route from `/proc/net/route`, the interface's
 //! address from `ip -o -4 addr`, its MAC from `/sys/class/net`, name servers from
 //! resolv.conf (systemd-resolved's upstream list when the stub is in use), space
-//! from `df`. All through [`System`], so `--root` confines it.
+//! from `df`, the disk's layout as [`crate::layout`] reads it. All through
+//! [`System`], so `--root` confines it.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use xitc_common::exit;
 
 use crate::config::Config;
 use crate::disk::{parse_df, partition_of, root_mount, sfdisk_version};
+use crate::layout::{self, Expect, Layout};
 use crate::network::{Network, network};
 use crate::paths::Files;
 use crate::system::System;
@@ -31,6 +33,15 @@ pub struct Node {
     pub used_bytes: u64,
     pub available_bytes: u64,
     pub network: Network,
+    pub layout: Layout,
+}
+
+/// Which state reads the node: START, before any change, or SETUP_INSTALLER,
+/// after its own earlier tries may have made partition 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Start,
+    SetupInstaller,
 }
 
 /// Room the shrunk root keeps beyond what is in use: logs and updates go on.
@@ -42,6 +53,7 @@ pub fn check(
     system: &System,
     config: &Config,
     downloads: &[(String, PathBuf)],
+    stage: Stage,
 ) -> anyhow::Result<Node> {
     let mut problems = Vec::new();
     let mut note = |problem: String| problems.push(problem);
@@ -72,6 +84,22 @@ pub fn check(
     }
 
     let (root_device, disk, fs_type) = root_filesystem(system, &mut note);
+    let layout = if disk.is_empty() {
+        None
+    } else {
+        let expect = Expect {
+            disk: &disk,
+            installer_disk: config.installer_disk.as_deref(),
+            partition_2_is_ours: stage == Stage::SetupInstaller,
+        };
+        match layout::read(system, expect) {
+            Ok(layout) => Some(layout),
+            Err(layout_problems) => {
+                layout_problems.into_iter().for_each(&mut note);
+                None
+            }
+        }
+    };
 
     let (used_bytes, available_bytes) = match system
         .run("df", &["-B1", "--output=used,avail", "/"])
@@ -111,14 +139,15 @@ pub fn check(
         }
     };
 
-    match (problems.is_empty(), network) {
-        (true, Some(network)) => Ok(Node {
+    match (problems.is_empty(), network, layout) {
+        (true, Some(network), Some(layout)) => Ok(Node {
             root_device,
             disk,
             fs_type,
             used_bytes,
             available_bytes,
             network,
+            layout,
         }),
         _ => Err(exit::usage(format!(
             "the node cannot be converted, nothing was changed: {}",
@@ -127,8 +156,9 @@ pub fn check(
     }
 }
 
-/// The shrink (`sfdisk -N 1` with a script on stdin) and the ramdisk partition
-/// (`sfdisk --append`) need the sfdisk util-linux rewrote in 2.26; Ubuntu
+/// The shrink (`sfdisk -N 1` with a script on stdin), `sfdisk --dump` and the
+/// ramdisk partition (the dump written back) need the sfdisk util-linux
+/// rewrote in 2.26; Ubuntu
 /// 14.04 has 2.20, whose sfdisk reads other input and would do other things.
 const SFDISK_SINCE: (u32, u32) = (2, 26);
 

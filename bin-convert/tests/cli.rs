@@ -62,9 +62,9 @@ fn dry_run_of_start_lists_its_steps_and_changes_nothing() {
     );
     assert!(lines[1].starts_with("  1. preflight: "), "{stdout}");
     assert!(lines[3].starts_with("  3. ubuntu-boot: "), "{stdout}");
-    assert!(lines[10].starts_with("  10. prepare-reboot: "), "{stdout}");
-    assert_eq!(lines[11], "then: state SETUP_INSTALLER, reboot");
-    assert_eq!(lines[12], "nothing was changed");
+    assert!(lines[11].starts_with("  11. prepare-reboot: "), "{stdout}");
+    assert_eq!(lines[12], "then: state SETUP_INSTALLER, reboot");
+    assert_eq!(lines[13], "nothing was changed");
     assert!(!stdout.contains("secret-pw-1") && !stderr.contains("secret-pw-1"));
     assert_eq!(sandbox.tree(), before, "--dry-run changed the sandbox");
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bin_convert::installer::Dialect;
+use bin_convert::installer::{Dialect, Generation};
 use bin_convert::iso::{Iso, identify};
 
 fn content(length: usize, seed: u8) -> Vec<u8> {
@@ -66,7 +66,8 @@ fn an_xcp_ng_iso_is_identified_and_its_files_copied() {
         (installer.product.as_str(), installer.version.as_str()),
         ("XCP-ng", "8.3.0")
     );
-    assert_eq!(installer.dialect, Dialect::XenServer7);
+    assert_eq!(installer.generation, Generation::XenServer8);
+    assert_eq!(installer.generation.dialect(), Dialect::XenServer7);
     for (name, bytes) in installer_files() {
         assert_eq!(copied(&mut iso, name), bytes, "{name}");
     }
@@ -77,13 +78,15 @@ fn a_xenserver_6_iso_is_identified_by_its_repository_file() {
     let mut files = installer_files();
     files.push((
         "packages.main/XS-REPOSITORY",
-        br#"<repository originator="xs" name="main" product="XenServer" version="6.2.0" build="70446c"/>"#.to_vec(),
+        // What 6.2's ISO says: the platform (XCP 1.8.0), not "XenServer 6".
+        br#"<repository originator="xs" name="main" product="XCP" version="1.8.0" build="70446c"/>"#.to_vec(),
     ));
     let (_dir, path) = make_iso(&files);
     let mut iso = Iso::open(&path).unwrap();
     let installer = identify(&mut iso).unwrap();
-    assert_eq!(installer.version, "6.2.0");
-    assert_eq!(installer.dialect, Dialect::XenServer6);
+    assert_eq!(installer.generation, Generation::XenServer6);
+    assert_eq!(installer.generation.dialect(), Dialect::XenServer6);
+    assert_eq!(installer.version, "6.x (platform XCP 1.8.0)");
 }
 
 #[test]

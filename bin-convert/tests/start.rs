@@ -97,7 +97,8 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
     let part2_start = part1_end.div_ceil(2048) * 2048;
     for expected in [
         "update-initramfs -u\n",
-        &format!("sfdisk -q --append --no-reread /dev/xvda\n<start={part2_start}, size="),
+        "sfdisk -q --no-reread /dev/xvda\n<label: dos\nlabel-id: 0x5c1e2f3a\n",
+        &format!("\n/dev/xvda2 : start={part2_start}, size="),
         "partx -a --nr 2 /dev/xvda\n",
         "mkfs.ext3 -q -F /dev/xvda2\n",
         "mount /dev/xvda2 /mnt/xitc-ramdisk\n",
@@ -110,6 +111,14 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
             "{expected:?} not in:\n{commands}"
         );
     }
+    // The real sfdisk wrote partition 2, numbered 2, the rest as it was.
+    let table = partition_table(&root.join("xvda.img"));
+    assert!(
+        table.contains("label-id: 0x5c1e2f3a\n")
+            && table.contains("/dev/xvda1 : start=        2048, size=     8390656, type=83\n")
+            && table.contains(&format!("/dev/xvda2 : start=     {part2_start}, size=")),
+        "{table}"
+    );
     let ramdisk = root.join("mnt/xitc-ramdisk/xsinst");
     let settings = bin_convert::settings::CloudSettings::from_json(
         &std::fs::read_to_string(ramdisk.join("cloud-settings.json")).unwrap(),

@@ -1,9 +1,11 @@
 //! SETUP_INSTALLER's steps: in Ubuntu, after the boot-time shrink.
-//! They check the shrink happened (and stop, state unchanged, when it did not),
-//! put the ramdisk source on a new ext3 partition 2 behind the shrunk root (see
-//! `start.rs` for why), save the cloud's network settings and the user's
-//! authorized_keys for dom0, and boot the installer once with `grub-reboot`, so
-//! that a failed install falls back to Ubuntu.
+//! They check the shrink happened (and stop, state unchanged and the shrink
+//! hook still in place for the next boot, when it did not), put the ramdisk
+//! source on a new ext3 partition 2 behind the shrunk root (see `start.rs` for
+//! why), save the cloud's network settings and the user's authorized_keys for
+//! dom0, ready Ubuntu for losing every partition but 1 ([`crate::layout`]:
+//! kernels onto partition 1, fstab), and boot the installer once with
+//! `grub-reboot`, so that a failed install falls back to Ubuntu.
 
 use std::path::Path;
 
@@ -11,7 +13,9 @@ use anyhow::Context as _;
 
 use xitc_common::poll::SystemClock;
 
+use crate::disk::{parse_fstab, partition_name};
 use crate::handover::hand_over;
+use crate::paths::INITRD_BOOT_DROP_IN;
 use crate::preflight;
 use crate::render::{INSTALLER_ENTRY, SHRINK_MARGIN_SECTORS};
 use crate::waits;
@@ -22,15 +26,6 @@ const RAMDISK_SLACK: u64 = 64 << 20;
 
 /// Where partition 2 is mounted while `xsinst/` is copied onto it.
 const RAMDISK_MOUNT: &str = "/mnt/xitc-ramdisk";
-
-/// `xvda` + 2 → `xvda2`; `nvme0n1` + 2 → `nvme0n1p2`.
-pub fn partition_name(disk: &str, number: u32) -> String {
-    if disk.ends_with(|c: char| c.is_ascii_digit()) {
-        format!("{disk}p{number}")
-    } else {
-        format!("{disk}{number}")
-    }
-}
 
 fn sysfs_number(work: &Work<'_>, path: &str) -> anyhow::Result<u64> {
     work.system
@@ -51,7 +46,12 @@ pub fn inspect(work: &mut Work<'_>) -> anyhow::Result<()> {
         work.limits.wait(work.limits.network),
     )?;
     // The downloads are done: nothing more to fit.
-    work.node = Some(preflight::check(work.system, work.config, &[])?);
+    work.node = Some(preflight::check(
+        work.system,
+        work.config,
+        &[],
+        preflight::Stage::SetupInstaller,
+    )?);
     Ok(())
 }
 
@@ -100,7 +100,6 @@ pub fn verify_shrink(work: &mut Work<'_>) -> anyhow::Result<()> {
 pub fn ramdisk_partition(work: &mut Work<'_>) -> anyhow::Result<()> {
     let node = work.node()?.clone();
     let disk_device = format!("/dev/{}", node.disk);
-    let part1 = node.root_device.trim_start_matches("/dev/").to_owned();
     let part2 = partition_name(&node.disk, 2);
     let xsinst = &work.files.xsinst;
     let needed = work
@@ -110,17 +109,20 @@ pub fn ramdisk_partition(work: &mut Work<'_>) -> anyhow::Result<()> {
         .map(|(_, length)| length)
         .sum::<u64>()
         + RAMDISK_SLACK;
-    if !work.system.exists(format!("/sys/class/block/{part2}")) {
-        let start1 = sysfs_number(work, &format!("/sys/class/block/{part1}/start"))?;
-        let size1 = sysfs_number(work, &format!("/sys/class/block/{part1}/size"))?;
-        let start = (start1 + size1).div_ceil(2048) * 2048;
+    let table = &node.layout.table;
+    if table.partition(2).is_none() {
+        let root = table
+            .partition(1)
+            .context("the partition table has no partition 1")?;
+        let start = (root.start + root.size).div_ceil(2048) * 2048;
         let sectors = needed.div_ceil(512).div_ceil(2048) * 2048;
-        let table = format!("start={start}, size={sectors}, type=83\n");
-        work.system.run_with_input(
-            "sfdisk",
-            &["-q", "--append", "--no-reread", &disk_device],
-            &table,
-        )?;
+        // The whole table written back with partition 2 added, numbered 2
+        // on any label ([`crate::disk::PartitionTable`] says why).
+        let dump = table.with_partition(&format!("/dev/{part2}"), start, sectors);
+        work.system
+            .run_with_input("sfdisk", &["-q", "--no-reread", &disk_device], &dump)?;
+    }
+    if !work.system.exists(format!("/sys/class/block/{part2}")) {
         work.system
             .run("partx", &["-a", "--nr", "2", &disk_device])?;
     }
@@ -153,19 +155,108 @@ pub fn save_settings(work: &mut Work<'_>) -> anyhow::Result<()> {
     )
 }
 
-pub fn boot_installer_once(work: &mut Work<'_>) -> anyhow::Result<()> {
-    work.system.run("grub-reboot", &[INSTALLER_ENTRY]).map(drop)
+/// Where partition 1 is bind-mounted to reach its own `/boot` directory,
+/// which a separate `/boot` mount hides.
+const ROOT_BENEATH: &str = "/mnt/xitc-root";
+
+/// A separate `/boot` on a partition the installer deletes: its kernels,
+/// initrds and their companions are copied into partition 1's own `/boot`
+/// (beneath the mount), where dom0's Ubuntu entry and Ubuntu itself, once the
+/// fstab step has dropped the mount, find them.
+pub fn copy_kernels(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let Some(number) = work.node()?.layout.boot_partition else {
+        return Ok(());
+    };
+    work.system.create_dir_all(ROOT_BENEATH)?;
+    if work
+        .system
+        .run("mountpoint", &["-q", ROOT_BENEATH])
+        .is_err()
+    {
+        work.system.run("mount", &["--bind", "/", ROOT_BENEATH])?;
+    }
+    let beneath = Path::new(ROOT_BENEATH).join("boot");
+    let copied = work.system.create_dir_all(&beneath).and_then(|()| {
+        let mut count = 0;
+        for (name, _) in work.system.list_files("/boot")? {
+            let Some(text) = name.to_str() else { continue };
+            if ["vmlinuz-", "initrd.img-", "config-", "System.map-"]
+                .iter()
+                .any(|prefix| text.starts_with(prefix))
+            {
+                work.system
+                    .copy_file(Path::new("/boot").join(&name), beneath.join(&name))?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    });
+    let unmounted = work.system.run("umount", &[ROOT_BENEATH]);
+    let count = copied?;
+    unmounted?;
+    work.log.line(&format!(
+        "/boot is on partition {number}, which the installer deletes: {count} kernel files \
+         copied to partition 1's own /boot"
+    ));
+    Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// fstab as it was before [`fstab`] changed it.
+pub const FSTAB_BEFORE: &str = "/etc/fstab.xitc-convert-before";
+/// What [`fstab`] puts before each line it turns off.
+const FSTAB_MARK: &str = "# xitc-convert: its partition is deleted by the installer: ";
 
-    #[test]
-    fn partition_names() {
-        assert_eq!(partition_name("xvda", 2), "xvda2");
-        assert_eq!(partition_name("sda", 2), "sda2");
-        assert_eq!(partition_name("nvme0n1", 2), "nvme0n1p2");
-        assert_eq!(partition_name("mmcblk0", 2), "mmcblk0p2");
+/// Comments out the fstab lines of partitions the installer deletes (the
+/// original is kept in [`FSTAB_BEFORE`]): Ubuntu's next boot must neither wait
+/// for them nor mount a partition XenServer made in their place.
+pub fn fstab(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let doomed = work.node()?.layout.doomed.clone();
+    if doomed.is_empty() {
+        return Ok(());
     }
+    let text = work
+        .system
+        .read_to_string("/etc/fstab")
+        .context("reading /etc/fstab")?;
+    if !work.system.exists(FSTAB_BEFORE) {
+        work.system
+            .write_atomic(FSTAB_BEFORE, text.as_bytes(), 0o644)?;
+    }
+    let mut changed = String::with_capacity(text.len());
+    for line in text.lines() {
+        let matches = parse_fstab(line)
+            .first()
+            .is_some_and(|entry| doomed.contains(entry));
+        if matches {
+            changed.push_str(FSTAB_MARK);
+        }
+        changed.push_str(line);
+        changed.push('\n');
+    }
+    work.system
+        .write_atomic("/etc/fstab", changed.as_bytes(), 0o644)?;
+    let points: Vec<&str> = doomed
+        .iter()
+        .map(|entry| entry.mount_point.as_str())
+        .collect();
+    work.log.line(&format!(
+        "fstab: {} commented out (their partitions are deleted by the installer; the \
+         original is {FSTAB_BEFORE})",
+        points.join(", ")
+    ));
+    Ok(())
+}
+
+/// Gives GRUB back its initrd-less first boot, where START turned it off
+/// for the shrink.
+pub fn restore_initrd_boot(work: &mut Work<'_>) -> anyhow::Result<()> {
+    if !work.system.exists(INITRD_BOOT_DROP_IN) {
+        return Ok(());
+    }
+    work.system.remove_file(INITRD_BOOT_DROP_IN)?;
+    work.system.run("update-grub", &[]).map(drop)
+}
+
+pub fn boot_installer_once(work: &mut Work<'_>) -> anyhow::Result<()> {
+    work.system.run("grub-reboot", &[INSTALLER_ENTRY]).map(drop)
 }

@@ -18,9 +18,10 @@ use xitc_common::exit;
 use xitc_common::poll::Deadline;
 
 use crate::bootloader;
-use crate::disk::parse_df;
+use crate::disk::{Label, parse_df, partition_name};
+use crate::installer::NodeDisk;
 use crate::iso::{self, Iso};
-use crate::paths::UBUNTU_MOUNT;
+use crate::paths::{INITRD_BOOT_DROP_IN, UBUNTU_MOUNT};
 use crate::preflight::{self, MARGIN_BYTES};
 use crate::render::{self, Answers, Dom0Hook, InstallerEntry, Shrink};
 use crate::work::Work;
@@ -30,7 +31,12 @@ const DOWNLOAD_LIMIT: Duration = Duration::from_secs(6 * 3600);
 
 pub fn preflight(work: &mut Work<'_>) -> anyhow::Result<()> {
     let downloads = preflight::downloads(work.config, work.files);
-    work.node = Some(preflight::check(work.system, work.config, &downloads)?);
+    work.node = Some(preflight::check(
+        work.system,
+        work.config,
+        &downloads,
+        preflight::Stage::Start,
+    )?);
     Ok(())
 }
 
@@ -175,6 +181,14 @@ pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
         "installer: {} {}",
         installer.product, installer.version
     ));
+    // Before the disk is touched: an installer that cannot install here.
+    let layout = &work.node()?.layout;
+    installer
+        .check_node(NodeDisk {
+            installer_name: &layout.installer_disk,
+            dos_label: layout.table.label == Label::Dos,
+        })
+        .map_err(exit::usage)?;
     let dir = &work.files.installer_dir;
     work.system.create_dir_all(dir)?;
     for (inside, name) in [
@@ -200,8 +214,8 @@ pub fn ramdisk_source(work: &mut Work<'_>) -> anyhow::Result<()> {
     work.system
         .hard_link(&work.files.iso, xsinst.join("xenserver.iso"))?;
     let answers = Answers {
-        dialect: installer.dialect,
-        disk: work.config.installer_disk.clone(),
+        dialect: installer.generation.dialect(),
+        disk: work.node()?.layout.installer_disk.clone(),
         root_password_hash: work.config.root_password_hash.clone(),
         source_url: "file:///tmp/ramdisk".to_owned(),
         post_install_url: "file:///tmp/ramdisk/postinst.sh".to_owned(),
@@ -243,11 +257,33 @@ fn root_uuid(work: &Work<'_>) -> anyhow::Result<String> {
     Ok(uuid)
 }
 
+/// The shrink runs in the initramfs: where GRUB would boot without it first,
+/// a drop-in sourced after Ubuntu's own (`40-force-partuuid.cfg`) empties
+/// `GRUB_FORCE_PARTUUID` for the shrink boot. The grub-entry step's
+/// update-grub applies it.
+pub fn initrd_boot(work: &mut Work<'_>) -> anyhow::Result<()> {
+    if !work.node()?.layout.initrdless_boot {
+        return Ok(());
+    }
+    work.log.line(
+        "GRUB boots without the initrd first (GRUB_FORCE_PARTUUID): off until the shrink has run",
+    );
+    work.system.create_dir_all("/etc/default/grub.d")?;
+    work.system.write_atomic(
+        INITRD_BOOT_DROP_IN,
+        b"# xitc-convert: boot with the initrd, where the shrink runs; removed after it\nGRUB_FORCE_PARTUUID=\n",
+        0o644,
+    )
+}
+
 pub fn grub_entry(work: &mut Work<'_>) -> anyhow::Result<()> {
     let entry = InstallerEntry {
         root_uuid: recorded_root_uuid(work)?,
         files_dir: work.files.installer_dir.to_string_lossy().into_owned(),
-        ramdisk_device: format!("/dev/{}2", work.config.installer_disk),
+        ramdisk_device: format!(
+            "/dev/{}",
+            partition_name(&work.node()?.layout.installer_disk, 2)
+        ),
         answerfile_url: "file:///tmp/ramdisk/answerfile.xml".to_owned(),
     };
     work.system.write_atomic(

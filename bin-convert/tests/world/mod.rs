@@ -57,6 +57,9 @@ impl Sandbox {
                 } else if kind.is_dir() {
                     into.insert(path.clone(), Vec::new());
                     walk(&path, into);
+                } else if path.extension().is_some_and(|extension| extension == "img") {
+                    // A sandbox disk (sparse, gigabytes): its partition table.
+                    into.insert(path.clone(), partition_table(&path).into_bytes());
                 } else {
                     into.insert(path.clone(), std::fs::read(&path).unwrap());
                 }
@@ -150,17 +153,93 @@ pub fn node_fixture(sandbox: &Sandbox, fs_type: &str, partition: u32) -> PathBuf
         ),
         ("update-grub", "exit 0"),
         ("grub-reboot", "exit 0"),
-        (
-            "sfdisk",
-            "[ \"$1\" = --version ] && echo 'sfdisk from util-linux 2.38.1'",
-        ),
     ] {
         let path = bin.join(name);
         std::fs::write(&path, format!("#!/bin/sh\n{KILL_PRELUDE}\n{script}\n")).unwrap();
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
     }
+    sandbox_disk(
+        root,
+        &bin,
+        &format!(
+            "label: dos\nlabel-id: 0x5c1e2f3a\n\n/dev/xvda{partition} : start=2048, type=83\n"
+        ),
+        &format!(
+            "xvda\nxvda{partition} 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 5c1e2f3a-0{partition} cloudimg-rootfs\n"
+        ),
+    );
     bin
+}
+
+/// The size of a sandbox disk: what a real flavor has (sparse, so free).
+pub const DISK_BYTES: u64 = 50 << 30;
+
+/// The node's disk `/dev/xvda` in the sandbox: `xvda.img`, a sparse image
+/// with a real partition table (`table`, sfdisk's input with /dev/xvda names),
+/// its size in sysfs, and stand-ins that answer for it: `sfdisk` runs the
+/// real sfdisk on the image (names mapped both ways; every call but
+/// `--version` and `--dump` logged, its input too, in commands.log), `lsblk`
+/// prints `identities` (`lsblk -rno NAME,UUID,PARTUUID,LABEL`).
+pub fn sandbox_disk(root: &Path, bin: &Path, table: &str, identities: &str) {
+    let image = root.join("xvda.img");
+    let file = std::fs::File::create(&image).unwrap();
+    file.set_len(DISK_BYTES).unwrap();
+    drop(file);
+    let mut sfdisk = Command::new(real_sfdisk())
+        .arg("-q")
+        .arg(&image)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sfdisk (apt-get install fdisk; scripts/install-test-deps)");
+    let table = table.replace("/dev/xvda", image.to_str().unwrap());
+    std::io::Write::write_all(&mut sfdisk.stdin.take().unwrap(), table.as_bytes()).unwrap();
+    assert!(sfdisk.wait().unwrap().success(), "sfdisk {table}");
+    write(
+        &root.join("sys/devices/vbd-51712/block/xvda/size"),
+        &format!("{}\n", DISK_BYTES / 512),
+    );
+    write(&root.join("lsblk.out"), identities);
+    let sfdisk = real_sfdisk().display().to_string();
+    script(
+        &bin.join("sfdisk"),
+        &format!(
+            r#"{KILL_PRELUDE}
+img="$XITC_ROOT/xvda.img"
+[ "$1" = --version ] && exec {sfdisk} --version
+for arg; do shift; [ "$arg" = /dev/xvda ] && arg="$img"; set -- "$@" "$arg"; done
+case " $* " in *" --dump "*) {sfdisk} "$@" | sed "s|$img|/dev/xvda|g"; exit ;; esac
+echo "sfdisk $*" | sed "s|$img|/dev/xvda|g" >> "$XITC_ROOT/commands.log"
+input=$(cat)
+printf '<%s\n' "$input" >> "$XITC_ROOT/commands.log"
+printf '%s\n' "$input" | sed "s|/dev/xvda|$img|g" | {sfdisk} "$@"
+"#
+        ),
+    );
+    script(
+        &bin.join("lsblk"),
+        &format!("{KILL_PRELUDE}\ncat \"$XITC_ROOT/lsblk.out\""),
+    );
+}
+
+/// The real sfdisk, which the stand-in runs.
+pub fn real_sfdisk() -> PathBuf {
+    ["/usr/sbin/sfdisk", "/sbin/sfdisk"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .expect("sfdisk (apt-get install fdisk; scripts/install-test-deps)")
+}
+
+/// `sfdisk --dump` of a sandbox disk image, named /dev/xvda as the node
+/// sees it.
+pub fn partition_table(image: &Path) -> String {
+    let output = Command::new(real_sfdisk())
+        .arg("--dump")
+        .arg(image)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).replace(image.to_str().unwrap(), "/dev/xvda")
 }
 
 pub fn path_with(bin: &Path) -> String {
@@ -257,12 +336,22 @@ pub fn outside_the_sandbox() -> Vec<(&'static str, Option<Vec<u8>>)> {
 /// the block count in `bin/fs-blocks`).
 pub fn setup_installer_world(root: &Path, bin: &Path) {
     let part = root.join("sys/devices/vbd-51712/block/xvda/xvda1");
+    let shrunk = (4u64 << 30) / 512 + 2048;
     std::fs::write(part.join("start"), "2048\n").unwrap();
-    std::fs::write(
-        part.join("size"),
-        format!("{}\n", (4u64 << 30) / 512 + 2048),
+    std::fs::write(part.join("size"), format!("{shrunk}\n")).unwrap();
+    // What the shrink did to the partition table.
+    let mut sfdisk = Command::new(real_sfdisk())
+        .args(["-q", "--no-reread", "-N", "1"])
+        .arg(root.join("xvda.img"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut sfdisk.stdin.take().unwrap(),
+        format!(",{shrunk}\n").as_bytes(),
     )
     .unwrap();
+    assert!(sfdisk.wait().unwrap().success());
     std::fs::create_dir_all(root.join("root/.ssh")).unwrap();
     std::fs::write(
         root.join("root/.ssh/authorized_keys"),
@@ -274,12 +363,6 @@ pub fn setup_installer_world(root: &Path, bin: &Path) {
         (
             "dumpe2fs",
             "printf 'Block count:              %s\\nBlock size:               4096\\n' \"$(cat \"$(dirname \"$0\")/fs-blocks\")\"".to_owned(),
-        ),
-        (
-            "sfdisk",
-            format!(
-                "[ \"$1\" = --version ] && {{ echo 'sfdisk from util-linux 2.38.1'; exit 0; }}\n{record}\nprintf '<%s' \"$(cat)\" >> \"$XITC_ROOT/commands.log\"\necho >> \"$XITC_ROOT/commands.log\""
-            ),
         ),
         ("partx", record.to_owned()),
         ("mkfs.ext3", record.to_owned()),
@@ -423,7 +506,7 @@ pub fn config(appliance_url: &str, iso_url: &str) -> Config {
         iso_sha256: None,
         appliance_sha256: None,
         ubuntu_size: None,
-        installer_disk: "sda".into(),
+        installer_disk: None,
         installer_nic: "eth0".into(),
         root_password_hash: bin_convert::config::hash_password(&Secret::new("pw")).unwrap(),
         appliance_vcpus: None,
