@@ -172,7 +172,7 @@ where
         None => config_from_arguments(&cli, state)?,
     };
     if cli.dry_run {
-        return commands::dry_run(state, &config, out);
+        return commands::dry_run(&system, state, &config, out);
     }
     if cli.check {
         return commands::check(&system, &files, &config, out);

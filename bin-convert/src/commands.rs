@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::config::Config;
+use crate::disk::Label;
+use crate::installer::{self, NodeDisk};
 use crate::log::TOOL;
 use crate::paths::Files;
 use crate::plan;
@@ -54,7 +56,12 @@ pub fn own_dir() -> anyhow::Result<PathBuf> {
         .context("this program's path has no directory")
 }
 
-pub fn dry_run(state: State, config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+pub fn dry_run(
+    system: &System,
+    state: State,
+    config: &Config,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let (next, reboots) = state.next();
     let mut text = format!(
         "{TOOL} --dry-run: state {state} (runs on {}), appliance {:?} from {}; would run:\n",
@@ -62,6 +69,22 @@ pub fn dry_run(state: State, config: &Config, out: &mut impl Write) -> anyhow::R
         config.appliance_label,
         config.appliance_url
     );
+    // The states that change the disk plan for its layout: show the plan.
+    let layout_stage = match state {
+        State::Start => Some(preflight::Stage::Start),
+        State::SetupInstaller => Some(preflight::Stage::SetupInstaller),
+        _ => None,
+    };
+    if let Some(stage) = layout_stage {
+        match preflight::layout_of(system, config, stage) {
+            Ok(layout) => {
+                let _ = writeln!(text, "layout: {}", layout.describe());
+            }
+            Err(why) => {
+                let _ = writeln!(text, "layout: not read here ({why})");
+            }
+        }
+    }
     for (number, step) in plan::steps(state).iter().enumerate() {
         let _ = writeln!(text, "  {}. {}: {}", number + 1, step.name, step.does);
     }
@@ -96,11 +119,18 @@ pub fn check(
         .collect();
     let text = format!(
         "preflight: the node can be converted\n  root: {} ({}), partition 1 of {}\n  \
+         layout: {}\n  installers: {}\n  \
          space on /: {} bytes used, {} bytes free\n  network: {} {}/{} via {}, MAC {}, \
          name servers {}\nnothing was changed\n",
         node.root_device,
         node.fs_type,
         node.disk,
+        node.layout.describe(),
+        installer::who_can_install(NodeDisk {
+            installer_name: &node.layout.installer_disk,
+            dos_label: node.layout.table.label == Label::Dos,
+            bytes: node.layout.disk_bytes,
+        }),
         node.used_bytes,
         node.available_bytes,
         network.interface,

@@ -10,7 +10,9 @@
 //!   driver, so it cannot see a KVM cloud's `/dev/vda`.
 //! - XenServer 8 (release/xs8) and XCP-ng 8.x see virtio disks (`virtio_blk`
 //!   loaded by udev; the disk scan takes majors 240-254 and 259 since 2019,
-//!   "CP-30566"), and convert a DOS label to GPT keeping partition 1.
+//!   "CP-30566"), and convert a DOS label to GPT keeping partition 1. They
+//!   need a disk of at least 46 GiB (`min_primary_disk_size`, checked on the
+//!   whole disk); the older generations' minimum is not checked here.
 //! - XenServer's main line (here: a XenServer ISO of version 9 or later)
 //!   refuses `preserve-first-partition` on a DOS label ("Preserving initial
 //!   partition on DOS unsupported") and legacy (BIOS) boot altogether.
@@ -74,7 +76,15 @@ impl Generation {
     pub fn installs_on_bios(self) -> bool {
         self != Generation::XenServerMain
     }
+
+    /// The smallest disk the installer takes, where known.
+    pub fn minimum_disk_bytes(self) -> Option<u64> {
+        matches!(self, Generation::XenServer8 | Generation::XenServerMain).then_some(MIN_DISK_BYTES)
+    }
 }
+
+/// XenServer 8's and XCP-ng 8.3's `min_primary_disk_size` (`constants.py`).
+pub const MIN_DISK_BYTES: u64 = 46 << 30;
 
 /// Which installer an ISO holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +101,7 @@ pub struct NodeDisk<'a> {
     /// The disk as the installer names it (`sda`, `vda`, `nvme0n1`).
     pub installer_name: &'a str,
     pub dos_label: bool,
+    pub bytes: u64,
 }
 
 impl Installer {
@@ -111,6 +122,16 @@ impl Installer {
                 disk.installer_name
             ));
         }
+        if let Some(minimum) = self.generation.minimum_disk_bytes()
+            && disk.bytes < minimum
+        {
+            return Err(format!(
+                "{name}'s installer needs a disk of at least {} GiB, and this node's has {} GiB: \
+                 use a larger flavor",
+                minimum >> 30,
+                disk.bytes >> 30
+            ));
+        }
         if disk.dos_label && !self.generation.keeps_partition_1_on_dos() {
             return Err(format!(
                 "{name}'s installer does not keep partition 1 of a DOS-labelled disk, which \
@@ -119,6 +140,38 @@ impl Installer {
         }
         Ok(())
     }
+}
+
+/// Which installer generations can install on a node with this disk, and
+/// why not the others, for `--check` (the ISO itself is checked once
+/// downloaded, by [`Installer::check_node`]).
+pub fn who_can_install(disk: NodeDisk<'_>) -> String {
+    let mut can = vec![];
+    let mut cannot = vec!["XenServer's main line (it installs on UEFI only)".to_owned()];
+    if disk.bytes >= MIN_DISK_BYTES {
+        can.extend(["XCP-ng 8.x", "XenServer 8"]);
+    } else {
+        cannot.push(format!(
+            "XCP-ng 8.x and XenServer 8 (they need a disk of {} GiB, this one has {} GiB)",
+            MIN_DISK_BYTES >> 30,
+            disk.bytes >> 30
+        ));
+    }
+    if disk.installer_name.starts_with("vd") {
+        cannot.push("XenServer 6.x and 7.x (no virtio driver)".to_owned());
+    } else {
+        can.extend(["XenServer 7.x", "XenServer 6.x"]);
+    }
+    let can = if can.is_empty() {
+        "none".to_owned()
+    } else {
+        can.join(", ")
+    };
+    let mut text = format!("{can}; not {}", cannot.join(", not "));
+    if disk.dos_label {
+        text.push_str(" (a DOS label: all of these keep partition 1 on it)");
+    }
+    text
 }
 
 #[cfg(test)]
@@ -158,19 +211,31 @@ mod tests {
         let virtio_gpt = NodeDisk {
             installer_name: "vda",
             dos_label: false,
+            bytes: 50 << 30,
         };
         let xen_dos = NodeDisk {
             installer_name: "sda",
             dos_label: true,
+            bytes: 40 << 30,
         };
         let nvme_dos = NodeDisk {
             installer_name: "nvme0n1",
             dos_label: true,
+            bytes: 46 << 30,
         };
         let xs8 = installer(Generation::XenServer8);
-        for disk in [virtio_gpt, xen_dos, nvme_dos] {
+        for disk in [virtio_gpt, nvme_dos] {
             assert_eq!(xs8.check_node(disk), Ok(()), "{disk:?}");
         }
+        assert_eq!(
+            xs8.check_node(xen_dos),
+            Err(
+                "P V's installer needs a disk of at least 46 GiB, and this node's has 40 GiB: \
+                 use a larger flavor"
+                    .into()
+            ),
+            "the 2014 flavor's 40 GB disk is too small for XenServer 8"
+        );
         for old in [Generation::XenServer6, Generation::XenServer7] {
             let error = installer(old).check_node(virtio_gpt).unwrap_err();
             assert!(error.contains("no virtio driver"), "{error}");

@@ -25,7 +25,7 @@
 //!   and restored after.
 
 use crate::disk::{
-    FstabEntry, Identity, Label, PartitionTable, installer_disk_name, parse_dump, parse_fstab,
+    FstabEntry, Identity, PartitionTable, installer_disk_name, parse_dump, parse_fstab,
     parse_lsblk, partition_of, resolve_spec,
 };
 use crate::system::System;
@@ -38,6 +38,8 @@ pub const DEFAULT_GRUB_DIR: &str = "/etc/default/grub.d";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub table: PartitionTable,
+    /// The whole disk's size.
+    pub disk_bytes: u64,
     /// The disk as the installer's dom0 names it (`sda`, `vda`, `nvme0n1`).
     pub installer_disk: String,
     /// Why that name (for `--check`).
@@ -65,10 +67,11 @@ pub struct Expect<'a> {
 impl Layout {
     /// One line for `--check`, `--dry-run` and the log.
     pub fn describe(&self) -> String {
+        let count = self.table.partitions.len();
         let mut parts = vec![format!(
-            "{}, root on partition 1 of {}",
+            "{}, {count} partition{}, the root on 1",
             self.table.label.name(),
-            self.table.partitions.len()
+            if count == 1 { "" } else { "s" }
         )];
         if let Some(number) = self.boot_partition {
             parts.push(format!(
@@ -170,11 +173,18 @@ pub fn read(system: &System, expect: Expect<'_>) -> Result<Layout, Vec<String>> 
         (name, reason)
     };
 
+    let disk_bytes = system
+        .read_to_string(format!("/sys/class/block/{disk}/size"))
+        .ok()
+        .and_then(|sectors| sectors.trim().parse::<u64>().ok())
+        .map_or(0, |sectors| sectors * 512);
+
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok(Layout {
         table,
+        disk_bytes,
         installer_disk,
         installer_disk_reason,
         boot_partition,
@@ -274,16 +284,6 @@ pub fn initrdless_boot(system: &System) -> bool {
     !value.is_empty()
 }
 
-/// Whether the installer's generation and this layout go together is
-/// [`crate::installer::Installer::check_node`]'s to say; this is the DOS fact
-/// for `--check`.
-pub fn dos_note(label: Label) -> Option<&'static str> {
-    (label == Label::Dos).then_some(
-        "a DOS label: XCP-ng 8.x and XenServer 7.x/8 convert it to GPT keeping partition 1; \
-         XenServer's main line refuses it",
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +366,7 @@ mod tests {
         assert_eq!(mounted_on(mounts, "/srv"), None);
         let layout = Layout {
             table: table(JAMMY),
+            disk_bytes: 50 << 30,
             installer_disk: "vda".into(),
             installer_disk_reason: "the node's /dev/vda".into(),
             boot_partition: Some(16),
@@ -383,7 +384,7 @@ mod tests {
         };
         assert_eq!(
             layout.describe(),
-            "GPT, root on partition 1 of 3; /boot on partition 16: kernels copied to \
+            "GPT, 3 partitions, the root on 1; /boot on partition 16: kernels copied to \
              partition 1; fstab lines for /boot, /boot/efi commented out before the install \
              (the installer deletes their partitions); GRUB_FORCE_PARTUUID: initrd-less boot \
              off for the shrink boot, restored after; installer disk vda (the node's /dev/vda)"

@@ -156,6 +156,25 @@ pub fn check(
     }
 }
 
+/// The layout alone, for `--dry-run`: what [`check`] would find, without
+/// its other checks; the error says why it could not be read.
+pub fn layout_of(system: &System, config: &Config, stage: Stage) -> Result<Layout, String> {
+    let mut problems = Vec::new();
+    let (_, disk, _) = root_filesystem(system, &mut |problem| problems.push(problem));
+    if disk.is_empty() {
+        return Err(problems.join("; "));
+    }
+    layout::read(
+        system,
+        Expect {
+            disk: &disk,
+            installer_disk: config.installer_disk.as_deref(),
+            partition_2_is_ours: stage == Stage::SetupInstaller,
+        },
+    )
+    .map_err(|problems| problems.join("; "))
+}
+
 /// The shrink (`sfdisk -N 1` with a script on stdin), `sfdisk --dump` and the
 /// ramdisk partition (the dump written back) need the sfdisk util-linux
 /// rewrote in 2.26; Ubuntu

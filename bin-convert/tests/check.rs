@@ -34,6 +34,10 @@ fn check_reads_the_node_from_the_live_system_and_changes_nothing() {
     assert_eq!(
         stdout,
         "preflight: the node can be converted\n  root: /dev/xvda1 (ext4), partition 1 of xvda\n  \
+         layout: DOS, 1 partition, the root on 1; installer disk sda (the node's /dev/xvda, \
+         emulated hardware to the installer)\n  \
+         installers: XCP-ng 8.x, XenServer 8, XenServer 7.x, XenServer 6.x; not XenServer's main \
+         line (it installs on UEFI only) (a DOS label: all of these keep partition 1 on it)\n  \
          space on /: 2147483648 bytes used, 30064771072 bytes free\n  \
          network: eth0 203.0.171.17/24 via 203.15.171.1, MAC bc:76:4e:20:1a:2b, \
          name servers 203.0.113.53, 198.51.100.53\nnothing was changed\n"

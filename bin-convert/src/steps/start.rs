@@ -187,6 +187,7 @@ pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
         .check_node(NodeDisk {
             installer_name: &layout.installer_disk,
             dos_label: layout.table.label == Label::Dos,
+            bytes: layout.disk_bytes,
         })
         .map_err(exit::usage)?;
     let dir = &work.files.installer_dir;
