@@ -84,10 +84,74 @@ fn check_shows_the_plan_for_each_cloud_image() {
 }
 
 #[test]
+fn the_installer_names_the_disk_as_its_dom0_sees_it() {
+    for (disk, installer, why) in [
+        (
+            "xvda",
+            "sda",
+            "the node's /dev/xvda, emulated hardware to the installer",
+        ),
+        ("sda", "sda", "the node's /dev/sda"),
+        ("nvme0n1", "nvme0n1", "the node's /dev/nvme0n1"),
+    ] {
+        let sandbox = Sandbox::new();
+        let bin = dos_node_fixture(&sandbox, disk, "ext4", 1);
+        let output = check(&sandbox, &bin);
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{disk}: {stderr}");
+        assert!(
+            stdout.contains(&format!("; installer disk {installer} ({why})\n")),
+            "{disk}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn an_nvme_node_passes_its_partition_2_to_the_installer() {
+    let nginx = xitc_test_support::Nginx::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let (iso, xva) = serve_installer(&nginx, scratch.path());
+    let world = StartWorld::on(&nginx, &iso, &xva, |sandbox| {
+        dos_node_fixture(sandbox, "nvme0n1", "ext4", 1)
+    });
+    let root = world.sandbox.root.path().to_path_buf();
+    bin_convert::runner::run_state(&world.system, &world.files, &world.config, State::Start)
+        .unwrap();
+    let entry = std::fs::read_to_string(root.join("etc/grub.d/45_xitc-installer")).unwrap();
+    assert!(entry.contains(" make-ramdisk=/dev/nvme0n1p2 "), "{entry}");
+    setup_installer_world_on(&root, &world.bin, "nvme0n1");
+    std::fs::write(world.bin.join("fs-blocks"), "1048576\n").unwrap();
+    bin_convert::runner::run_state(
+        &world.system,
+        &world.files,
+        &world.config,
+        State::SetupInstaller,
+    )
+    .unwrap();
+    let table = partition_table(&root.join("nvme0n1.img"));
+    assert!(table.contains("\n/dev/nvme0n1p2 : start="), "{table}");
+    let commands = std::fs::read_to_string(root.join("commands.log")).unwrap();
+    assert!(
+        commands.contains("mkfs.ext3 -q -F /dev/nvme0n1p2\n"),
+        "{commands}"
+    );
+}
+
+#[test]
 fn layouts_it_does_not_handle_are_refused_before_any_change() {
     // (what, the change to a 24.04 node, the reason)
     type Change = fn(&Path);
-    let cases: [(&str, Change, &str); 3] = [
+    let cases: [(&str, Change, &str); 4] = [
+        (
+            "an LVM root",
+            |root| {
+                write(
+                    &root.join("proc/self/mounts"),
+                    "/dev/mapper/vg0-root / ext4 rw 0 0\n/dev/vda16 /boot ext4 rw 0 0\n",
+                );
+            },
+            "/ is on /dev/mapper/vg0-root, which is not a partition of a disk",
+        ),
         (
             "a partition 2",
             |root| {

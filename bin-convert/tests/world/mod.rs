@@ -101,22 +101,30 @@ impl Sandbox {
 /// for df, ip, update-grub and grub-reboot first in PATH; its disk is
 /// `xvda` (a Xen cloud's), DOS-labelled, the root `fs_type` on `partition`.
 pub fn node_fixture(sandbox: &Sandbox, fs_type: &str, partition: u32) -> PathBuf {
+    dos_node_fixture(sandbox, "xvda", fs_type, partition)
+}
+
+/// [`node_fixture`] on the disk `disk` (`xvda`, `sda`, `nvme0n1`).
+pub fn dos_node_fixture(sandbox: &Sandbox, disk: &str, fs_type: &str, partition: u32) -> PathBuf {
     let root = sandbox.root.path();
     let bin = node_basics(root);
+    let device = format!(
+        "/dev/{}",
+        bin_convert::disk::partition_name(disk, partition)
+    );
     write(
         &root.join("proc/self/mounts"),
-        &format!("rootfs / rootfs rw 0 0\n/dev/xvda{partition} / {fs_type} rw 0 0\n"),
+        &format!("rootfs / rootfs rw 0 0\n{device} / {fs_type} rw 0 0\n"),
     );
-    sysfs_disk(root, "vbd-51712", "xvda", &[partition]);
+    sysfs_disk(root, "vbd-51712", disk, &[partition]);
     sandbox_disk(
         root,
         &bin,
-        "xvda",
+        disk,
+        &format!("label: dos\nlabel-id: 0x5c1e2f3a\n\n{device} : start=2048, type=83\n"),
         &format!(
-            "label: dos\nlabel-id: 0x5c1e2f3a\n\n/dev/xvda{partition} : start=2048, type=83\n"
-        ),
-        &format!(
-            "xvda\nxvda{partition} 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 5c1e2f3a-0{partition} cloudimg-rootfs\n"
+            "{disk}\n{} 0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 5c1e2f3a-0{partition} cloudimg-rootfs\n",
+            device.trim_start_matches("/dev/")
         ),
     );
     bin
@@ -249,7 +257,7 @@ pub fn sysfs_disk(root: &Path, bus: &str, disk: &str, partitions: &[u32]) {
     )
     .unwrap();
     for number in partitions {
-        let name = format!("{disk}{number}");
+        let name = bin_convert::disk::partition_name(disk, *number);
         write(
             &device.join(&name).join("partition"),
             &format!("{number}\n"),
@@ -275,13 +283,18 @@ pub fn sandbox_disk(root: &Path, bin: &Path, disk: &str, table: &str, identities
     file.set_len(DISK_BYTES).unwrap();
     drop(file);
     let device = format!("/dev/{disk}");
+    // How partitions are named: /dev/vda1, /dev/nvme0n1p1 (sfdisk names an
+    // image's partitions IMAGE1, IMAGE2).
+    let part = bin_convert::disk::partition_name(&device, 0)
+        .trim_end_matches('0')
+        .to_owned();
     let mut sfdisk = Command::new(real_sfdisk())
         .arg("-q")
         .arg(&image)
         .stdin(std::process::Stdio::piped())
         .spawn()
         .expect("sfdisk (apt-get install fdisk; scripts/install-test-deps)");
-    let table = table.replace(&device, image.to_str().unwrap());
+    let table = table.replace(&part, image.to_str().unwrap());
     std::io::Write::write_all(&mut sfdisk.stdin.take().unwrap(), table.as_bytes()).unwrap();
     assert!(sfdisk.wait().unwrap().success(), "sfdisk {table}");
     let class = root.join("sys/class/block").join(disk);
@@ -296,11 +309,13 @@ pub fn sandbox_disk(root: &Path, bin: &Path, disk: &str, table: &str, identities
 img="$XITC_ROOT/{disk}.img"
 [ "$1" = --version ] && exec {sfdisk} --version
 for arg; do shift; [ "$arg" = {device} ] && arg="$img"; set -- "$@" "$arg"; done
-case " $* " in *" --dump "*) {sfdisk} "$@" | sed "s|$img|{device}|g"; exit ;; esac
+case " $* " in *" --dump "*)
+    {sfdisk} "$@" | sed -e "s|$img\([0-9]\)|{part}\1|g" -e "s|$img|{device}|g"; exit ;;
+esac
 echo "sfdisk $*" | sed "s|$img|{device}|g" >> "$XITC_ROOT/commands.log"
 input=$(cat)
 printf '<%s\n' "$input" >> "$XITC_ROOT/commands.log"
-printf '%s\n' "$input" | sed "s|{device}|$img|g" | {sfdisk} "$@"
+printf '%s\n' "$input" | sed -e "s|{part}\([0-9]\)|$img\1|g" -e "s|{device}|$img|g" | {sfdisk} "$@"
 "#
         ),
     );
@@ -328,8 +343,21 @@ pub fn partition_table(image: &Path) -> String {
         .output()
         .unwrap();
     let disk = image.file_stem().unwrap().to_str().unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .replace(image.to_str().unwrap(), &format!("/dev/{disk}"))
+    let device = format!("/dev/{disk}");
+    let part = bin_convert::disk::partition_name(&device, 0)
+        .trim_end_matches('0')
+        .to_owned();
+    let dump = String::from_utf8_lossy(&output.stdout).into_owned();
+    let image = image.to_str().unwrap();
+    dump.lines()
+        .map(|line| match line.strip_prefix(image) {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => {
+                format!("{part}{rest}\n")
+            }
+            Some(rest) => format!("{device}{rest}\n"),
+            None => format!("{}\n", line.replace(image, &device)),
+        })
+        .collect()
 }
 
 pub fn path_with(bin: &Path) -> String {
@@ -434,14 +462,15 @@ pub fn setup_installer_world(root: &Path, bin: &Path) {
 pub fn setup_installer_world_on(root: &Path, bin: &Path, disk: &str) {
     let image = root.join(format!("{disk}.img"));
     let table = partition_table(&image);
+    let part1 = bin_convert::disk::partition_name(disk, 1);
     let start: u64 = table
         .lines()
-        .find(|line| line.starts_with(&format!("/dev/{disk}1 :")))
+        .find(|line| line.starts_with(&format!("/dev/{part1} :")))
         .and_then(|line| line.split("start=").nth(1))
         .and_then(|rest| rest.split(',').next())
         .and_then(|start| start.trim().parse().ok())
         .unwrap();
-    let part = std::fs::canonicalize(root.join(format!("sys/class/block/{disk}1"))).unwrap();
+    let part = std::fs::canonicalize(root.join(format!("sys/class/block/{part1}"))).unwrap();
     let shrunk = (4u64 << 30) / 512 + 2048;
     std::fs::write(part.join("start"), format!("{start}\n")).unwrap();
     std::fs::write(part.join("size"), format!("{shrunk}\n")).unwrap();
