@@ -3,7 +3,8 @@
 # loopback port forward; the serial console goes to a file.
 # shellcheck shell=bash
 
-say() { echo "xitc-vm: $*" >&2; }
+# VM_TAG (the layout) tells apart the lines of VMs run side by side.
+say() { echo "xitc-vm${VM_TAG:+ ($VM_TAG)}: $*" >&2; }
 die() {
     say "$*"
     exit 1
