@@ -19,7 +19,8 @@
 //!   them;
 //! - fstab lines that mount deleted partitions (`/boot`, `/boot/efi`, swap)
 //!   would stop Ubuntu's next boot in emergency mode, or mount a partition
-//!   XenServer created: they are commented out before the install;
+//!   XenServer created: before the install they become optional (`nofail`,
+//!   one second's wait), or, where they name a device, commented out;
 //! - `GRUB_FORCE_PARTUUID` (minimized images, replaced kernels) boots without
 //!   the initrd first, where the shrink runs: turned off for the shrink boot
 //!   and restored after.
@@ -85,7 +86,7 @@ impl Layout {
                 .map(|entry| entry.mount_point.as_str())
                 .collect();
             parts.push(format!(
-                "fstab lines for {} commented out before the install (the installer deletes \
+                "fstab lines for {} made optional before the install (the installer deletes \
                  their partitions)",
                 points.join(", ")
             ));
@@ -385,7 +386,7 @@ mod tests {
         assert_eq!(
             layout.describe(),
             "GPT, 3 partitions, the root on 1; /boot on partition 16: kernels copied to \
-             partition 1; fstab lines for /boot, /boot/efi commented out before the install \
+             partition 1; fstab lines for /boot, /boot/efi made optional before the install \
              (the installer deletes their partitions); GRUB_FORCE_PARTUUID: initrd-less boot \
              off for the shrink boot, restored after; installer disk vda (the node's /dev/vda)"
         );

@@ -32,7 +32,7 @@ fn check_shows_the_plan_for_each_cloud_image() {
         (
             CloudImage::Jammy,
             false,
-            "GPT, 3 partitions, the root on 1; fstab lines for /boot/efi commented out before \
+            "GPT, 3 partitions, the root on 1; fstab lines for /boot/efi made optional before \
              the install (the installer deletes their partitions); installer disk vda (the \
              node's /dev/vda)",
         ),
@@ -40,7 +40,7 @@ fn check_shows_the_plan_for_each_cloud_image() {
             CloudImage::Noble,
             true,
             "GPT, 4 partitions, the root on 1; /boot on partition 16: kernels copied to \
-             partition 1; fstab lines for /boot, /boot/efi commented out before the install \
+             partition 1; fstab lines for /boot, /boot/efi made optional before the install \
              (the installer deletes their partitions); GRUB_FORCE_PARTUUID: initrd-less boot \
              off for the shrink boot, restored after; installer disk vda (the node's /dev/vda)",
         ),
@@ -241,6 +241,9 @@ fn start_and_setup_installer_on_a_24_04_image() {
     });
     let root = world.sandbox.root.path().to_path_buf();
     let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    // A line naming its partition by device, as hand-made ones do.
+    let fstab = read("etc/fstab") + "/dev/vda14 none swap sw 0 0\n";
+    write(&root.join("etc/fstab"), &fstab);
     let table_before = partition_table(&root.join("vda.img"));
     if let Err(error) =
         bin_convert::runner::run_state(&world.system, &world.files, &world.config, State::Start)
@@ -330,12 +333,13 @@ fn start_and_setup_installer_on_a_24_04_image() {
             "{expected:?} not in {commands}"
         );
     }
-    // fstab: the deleted partitions' lines commented out, the original kept.
+    // fstab: the deleted partitions' lines optional, the original kept.
     assert_eq!(
         read("etc/fstab"),
         "LABEL=cloudimg-rootfs\t/\t ext4\tdiscard,commit=30,errors=remount-ro\t0 1\n\
-         # xitc-convert: its partition is deleted by the installer: LABEL=BOOT\t/boot\text4\tdefaults\t0 2\n\
-         # xitc-convert: its partition is deleted by the installer: LABEL=UEFI\t/boot/efi\tvfat\tumask=0077\t0 1\n"
+         LABEL=BOOT\t/boot\text4\tdefaults,nofail,x-systemd.device-timeout=1s\t0 2\n\
+         LABEL=UEFI\t/boot/efi\tvfat\tumask=0077,nofail,x-systemd.device-timeout=1s\t0 1\n\
+         # xitc-convert: its partition is deleted by the installer: /dev/vda14 none swap sw 0 0\n"
     );
     assert!(read("etc/fstab.xitc-convert-before").contains("\nLABEL=BOOT\t/boot"));
     // GRUB's initrd-less boot is back, as the image had it.

@@ -203,12 +203,22 @@ pub fn copy_kernels(work: &mut Work<'_>) -> anyhow::Result<()> {
 
 /// fstab as it was before [`fstab`] changed it.
 pub const FSTAB_BEFORE: &str = "/etc/fstab.xitc-convert-before";
-/// What [`fstab`] puts before each line it turns off.
+/// What [`fstab`] puts before each line it comments out.
 const FSTAB_MARK: &str = "# xitc-convert: its partition is deleted by the installer: ";
+/// The mount options [`fstab`] adds: boot goes on without the partition, and
+/// waits for it one second at most.
+pub const FSTAB_OPTIONAL: &str = "nofail,x-systemd.device-timeout=1s";
 
-/// Comments out the fstab lines of partitions the installer deletes (the
-/// original is kept in [`FSTAB_BEFORE`]): Ubuntu's next boot must neither wait
-/// for them nor mount a partition XenServer made in their place.
+/// Makes the fstab lines of partitions the installer deletes harmless (the
+/// original is kept in [`FSTAB_BEFORE`]): Ubuntu's boots after the install
+/// must neither wait for them nor mount a partition XenServer made in their
+/// place. A line that names its partition by UUID, PARTUUID or label gets
+/// [`FSTAB_OPTIONAL`]: no partition XenServer makes has that identity, and
+/// while the install has not happened (it failed, and GRUB fell back to
+/// Ubuntu) the partition is still there and mounted as before, so `/boot`
+/// stays where Ubuntu's GRUB reads it. A line that names a device
+/// (`/dev/vda15`) is commented out: XenServer's own partitions take such
+/// names.
 pub fn fstab(work: &mut Work<'_>) -> anyhow::Result<()> {
     let doomed = work.node()?.layout.doomed.clone();
     if doomed.is_empty() {
@@ -222,15 +232,17 @@ pub fn fstab(work: &mut Work<'_>) -> anyhow::Result<()> {
         work.system
             .write_atomic(FSTAB_BEFORE, text.as_bytes(), 0o644)?;
     }
-    let mut changed = String::with_capacity(text.len());
+    let mut changed = String::with_capacity(text.len() + 64);
     for line in text.lines() {
-        let matches = parse_fstab(line)
-            .first()
-            .is_some_and(|entry| doomed.contains(entry));
-        if matches {
-            changed.push_str(FSTAB_MARK);
+        let entry = parse_fstab(line).into_iter().next();
+        match entry.filter(|entry| doomed.contains(entry)) {
+            Some(entry) if entry.spec.starts_with("/dev/") => {
+                changed.push_str(FSTAB_MARK);
+                changed.push_str(line);
+            }
+            Some(_) => changed.push_str(&optional(line)),
+            None => changed.push_str(line),
         }
-        changed.push_str(line);
         changed.push('\n');
     }
     work.system
@@ -240,11 +252,36 @@ pub fn fstab(work: &mut Work<'_>) -> anyhow::Result<()> {
         .map(|entry| entry.mount_point.as_str())
         .collect();
     work.log.line(&format!(
-        "fstab: {} commented out (their partitions are deleted by the installer; the \
-         original is {FSTAB_BEFORE})",
+        "fstab: {} made optional ({FSTAB_OPTIONAL}; named by device: commented out): the \
+         installer deletes their partitions; the original is {FSTAB_BEFORE}",
         points.join(", ")
     ));
     Ok(())
+}
+
+/// An fstab line with [`FSTAB_OPTIONAL`] in its options (once), its other
+/// fields and their spacing as they were.
+fn optional(line: &str) -> String {
+    let mut fields: Vec<(usize, &str)> = Vec::new();
+    let mut rest = line;
+    let mut offset = 0;
+    while let Some(start) = rest.find(|c: char| !c.is_whitespace()) {
+        let field = &rest[start..];
+        let end = field.find(char::is_whitespace).unwrap_or(field.len());
+        fields.push((offset + start, &field[..end]));
+        offset += start + end;
+        rest = &rest[start + end..];
+    }
+    match fields.get(3) {
+        Some((_, options)) if options.contains("x-systemd.device-timeout=1s") => line.to_owned(),
+        Some((at, options)) => format!(
+            "{}{options},{FSTAB_OPTIONAL}{}",
+            &line[..*at],
+            &line[at + options.len()..]
+        ),
+        // No options field: defaults, then ours (dump and pass default to 0).
+        None => format!("{} defaults,{FSTAB_OPTIONAL}", line.trim_end()),
+    }
 }
 
 /// Gives GRUB back its initrd-less first boot, where START turned it off
@@ -259,4 +296,27 @@ pub fn restore_initrd_boot(work: &mut Work<'_>) -> anyhow::Result<()> {
 
 pub fn boot_installer_once(work: &mut Work<'_>) -> anyhow::Result<()> {
     work.system.run("grub-reboot", &[INSTALLER_ENTRY]).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fstab_lines_get_the_options_once_and_keep_their_spacing() {
+        assert_eq!(
+            optional("LABEL=BOOT\t/boot\text4\tdefaults\t0 2"),
+            "LABEL=BOOT\t/boot\text4\tdefaults,nofail,x-systemd.device-timeout=1s\t0 2"
+        );
+        let once = optional("UUID=B2C4-77E1  /boot/efi  vfat  umask=0077  0  1");
+        assert_eq!(
+            once,
+            "UUID=B2C4-77E1  /boot/efi  vfat  umask=0077,nofail,x-systemd.device-timeout=1s  0  1"
+        );
+        assert_eq!(optional(&once), once, "a rerun adds nothing");
+        assert_eq!(
+            optional("LABEL=x /x ext4"),
+            "LABEL=x /x ext4 defaults,nofail,x-systemd.device-timeout=1s"
+        );
+    }
 }
