@@ -214,18 +214,12 @@ pub fn setup_installer_world_on(root: &Path, bin: &Path, disk: &str) {
     std::fs::write(part.join("start"), format!("{start}\n")).unwrap();
     std::fs::write(part.join("size"), format!("{shrunk}\n")).unwrap();
     // What the shrink did to the partition table.
-    let mut sfdisk = Command::new(real_sfdisk())
-        .args(["-q", "--no-reread", "-N", "1"])
-        .arg(&image)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        &mut sfdisk.stdin.take().unwrap(),
-        format!(",{shrunk}\n").as_bytes(),
-    )
-    .unwrap();
-    assert!(sfdisk.wait().unwrap().success());
+    write_table(
+        root,
+        disk,
+        &["--no-reread", "-N", "1"],
+        &format!(",{shrunk}\n"),
+    );
     std::fs::create_dir_all(root.join("root/.ssh")).unwrap();
     std::fs::write(
         root.join("root/.ssh/authorized_keys"),

@@ -195,20 +195,8 @@ pub fn sandbox_disk(root: &Path, bin: &Path, disk: &str, table: &str, identities
     file.set_len(DISK_BYTES).unwrap();
     drop(file);
     let device = format!("/dev/{disk}");
-    // How partitions are named: /dev/vda1, /dev/nvme0n1p1 (sfdisk names an
-    // image's partitions IMAGE1, IMAGE2).
-    let part = bin_convert::disk::partition_name(&device, 0)
-        .trim_end_matches('0')
-        .to_owned();
-    let mut sfdisk = Command::new(real_sfdisk())
-        .arg("-q")
-        .arg(&image)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("sfdisk (apt-get install fdisk; scripts/install-test-deps)");
-    let table = table.replace(&part, image.to_str().unwrap());
-    std::io::Write::write_all(&mut sfdisk.stdin.take().unwrap(), table.as_bytes()).unwrap();
-    assert!(sfdisk.wait().unwrap().success(), "sfdisk {table}");
+    let part = partition_prefix(disk);
+    write_table(root, disk, &[], table);
     let class = root.join("sys/class/block").join(disk);
     let sysfs = std::fs::canonicalize(&class).unwrap();
     write(&sysfs.join("size"), &format!("{}\n", DISK_BYTES / 512));
@@ -237,6 +225,31 @@ printf '%s\n' "$input" | sed -e "s|{part}\([0-9]\)|$img\1|g" -e "s|{device}|$img
     );
 }
 
+/// Runs the real sfdisk (`-q ARGS`) on the sandbox's `disk` image with
+/// `input` (naming `/dev/<disk>` partitions) on its stdin.
+pub fn write_table(root: &Path, disk: &str, args: &[&str], input: &str) {
+    let image = root.join(format!("{disk}.img"));
+    let part = partition_prefix(disk);
+    let mut sfdisk = Command::new(real_sfdisk())
+        .arg("-q")
+        .args(args)
+        .arg(&image)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sfdisk (apt-get install fdisk; scripts/install-test-deps)");
+    let input = input.replace(&part, image.to_str().unwrap());
+    std::io::Write::write_all(&mut sfdisk.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    assert!(sfdisk.wait().unwrap().success(), "sfdisk {args:?} <{input}");
+}
+
+/// How `disk`'s partitions are named, less their number: `/dev/vda`,
+/// `/dev/nvme0n1p` (sfdisk names an image's partitions IMAGE1, IMAGE2).
+fn partition_prefix(disk: &str) -> String {
+    bin_convert::disk::partition_name(&format!("/dev/{disk}"), 0)
+        .trim_end_matches('0')
+        .to_owned()
+}
+
 /// The real sfdisk, which the stand-in runs.
 pub fn real_sfdisk() -> PathBuf {
     ["/usr/sbin/sfdisk", "/sbin/sfdisk"]
@@ -256,9 +269,7 @@ pub fn partition_table(image: &Path) -> String {
         .unwrap();
     let disk = image.file_stem().unwrap().to_str().unwrap();
     let device = format!("/dev/{disk}");
-    let part = bin_convert::disk::partition_name(&device, 0)
-        .trim_end_matches('0')
-        .to_owned();
+    let part = partition_prefix(disk);
     let dump = String::from_utf8_lossy(&output.stdout).into_owned();
     let image = image.to_str().unwrap();
     dump.lines()
