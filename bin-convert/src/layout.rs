@@ -19,8 +19,8 @@
 //!   them;
 //! - fstab lines that mount deleted partitions (`/boot`, `/boot/efi`, swap)
 //!   would stop Ubuntu's next boot in emergency mode, or mount a partition
-//!   XenServer created: before the install they become optional (`nofail`,
-//!   one second's wait), or, where they name a device, commented out;
+//!   XenServer created: before the install they become optional (`nofail`),
+//!   or, where they name a device, commented out;
 //! - `GRUB_FORCE_PARTUUID` (minimized images, replaced kernels) boots without
 //!   the initrd first, where the shrink runs: turned off for the shrink boot
 //!   and restored after.
