@@ -15,8 +15,8 @@
 //!   installer's `make-ramdisk=`;
 //! - a separate `/boot` on the disk is deleted: its kernels and initrds are
 //!   copied onto partition 1 (under `/boot` of partition 1 itself, beneath
-//!   the mount), where dom0's Ubuntu entry and a failed install's fallback find
-//!   them;
+//!   the mount), where dom0's Ubuntu entry and Ubuntu's boots after the
+//!   install find them;
 //! - fstab lines that mount deleted partitions (`/boot`, `/boot/efi`, swap)
 //!   would stop Ubuntu's next boot in emergency mode, or mount a partition
 //!   XenServer created: before the install they become optional (`nofail`),

@@ -87,12 +87,7 @@ pub fn check(
     let layout = if disk.is_empty() {
         None
     } else {
-        let expect = Expect {
-            disk: &disk,
-            installer_disk: config.installer_disk.as_deref(),
-            partition_2_is_ours: stage == Stage::SetupInstaller,
-        };
-        match layout::read(system, expect) {
+        match layout::read(system, expect(&disk, config, stage)) {
             Ok(layout) => Some(layout),
             Err(layout_problems) => {
                 layout_problems.into_iter().for_each(&mut note);
@@ -164,15 +159,16 @@ pub fn layout_of(system: &System, config: &Config, stage: Stage) -> Result<Layou
     if disk.is_empty() {
         return Err(problems.join("; "));
     }
-    layout::read(
-        system,
-        Expect {
-            disk: &disk,
-            installer_disk: config.installer_disk.as_deref(),
-            partition_2_is_ours: stage == Stage::SetupInstaller,
-        },
-    )
-    .map_err(|problems| problems.join("; "))
+    layout::read(system, expect(&disk, config, stage)).map_err(|problems| problems.join("; "))
+}
+
+/// What [`layout::read`] is told for `disk` in `stage`.
+fn expect<'a>(disk: &'a str, config: &'a Config, stage: Stage) -> Expect<'a> {
+    Expect {
+        disk,
+        installer_disk: config.installer_disk.as_deref(),
+        partition_2_is_ours: stage == Stage::SetupInstaller,
+    }
 }
 
 /// The shrink (`sfdisk -N 1` with a script on stdin), `sfdisk --dump` and the
