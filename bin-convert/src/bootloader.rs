@@ -27,6 +27,13 @@ pub enum BootLoader {
     Grub(String),
 }
 
+/// Keeps Ubuntu, booted from dom0's menu, off XenServer's partitions: on a disk
+/// the installer has laid out, systemd-gpt-auto-generator finds dom0's swap
+/// partition (GPT type Linux swap, on the root's disk) and Ubuntu swaps on it
+/// (seen in the real-VM test's bounce). systemd 242 and later read this
+/// (systemd-gpt-auto-generator(8)); older ones, and kernels, ignore it.
+pub const NO_GPT_AUTO: &str = "systemd.gpt_auto=0";
+
 /// The boot files of the Ubuntu entry, as dom0's boot loader sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UbuntuEntry {
@@ -45,13 +52,14 @@ pub struct UbuntuEntry {
 }
 
 impl UbuntuEntry {
-    /// The kernel's arguments: Ubuntu's root, then Ubuntu's own.
+    /// The kernel's arguments: Ubuntu's root, [`NO_GPT_AUTO`], then Ubuntu's
+    /// own.
     fn kernel_args(&self) -> String {
         let UbuntuBoot { root_uuid, args } = &self.ubuntu;
         if args.is_empty() {
-            format!("root=UUID={root_uuid} ro")
+            format!("root=UUID={root_uuid} ro {NO_GPT_AUTO}")
         } else {
-            format!("root=UUID={root_uuid} ro {args}")
+            format!("root=UUID={root_uuid} ro {NO_GPT_AUTO} {args}")
         }
     }
 }
@@ -362,7 +370,7 @@ mod tests {
         );
         assert!(added.contains("label xitc-ubuntu\n"));
         assert!(added.contains(
-            "append root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro console=tty1 console=ttyS0 net.ifnames=0\n"
+            "append root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro systemd.gpt_auto=0 console=tty1 console=ttyS0 net.ifnames=0\n"
         ));
         assert_eq!(
             extlinux_add(&added, &entry()),
@@ -392,7 +400,7 @@ mod tests {
         // the kernel's root.
         assert!(added.contains(
             "menuentry 'Ubuntu (xitc-convert)' {\n\tsearch --no-floppy --fs-uuid --set root 5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b\n\t\
-             linux /boot/vmlinuz-ubuntu root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro \
+             linux /boot/vmlinuz-ubuntu root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro systemd.gpt_auto=0 \
              console=tty1 console=ttyS0 net.ifnames=0\n"
         ));
         assert_eq!(grub_add(&added, &entry()).unwrap(), added);

@@ -168,13 +168,18 @@ const STAMP: Step = step(
     appliance::stamp,
 );
 
-const XENSERVER_FIRSTBOOT: [Step; 8] = [
+const XENSERVER_FIRSTBOOT: [Step; 9] = [
     WAIT_XAPI,
     FORGET_NETWORKING,
     APPLIANCE_VM,
     APPLIANCE_KEY,
     APPLIANCE_NETWORK,
     INTERFACE_RECONFIGURE,
+    step(
+        "ubuntu-fstab",
+        "comment out Ubuntu's fstab lines of the partitions the installer deleted (made optional before it)",
+        xenserver_firstboot::ubuntu_fstab,
+    ),
     step(
         "ubuntu-boot-entry",
         "copy Ubuntu's kernel and initrd to dom0 and add an Ubuntu entry to its boot loader",

@@ -322,7 +322,9 @@ fn start_and_setup_installer_on_a_24_04_image() {
     assert_eq!(
         read("etc/fstab"),
         "LABEL=cloudimg-rootfs\t/\t ext4\tdiscard,commit=30,errors=remount-ro\t0 1\n\
+         # xitc-convert: optional until the installer deletes its partition (then commented out):\n\
          LABEL=BOOT\t/boot\text4\tdefaults,nofail\t0 2\n\
+         # xitc-convert: optional until the installer deletes its partition (then commented out):\n\
          LABEL=UEFI\t/boot/efi\tvfat\tumask=0077,nofail\t0 1\n\
          # xitc-convert: its partition is deleted by the installer: /dev/vda14 none swap sw 0 0\n"
     );

@@ -182,7 +182,8 @@ fn every_step_of_firstboot_has_a_kill_test() {
         ))
         .map(|step| step.name)
         .collect();
-    // wait-xapi runs no program: a kill there is a kill before anything.
+    // wait-xapi runs no program: a kill there is a kill before anything;
+    // ubuntu-fstab runs none either, and its one write is atomic.
     assert_eq!(
         names,
         [
@@ -192,6 +193,7 @@ fn every_step_of_firstboot_has_a_kill_test() {
             "appliance-key",
             "appliance-network",
             "interface-reconfigure",
+            "ubuntu-fstab",
             "ubuntu-boot-entry",
             "boot-ubuntu-next",
             "stamp"

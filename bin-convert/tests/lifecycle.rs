@@ -262,3 +262,24 @@ fn a_node_lives_through_install_firstboot_and_two_cycles_with_a_move() {
         "the real system was touched"
     );
 }
+
+#[test]
+fn dom0s_first_boot_retires_the_fstab_lines_of_the_deleted_partitions() {
+    let node = Firstboot::new();
+    if let Err(error) = node.run() {
+        panic!("XENSERVER_FIRSTBOOT failed: {error:#}");
+    }
+    assert_eq!(
+        read(&node.ubuntu.path().join("etc/fstab")),
+        "LABEL=cloudimg-rootfs\t/\text4\tdiscard,errors=remount-ro\t0 1\n\
+         # xitc-convert: its partition is deleted by the installer: \
+         LABEL=UEFI\t/boot/efi\tvfat\tumask=0077,nofail\t0 1\n"
+    );
+    assert!(
+        node.log().contains(
+            "Ubuntu's fstab: /boot/efi commented out: the installer deleted their partitions"
+        ),
+        "{}",
+        node.log()
+    );
+}

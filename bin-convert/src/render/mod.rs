@@ -1,8 +1,8 @@
 //! The files xitc-convert writes, built as data and rendered once, one file
 //! per artefact: the installer's answerfile, its GRUB entry and the edit of
 //! /etc/default/grub, the boot hooks (systemd, upstart, dom0's boot script,
-//! the installer's post-install script), the initramfs shrink, and the
-//! appliance's network configuration. Nothing is patched with `sed`: inputs
+//! the installer's post-install script), the initramfs shrink, Ubuntu's fstab
+//! around the install, and the appliance's network configuration. Nothing is patched with `sed`: inputs
 //! are parsed, values escaped, and the output checked by the tools that read
 //! it (tests run grub-script-check, an XML parser, shellcheck and
 //! systemd-analyze on them).
@@ -10,6 +10,7 @@
 pub mod answerfile;
 pub mod appliance_network;
 pub mod boot_hooks;
+pub mod fstab;
 pub mod grub;
 pub mod shrink;
 

@@ -13,11 +13,12 @@ use anyhow::Context as _;
 
 use xitc_common::poll::SystemClock;
 
-use crate::disk::{parse_fstab, partition_name};
+use crate::disk::partition_name;
 use crate::handover::hand_over;
 use crate::paths::INITRD_BOOT_DROP_IN;
 use crate::preflight;
-use crate::render::{INSTALLER_ENTRY, SHRINK_MARGIN_SECTORS};
+use crate::render::fstab::{FSTAB_BEFORE, FSTAB_OPTIONAL};
+use crate::render::{self, INSTALLER_ENTRY, SHRINK_MARGIN_SECTORS};
 use crate::waits;
 use crate::work::Work;
 
@@ -201,27 +202,10 @@ pub fn copy_kernels(work: &mut Work<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// fstab as it was before [`fstab`] changed it.
-pub const FSTAB_BEFORE: &str = "/etc/fstab.xitc-convert-before";
-/// What [`fstab`] puts before each line it comments out.
-const FSTAB_MARK: &str = "# xitc-convert: its partition is deleted by the installer: ";
-/// The mount option [`fstab`] adds: the mount is only wanted by
-/// local-fs.target and not ordered before it, so boot goes on without the
-/// partition (systemd.mount(5)), and mounts it when it is there. No device
-/// timeout: under a slow boot (the real-VM test's TCG) even a partition that is
-/// there can take seconds to appear, and a short timeout then skips it.
-pub const FSTAB_OPTIONAL: &str = "nofail";
-
-/// Makes the fstab lines of partitions the installer deletes harmless (the
-/// original is kept in [`FSTAB_BEFORE`]): Ubuntu's boots after the install
-/// must neither wait for them nor mount a partition XenServer made in their
-/// place. A line that names its partition by UUID, PARTUUID or label gets
-/// [`FSTAB_OPTIONAL`]: no partition XenServer makes has that identity, and
-/// while the install has not happened (it failed, and GRUB fell back to
-/// Ubuntu) the partition is still there and mounted as before, so `/boot`
-/// stays where Ubuntu's GRUB reads it. A line that names a device
-/// (`/dev/vda15`) is commented out: XenServer's own partitions take such
-/// names.
+/// Makes the fstab lines of partitions the installer deletes harmless
+/// ([`render::fstab::make_optional`]; the original is kept in
+/// [`FSTAB_BEFORE`]): Ubuntu's boots after the install must neither wait for
+/// them nor mount a partition XenServer made in their place.
 pub fn fstab(work: &mut Work<'_>) -> anyhow::Result<()> {
     let doomed = work.node()?.layout.doomed.clone();
     if doomed.is_empty() {
@@ -235,19 +219,7 @@ pub fn fstab(work: &mut Work<'_>) -> anyhow::Result<()> {
         work.system
             .write_atomic(FSTAB_BEFORE, text.as_bytes(), 0o644)?;
     }
-    let mut changed = String::with_capacity(text.len() + 64);
-    for line in text.lines() {
-        let entry = parse_fstab(line).into_iter().next();
-        match entry.filter(|entry| doomed.contains(entry)) {
-            Some(entry) if entry.spec.starts_with("/dev/") => {
-                changed.push_str(FSTAB_MARK);
-                changed.push_str(line);
-            }
-            Some(_) => changed.push_str(&optional(line)),
-            None => changed.push_str(line),
-        }
-        changed.push('\n');
-    }
+    let changed = render::fstab::make_optional(&text, &doomed);
     work.system
         .write_atomic("/etc/fstab", changed.as_bytes(), 0o644)?;
     let points: Vec<&str> = doomed
@@ -256,37 +228,11 @@ pub fn fstab(work: &mut Work<'_>) -> anyhow::Result<()> {
         .collect();
     work.log.line(&format!(
         "fstab: {} made optional ({FSTAB_OPTIONAL}; named by device: commented out): the \
-         installer deletes their partitions; the original is {FSTAB_BEFORE}",
+         installer deletes their partitions; dom0 comments them out after the install; the \
+         original is {FSTAB_BEFORE}",
         points.join(", ")
     ));
     Ok(())
-}
-
-/// An fstab line with [`FSTAB_OPTIONAL`] in its options (once), its other
-/// fields and their spacing as they were.
-fn optional(line: &str) -> String {
-    let mut fields: Vec<(usize, &str)> = Vec::new();
-    let mut rest = line;
-    let mut offset = 0;
-    while let Some(start) = rest.find(|c: char| !c.is_whitespace()) {
-        let field = &rest[start..];
-        let end = field.find(char::is_whitespace).unwrap_or(field.len());
-        fields.push((offset + start, &field[..end]));
-        offset += start + end;
-        rest = &rest[start + end..];
-    }
-    match fields.get(3) {
-        Some((_, options)) if options.split(',').any(|option| option == FSTAB_OPTIONAL) => {
-            line.to_owned()
-        }
-        Some((at, options)) => format!(
-            "{}{options},{FSTAB_OPTIONAL}{}",
-            &line[..*at],
-            &line[at + options.len()..]
-        ),
-        // No options field: defaults, then ours (dump and pass default to 0).
-        None => format!("{} defaults,{FSTAB_OPTIONAL}", line.trim_end()),
-    }
 }
 
 /// Gives GRUB back its initrd-less first boot, where START turned it off
@@ -301,27 +247,4 @@ pub fn restore_initrd_boot(work: &mut Work<'_>) -> anyhow::Result<()> {
 
 pub fn boot_installer_once(work: &mut Work<'_>) -> anyhow::Result<()> {
     work.system.run("grub-reboot", &[INSTALLER_ENTRY]).map(drop)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fstab_lines_get_the_options_once_and_keep_their_spacing() {
-        assert_eq!(
-            optional("LABEL=BOOT\t/boot\text4\tdefaults\t0 2"),
-            "LABEL=BOOT\t/boot\text4\tdefaults,nofail\t0 2"
-        );
-        let once = optional("UUID=B2C4-77E1  /boot/efi  vfat  umask=0077  0  1");
-        assert_eq!(
-            once,
-            "UUID=B2C4-77E1  /boot/efi  vfat  umask=0077,nofail  0  1"
-        );
-        assert_eq!(optional(&once), once, "a rerun adds nothing");
-        assert_eq!(
-            optional("LABEL=x /x ext4"),
-            "LABEL=x /x ext4 defaults,nofail"
-        );
-    }
 }

@@ -1,24 +1,48 @@
-//! XENSERVER_FIRSTBOOT's own step; the steps it shares with every later dom0
-//! boot are in [`crate::shared`]. Once, dom0's boot loader gets an entry that
-//! boots Ubuntu (the bounce): Ubuntu's newest kernel and initrd copied to
-//! dom0's `/boot`, Ubuntu's root and kernel arguments as START recorded them.
+//! XENSERVER_FIRSTBOOT's own steps; the steps it shares with every later dom0
+//! boot are in [`crate::shared`]. Once, now that the install has happened,
+//! Ubuntu's fstab loses the lines of the partitions the installer deleted, and
+//! dom0's boot loader gets an entry that boots Ubuntu (the bounce): Ubuntu's
+//! newest kernel and initrd copied to dom0's `/boot`, Ubuntu's root and kernel
+//! arguments as START recorded them.
 
 use anyhow::Context as _;
 
 use crate::bootloader::{self, BootLoader, UbuntuEntry};
-use crate::paths::{Files, UBUNTU_MOUNT};
+use crate::paths::UBUNTU_MOUNT;
+use crate::render;
 use crate::system::System;
 use crate::work::Work;
+
+/// Comments out, in Ubuntu's fstab (seen from dom0 at [`UBUNTU_MOUNT`]), the
+/// lines SETUP_INSTALLER made optional ([`render::fstab`]): this runs in
+/// dom0, so the installer has deleted their partitions, and the bounce would
+/// otherwise wait for each missing device.
+pub fn ubuntu_fstab(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let path = format!("{UBUNTU_MOUNT}/etc/fstab");
+    let text = match work.system.read_to_string(&path) {
+        Ok(text) => text,
+        // No fstab: SETUP_INSTALLER made no line optional either.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(error).with_context(|| format!("reading Ubuntu's fstab, {path}"));
+        }
+    };
+    let (changed, retired) = render::fstab::retire(&text);
+    if retired.is_empty() {
+        return Ok(());
+    }
+    work.system.write_atomic(&path, changed.as_bytes(), 0o644)?;
+    work.log.line(&format!(
+        "Ubuntu's fstab: {} commented out: the installer deleted their partitions",
+        retired.join(", ")
+    ));
+    Ok(())
+}
 
 /// Copies Ubuntu's newest kernel and initrd into dom0's /boot and adds the
 /// Ubuntu entry (root by UUID) to dom0's boot loader, once.
 pub fn ubuntu_boot_entry(work: &mut Work<'_>) -> anyhow::Result<()> {
-    add_ubuntu_boot_entry(work.system, work.files)
-}
-
-/// [`ubuntu_boot_entry`] on `system` alone, so that the real-VM test can play
-/// this part of dom0 (bin-convert/examples/dom0-boot-entry.rs).
-pub fn add_ubuntu_boot_entry(system: &System, files: &Files) -> anyhow::Result<()> {
+    let (system, files) = (work.system, work.files);
     let ubuntu_boot = format!("{UBUNTU_MOUNT}/boot");
     let kernel = newest(system, &ubuntu_boot, "vmlinuz-")?;
     let version = kernel.trim_start_matches("vmlinuz-").to_owned();
@@ -179,7 +203,7 @@ mod tests {
         assert!(grub.contains("set default=\"Ubuntu (xitc-convert)\"\n"));
         assert!(grub.contains(
             "\tsearch --no-floppy --fs-uuid --set root 5d1c7e0a-88b3-4f0e-a6a1-2c9d3e4f5a6b\n\t\
-             linux /boot/vmlinuz-ubuntu root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro \
+             linux /boot/vmlinuz-ubuntu root=UUID=0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19 ro systemd.gpt_auto=0 \
              console=ttyS0,115200n8 net.ifnames=0\n"
         ));
     }

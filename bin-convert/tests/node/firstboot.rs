@@ -11,7 +11,7 @@ use super::*;
 /// the Ubuntu partition with the state, config, appliance and kernel.
 pub struct Firstboot {
     /// The Ubuntu root, which dom0 sees at /mnt/ubuntu (kept alive).
-    pub _ubuntu: tempfile::TempDir,
+    pub ubuntu: tempfile::TempDir,
     pub dom0: Dom0,
     pub appliance: Appliance,
     pub config: Config,
@@ -20,6 +20,10 @@ pub struct Firstboot {
 pub const FIRST_SETTINGS: &str = r#"{"version": 1, "interface": "eth0", "address": "203.0.113.7",
     "prefix": 24, "netmask": "255.255.255.0", "gateway": "203.0.113.1",
     "mac": "bc:76:4e:20:1a:2b", "nameservers": ["203.0.113.53"]}"#;
+
+pub const UBUNTU_FSTAB: &str = "LABEL=cloudimg-rootfs\t/\text4\tdiscard,errors=remount-ro\t0 1\n\
+    # xitc-convert: optional until the installer deletes its partition (then commented out):\n\
+    LABEL=UEFI\t/boot/efi\tvfat\tumask=0077,nofail\t0 1\n";
 
 impl Firstboot {
     pub fn new() -> Self {
@@ -48,6 +52,8 @@ impl Firstboot {
                 r#"{{"root_uuid": "{UBUNTU_ROOT_UUID}", "args": "console=tty1 console=ttyS0"}}"#
             ),
         );
+        // Ubuntu's fstab as SETUP_INSTALLER left it on a 22.04 cloud image.
+        write(&u.join("etc/fstab"), UBUNTU_FSTAB);
         write(&u.join("boot/vmlinuz-6.8.0-31-generic"), "ubuntu kernel");
         write(&u.join("boot/initrd.img-6.8.0-31-generic"), "ubuntu initrd");
         let config = Config {
@@ -70,7 +76,7 @@ impl Firstboot {
         write(&dom0.path("/root/cloud-settings.json"), FIRST_SETTINGS);
         write(&dom0.path("/root/.ssh/authorized_keys"), USER_KEYS);
         Firstboot {
-            _ubuntu: ubuntu,
+            ubuntu,
             dom0,
             appliance,
             config,
@@ -138,7 +144,8 @@ impl Firstboot {
         format!(
             "state {}appliance {summary}\npifs {pifs:?}\nnetworks {networks:?}\n\
              keyed: {}\ndom0 keys:\n{}grub:\n{}appliance interfaces:\n{}appliance root keys:\n{}\
-             appliance crontab: {:?}\nappliance logins: {:?}\nstamp: {stamp}\nxenstore: {}\n",
+             appliance crontab: {:?}\nappliance logins: {:?}\nstamp: {stamp}\nxenstore: {}\n\
+             Ubuntu's fstab:\n{}",
             dom0.state(),
             keyed.trim() == vm,
             dom0_keys.replace(&user_key, "<the appliance user's key>\n"),
@@ -148,6 +155,7 @@ impl Firstboot {
             read(&appliance.path(&format!("var/spool/cron/crontabs/{}", appliance.user))),
             appliance_logins.replace(dom0_public.trim(), "<dom0's key>"),
             read(&dom0.path("xenstore.json")).trim(),
+            read(&self.ubuntu.path().join("etc/fstab")),
         )
     }
 

@@ -427,7 +427,7 @@ pub fn check_dom0_state_result(node: &Node, settings: &CloudSettings) {
     assert!(
         grub.contains(&format!(
             "\tsearch --no-floppy --fs-uuid --set root {DOM0_ROOT_UUID}\n\t\
-             linux /boot/vmlinuz-ubuntu root=UUID={UBUNTU_ROOT_UUID} ro console=tty1 console=ttyS0\n"
+             linux /boot/vmlinuz-ubuntu root=UUID={UBUNTU_ROOT_UUID} ro systemd.gpt_auto=0 console=tty1 console=ttyS0\n"
         )),
         "{grub}"
     );
