@@ -386,3 +386,51 @@ fn the_post_install_script_installs_the_dom0_hook_for_systemd_and_rc_local() {
         );
     }
 }
+
+/// The project's own shell scripts (the test command, the real-VM test and its
+/// stand-in installer, the benches) stay as clean as the ones xitc-convert
+/// writes.
+#[test]
+fn the_projects_shell_scripts_pass_shellcheck() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut scripts: Vec<PathBuf> = Vec::new();
+    for dir in [
+        "scripts",
+        "scripts/lib",
+        "tests/vm",
+        "tests/vm/installer",
+        "bench",
+    ] {
+        for entry in std::fs::read_dir(repo.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read(&path).unwrap_or_default();
+            if path.is_file()
+                && (text.starts_with(b"#!/bin/sh")
+                    || text.starts_with(b"#!/usr/bin/env bash")
+                    || path.extension().is_some_and(|ext| ext == "sh"))
+            {
+                scripts.push(path);
+            }
+        }
+    }
+    assert!(
+        scripts
+            .iter()
+            .any(|path| path.ends_with("tests/vm/installer/init")),
+        "found: {scripts:?}"
+    );
+    for script in &scripts {
+        let output = Command::new("shellcheck")
+            .arg("-x")
+            .arg(script)
+            .current_dir(repo)
+            .output()
+            .expect("shellcheck (apt-get install shellcheck; scripts/install-test-deps)");
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+}
