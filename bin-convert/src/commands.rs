@@ -145,6 +145,9 @@ pub fn check(
         .context("writing to stdout")
 }
 
+/// How much of the log's end `--status` reads for its last line.
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
+
 pub fn status(system: &System, files: &Files, out: &mut impl Write) -> anyhow::Result<()> {
     let (state, recorded) = state::read(system, &files.state)?;
     let mut text = format!(
@@ -166,11 +169,17 @@ pub fn status(system: &System, files: &Files, out: &mut impl Write) -> anyhow::R
         files.install_dir.display(),
         files.log.display()
     );
-    if let Some(last) = system
-        .read_if_exists(&files.log)?
-        .and_then(|log| log.lines().last().map(str::to_owned))
-    {
-        let _ = writeln!(text, "last log line: {last}");
+    // The log's end, read lossily: a crash or a full disk can cut its last
+    // line mid-character, and --status is what a user runs then.
+    if let Some(tail) = system.read_tail(&files.log, LOG_TAIL_BYTES)? {
+        let tail = String::from_utf8_lossy(&tail);
+        if let Some(last) = tail.lines().last() {
+            let _ = writeln!(
+                text,
+                "last log line: {}",
+                xitc_common::exit::escape_control(last)
+            );
+        }
     }
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())

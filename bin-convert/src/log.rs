@@ -24,8 +24,9 @@ impl<'a> Log<'a> {
     pub fn line(&self, text: &str) {
         let stamp = timestamp();
         let line = format!("{stamp} {TOOL}: {text}\n");
-        print!("{line}");
-        // A log that cannot be written must not stop the conversion.
+        // Neither a log file nor a stdout that cannot be written (a reader
+        // gone, a full disk) may stop the conversion: `print!` would panic.
+        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
         let _ = self.system.append(self.path, &line);
     }
 }

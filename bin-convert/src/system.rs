@@ -66,6 +66,29 @@ impl System {
         fs::read_to_string(self.path(path))
     }
 
+    /// The last `limit` bytes of a file (all of it when shorter), or `None`
+    /// when it does not exist.
+    pub fn read_tail(&self, path: impl AsRef<Path>, limit: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        use std::io::{Read as _, Seek as _};
+        let path = self.path(path);
+        let mut file = match fs::File::open(&path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading {}", path.display()));
+            }
+        };
+        let length = file
+            .metadata()
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        let mut tail = Vec::new();
+        file.seek(io::SeekFrom::Start(length.saturating_sub(limit)))
+            .and_then(|_| file.take(limit).read_to_end(&mut tail))
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(Some(tail))
+    }
+
     /// The contents, or `None` when the file does not exist.
     pub fn read_if_exists(&self, path: impl AsRef<Path>) -> anyhow::Result<Option<String>> {
         let path = path.as_ref();

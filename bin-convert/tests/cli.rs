@@ -471,3 +471,45 @@ fn a_dom0_state_in_ubuntu_stops_without_rebooting_and_says_why() {
             .contains("state SETUP_INSTALLER runs in Ubuntu, but this is dom0")
     );
 }
+
+#[test]
+fn status_reads_a_log_cut_mid_character_and_escapes_what_it_shows() {
+    let sandbox = Sandbox::new();
+    sandbox.save_config();
+    let log = sandbox
+        .root
+        .path()
+        .join("opt/xenapi-in-the-cloud/xitc-convert.log");
+    // A crash (or a full disk) cut the last line inside "é"; an earlier line
+    // of the log carried a terminal escape from a remote message.
+    let mut bytes =
+        b"[1] xitc-convert: first line\n[2] xitc-convert: \x1b[2Jappliance said caf".to_vec();
+    bytes.push(0xc3);
+    std::fs::write(&log, &bytes).unwrap();
+    let status = sandbox.convert().arg("--status").output().unwrap();
+    let (stdout, stderr) = text(&status);
+    assert!(status.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("last log line: [2] xitc-convert: \\u{1b}[2Jappliance said caf\u{fffd}\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn status_into_a_full_stdout_is_exit_1_with_one_line() {
+    let sandbox = Sandbox::new();
+    sandbox.save_config();
+    let status = sandbox
+        .convert()
+        .arg("--status")
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("xitc-convert: error: writing to stdout: "),
+        "{stderr}"
+    );
+}

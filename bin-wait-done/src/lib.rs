@@ -17,9 +17,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use xitc_common::exit::{self, EXIT_STATUS_HELP};
+use xitc_common::output::Output;
 use xitc_common::poll::{Clock as _, Schedule, SystemClock, parse_duration, poll_until};
 use xitc_common::secret::Secret;
 use xitc_common::ssh::{
@@ -158,8 +158,10 @@ where
         env.agent_socket.as_deref(),
     )?;
 
-    write!(
-        out,
+    // The wait is this tool's work: a reader that goes away, or a full disk
+    // under stdout, ends the output, not the wait; only the stamp found is 0.
+    let mut out = Output::new(out);
+    out.write(&format!(
         "Waiting for stamp file [{stamp}]\n    ADDRESS : {host}\n    USERNAME: {user}\n\n \
          X - failed to connect to port {port}\n \
          ! - port {port} open, but the SSH handshake or login failed\n \
@@ -167,9 +169,7 @@ where
         host = target.host,
         user = target.user,
         port = target.port,
-    )
-    .and_then(|()| out.flush())
-    .context("writing to stdout")?;
+    ));
 
     let mut watcher = Watcher {
         target: &target,
@@ -194,16 +194,15 @@ where
             Observation::PortClosed => 'X',
             Observation::LoginFailed => '!',
         };
-        marks.print(out, mark)?;
+        marks.print(&mut out, mark);
         Ok(None)
     });
     if let Err(error) = waited {
-        marks.finish_line(out);
+        marks.finish_line(&mut out);
         return Err(error.context(format!("waiting for stamp file {stamp} on {target}")));
     }
-    writeln!(out, "Found!")
-        .and_then(|()| out.flush())
-        .context("writing to stdout")
+    out.line("Found!");
+    out.finish()
 }
 
 /// Progress marks on stdout: inline, or one per line under CI.
@@ -213,21 +212,19 @@ struct Marks {
 }
 
 impl Marks {
-    fn print(&mut self, out: &mut impl Write, mark: char) -> anyhow::Result<()> {
+    fn print(&mut self, out: &mut Output<impl Write>, mark: char) {
         if self.one_per_line {
-            writeln!(out, "{mark}")
+            out.line(&mark.to_string());
         } else {
             self.pending_newline = true;
-            write!(out, "{mark}")
+            out.write(&mark.to_string());
         }
-        .and_then(|()| out.flush())
-        .context("writing to stdout")
     }
 
     /// Ends a line of inline marks, so an error message starts on its own line.
-    fn finish_line(&mut self, out: &mut impl Write) {
+    fn finish_line(&mut self, out: &mut Output<impl Write>) {
         if std::mem::take(&mut self.pending_newline) {
-            let _ = writeln!(out).and_then(|()| out.flush());
+            out.line("");
         }
     }
 }

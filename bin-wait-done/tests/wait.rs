@@ -619,3 +619,62 @@ fn strict_stops_when_the_key_changes_mid_wait() {
     );
     assert!(text(&output.stderr).contains("changed"));
 }
+
+/// The tool's stdout is a pipe whose reader has gone away before the first
+/// write (`xitc-wait-until-done … | head -0`).
+fn with_closed_stdout(command: &mut Command, stamp: &Path) -> Child {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    command
+        .arg("--stamp")
+        .arg(stamp)
+        .stdout(writer)
+        .spawn()
+        .expect("starting the tool")
+}
+
+#[test]
+fn a_reader_that_went_away_is_no_success_the_wait_decides() {
+    let sshd = Sshd::start();
+    // No stamp: the wait runs out, exit 124 though nobody reads the marks.
+    let stamp = stamp_in(&sshd, "never.ready");
+    let mut command = tool(&sshd, &sshd.client_key());
+    command.args(["--timeout", "2"]);
+    let output = with_closed_stdout(&mut command, &stamp)
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(124), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("timed out"),
+        "{}",
+        text(&output.stderr)
+    );
+    // The stamp appears during the wait: found, exit 0, nothing on stderr.
+    let stamp = stamp_in(&sshd, "later.ready");
+    let child = with_closed_stdout(&mut tool(&sshd, &sshd.client_key()), &stamp);
+    std::thread::sleep(Duration::from_millis(800));
+    std::fs::write(&stamp, "").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stderr), "");
+}
+
+#[test]
+fn a_full_stdout_is_exit_1_with_a_message_after_the_wait() {
+    let sshd = Sshd::start();
+    let stamp = stamp_in(&sshd, "xenserver.ready");
+    std::fs::write(&stamp, "").unwrap();
+    let output = tool(&sshd, &sshd.client_key())
+        .arg("--stamp")
+        .arg(&stamp)
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("xitc-wait-until-done: error: writing to stdout: "),
+        "{stderr}"
+    );
+}

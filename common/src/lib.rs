@@ -5,7 +5,9 @@
 //!   [`exit::timeout`] or the [`exit::Classify`] extension; everything else is a
 //!   plain failure (exit 1).
 //! - [`stamp`]: the path of the file that marks a finished conversion.
-//! - [`poll`]: the deadline/interval loop behind every "wait until …".
+//! - [`poll`]: the deadline/interval loop behind every "wait until …", and the
+//!   one duration parser.
+//! - [`output`]: the one path to stdout: never panics, never ends the work.
 //!
 //! - [`secret`]: passwords, keys and tokens that never print themselves.
 //! - [`shell`]: quoting for POSIX shell command lines.
@@ -22,6 +24,7 @@ pub mod cloud;
 #[cfg(feature = "download")]
 pub mod download;
 pub mod exit;
+pub mod output;
 pub mod poll;
 pub mod secret;
 pub mod shell;

@@ -123,16 +123,27 @@ pub fn poll_until<T>(
                 format_duration(deadline.elapsed(now))
             )));
         }
-        let next_attempt = attempt_started + schedule.interval;
-        let pause = deadline.cap(now, next_attempt.saturating_duration_since(now));
+        // An interval too large to add to the clock is as good as "at the
+        // deadline" (or, with none, a sleep of that length).
+        let pause = match attempt_started.checked_add(schedule.interval) {
+            Some(next_attempt) => next_attempt.saturating_duration_since(now),
+            None => schedule.interval,
+        };
+        let pause = deadline.cap(now, pause);
         if !pause.is_zero() {
             clock.sleep(pause);
         }
     }
 }
 
+/// The longest duration a CLI option takes: a year. Longer ones are typos,
+/// and past about 584 billion years a deadline no longer fits a clock
+/// (`Instant + Duration` panics); where "no limit" is meant, the options take 0.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Parses a CLI duration: plain seconds (`10`, `0.5`) or a number with one unit
-/// suffix `ms`, `s`, `m`, `h` (`500ms`, `2m`). For clap's `value_parser`.
+/// suffix `ms`, `s`, `m`, `h` (`500ms`, `2m`), at most [`MAX_DURATION`]. For
+/// clap's `value_parser`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     let split_at = trimmed
@@ -153,8 +164,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let value: f64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a duration (e.g. 10, 0.5, 500ms, 2m)"))?;
-    Duration::try_from_secs_f64(value * seconds_per_unit)
-        .map_err(|_| format!("{text:?} is out of range"))
+    match Duration::try_from_secs_f64(value * seconds_per_unit) {
+        Ok(duration) if duration <= MAX_DURATION => Ok(duration),
+        _ => Err(format!(
+            "{text:?} is out of range (at most 365 days, {}s)",
+            MAX_DURATION.as_secs()
+        )),
+    }
 }
 
 /// A duration for messages: `0.5s`, `12s`, `2m05s`, `1h02m03s`.
@@ -355,9 +371,39 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(secs(120.0)));
         assert_eq!(parse_duration("1h"), Ok(secs(3600.0)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "x", "-1", "1d", "1.2.3", "s", "1e999"] {
+        for bad in ["", "x", "-1", "1d", "1.2.3", "s", "1e999", "NaN", "inf"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn durations_longer_than_a_year_are_refused_before_any_clock_sees_them() {
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        for huge in [
+            "8761h",
+            "31536001",
+            "99999999999999999999",
+            "18446744073709551615",
+            "1000000000000000000000000000000h",
+        ] {
+            let error = parse_duration(huge).unwrap_err();
+            assert!(
+                error.contains("out of range (at most 365 days"),
+                "{huge}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_interval_too_large_for_the_clock_ends_at_the_deadline_without_panicking() {
+        let clock = FakeClock::new();
+        let schedule = Schedule {
+            timeout: Some(secs(5.0)),
+            interval: Duration::MAX,
+        };
+        let error = poll_until(&clock, schedule, |_| Ok(None::<()>)).unwrap_err();
+        assert_eq!(kind_of(&error), Kind::Timeout);
+        assert_eq!(*clock.sleeps.borrow(), [secs(5.0)]);
     }
 
     #[test]
