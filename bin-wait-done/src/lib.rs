@@ -326,25 +326,29 @@ mod tests {
 
     #[test]
     fn marks_inline_or_one_per_line() {
-        let mut out = Vec::new();
+        let mut bytes = Vec::new();
+        let mut out = Output::new(&mut bytes);
         let mut inline = Marks {
             one_per_line: false,
             pending_newline: false,
         };
-        inline.print(&mut out, 'X').unwrap();
-        inline.print(&mut out, '.').unwrap();
+        inline.print(&mut out, 'X');
+        inline.print(&mut out, '.');
         inline.finish_line(&mut out);
         inline.finish_line(&mut out);
-        assert_eq!(out, b"X.\n");
+        out.finish().unwrap();
+        assert_eq!(bytes, b"X.\n");
 
-        let mut out = Vec::new();
+        let mut bytes = Vec::new();
+        let mut out = Output::new(&mut bytes);
         let mut per_line = Marks {
             one_per_line: true,
             pending_newline: false,
         };
-        per_line.print(&mut out, '!').unwrap();
+        per_line.print(&mut out, '!');
         per_line.finish_line(&mut out);
-        assert_eq!(out, b"!\n");
+        out.finish().unwrap();
+        assert_eq!(bytes, b"!\n");
     }
 
     #[test]
