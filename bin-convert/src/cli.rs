@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Parser;
-use xitc_common::exit::{self, Classify as _, EXIT_STATUS_HELP};
+use xitc_common::exit::{self, EXIT_STATUS_HELP};
 use xitc_common::secret::Secret;
 
 use crate::commands;
@@ -280,8 +280,11 @@ fn first_run_arguments(cli: &Cli) -> anyhow::Result<(Secret, String, String)> {
         .filter(|value| !value.is_empty());
     let from_file = match &cli.password_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .or_usage(|| format!("cannot read --password-file {}", path.display()))?;
+            let text = xitc_common::files::read_bounded_text(
+                path,
+                "--password-file",
+                xitc_common::files::SMALL_FILE_LIMIT,
+            )?;
             Some(text.lines().next().unwrap_or_default().to_owned())
         }
         None => None,

@@ -238,6 +238,20 @@ fn bad_input_is_refused_and_changes_nothing() {
             "cannot read --password-file",
         ),
         (
+            "endless password file",
+            vec!["--password-file", "/dev/zero", URL, "L"],
+            vec![],
+            2,
+            "--password-file /dev/zero is not a regular file",
+        ),
+        (
+            "password file is a directory",
+            vec!["--password-file", "/", URL, "L"],
+            vec![],
+            2,
+            "--password-file / is not a regular file",
+        ),
+        (
             "URL without scheme",
             vec!["pw", "example.com/a.xva", "L"],
             vec![],

@@ -250,6 +250,36 @@ fn cases(unreachable: &str) -> Vec<Case> {
             clouds_yaml: Some("clouds: [unclosed\n"),
         },
         Case {
+            name: "endless clouds.yaml",
+            args: &["x"],
+            env: vec![
+                ("OS_CLOUD", "mine".to_owned()),
+                ("OS_CLIENT_CONFIG_FILE", "/dev/zero".to_owned()),
+            ],
+            code: 2,
+            message: "clouds.yaml /dev/zero is not a regular file",
+            clouds_yaml: None,
+        },
+        Case {
+            name: "clouds.yaml is a directory",
+            args: &["x"],
+            env: vec![
+                ("OS_CLOUD", "mine".to_owned()),
+                ("OS_CLIENT_CONFIG_FILE", "/".to_owned()),
+            ],
+            code: 2,
+            message: "clouds.yaml / is not a regular file",
+            clouds_yaml: None,
+        },
+        Case {
+            name: "year-long timeout",
+            args: &["--timeout", "8761h", "x"],
+            env: with_credentials(&[]),
+            code: 2,
+            message: "out of range (at most 365 days",
+            clouds_yaml: None,
+        },
+        Case {
             name: "unknown OS_CLOUD without clouds.yaml",
             args: &["x"],
             env: vec![
@@ -288,7 +318,7 @@ fn cases(unreachable: &str) -> Vec<Case> {
 fn bad_input_is_refused_clearly() {
     let unreachable = format!("http://127.0.0.1:{}/v2.0", xitc_test_support::free_port());
     let cases = cases(&unreachable);
-    assert!(cases.len() >= 15);
+    assert!(cases.len() >= 20);
     for case in &cases {
         run(case);
     }

@@ -71,8 +71,8 @@ struct Cli {
     #[arg(long, default_value = "5", value_parser = parse_duration)]
     connect_timeout: Duration,
 
-    /// SSH port, when the target names none.
-    #[arg(long)]
+    /// SSH port, when the target names none (1 to 65535).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     port: Option<u16>,
 
     /// The stamp file to wait for [default: xitc-print-stamp-path's].

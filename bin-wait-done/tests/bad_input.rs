@@ -54,6 +54,12 @@ fn bad_input_is_refused_before_any_connection() {
     let binary = dir.path().join("binary");
     std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x01]).unwrap();
 
+    let huge = dir.path().join("huge");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let huge_key = huge.to_str().unwrap();
     let key = key.to_str().unwrap();
     let port = xitc_test_support::free_port().to_string();
     let host = format!("127.0.0.1:{port}");
@@ -83,7 +89,7 @@ fn bad_input_is_refused_before_any_connection() {
         case(
             "key is a directory",
             &[host, dir.path().to_str().unwrap()],
-            "cannot read key file",
+            "is not a regular file",
         ),
         case(
             "key is no key",
@@ -165,6 +171,27 @@ fn bad_input_is_refused_before_any_connection() {
             &[host, "-"],
             "SSH_AUTH_SOCK is not set",
         ),
+        case("port 0", &["--port", "0", "127.0.0.1", key], "'0'"),
+        case(
+            "endless key",
+            &[host, "/dev/zero"],
+            "/dev/zero is not a regular file",
+        ),
+        case(
+            "huge key",
+            &[host, huge_key],
+            "is larger than 1048576 bytes",
+        ),
+        case(
+            "year-long timeout",
+            &["--timeout", "99999999999", host, key],
+            "out of range (at most 365 days",
+        ),
+        case(
+            "year-long interval",
+            &["--interval", "9000h", host, key],
+            "out of range (at most 365 days",
+        ),
     ];
     let mut with_env = |name, env: Vec<(&'static str, String)>, args: &[&str], message| {
         let mut c = case(name, args, message);
@@ -183,7 +210,7 @@ fn bad_input_is_refused_before_any_connection() {
         &[host, key],
         "XITC_STAMP_PATH is set but empty",
     );
-    assert!(cases.len() >= 15);
+    assert!(cases.len() >= 20);
     for case in &cases {
         check(case);
     }

@@ -7,6 +7,7 @@
 //! - [`stamp`]: the path of the file that marks a finished conversion.
 //! - [`poll`]: the deadline/interval loop behind every "wait until …", and the
 //!   one duration parser.
+//! - [`files`]: the one bounded reader of files named by the user.
 //! - [`output`]: the one path to stdout: never panics, never ends the work.
 //!
 //! - [`secret`]: passwords, keys and tokens that never print themselves.
@@ -24,6 +25,7 @@ pub mod cloud;
 #[cfg(feature = "download")]
 pub mod download;
 pub mod exit;
+pub mod files;
 pub mod output;
 pub mod poll;
 pub mod secret;

@@ -58,13 +58,12 @@ pub(super) fn read_clouds_yaml(env: &Env) -> anyhow::Result<Option<(PathBuf, Map
 
 fn read_first_yaml(env: &Env, file: &str) -> anyhow::Result<Option<(PathBuf, Value)>> {
     for path in clouds_yaml_candidates(env, file) {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
+        match std::fs::metadata(&path) {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(error) => {
-                return Err(error).or_usage(|| format!("reading {}", path.display()));
-            }
-        };
+            _ => {}
+        }
+        let text =
+            crate::files::read_bounded_text(&path, "clouds.yaml", crate::files::SMALL_FILE_LIMIT)?;
         let document: Value = serde_yaml_ng::from_str(&text)
             .or_usage(|| format!("{} is not valid YAML", path.display()))?;
         if !matches!(document, Value::Mapping(_) | Value::Null) {

@@ -60,7 +60,7 @@ impl Credential {
 /// `passphrase` when it is encrypted). All failures are usage errors naming it.
 pub fn check_key_file(path: &Path, passphrase: Option<&Secret>) -> anyhow::Result<()> {
     let shown = path.display();
-    let text = std::fs::read(path).or_usage(|| format!("cannot read key file {shown}"))?;
+    let text = crate::files::read_bounded(path, "key file", crate::files::SMALL_FILE_LIMIT)?;
     let text = String::from_utf8(text).map_err(|_| {
         exit::usage(format!(
             "key file {shown} is not a text (PEM or OpenSSH) key"
