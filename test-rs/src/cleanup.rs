@@ -90,7 +90,7 @@ impl Run<'_> {
             }
             if let Some(id) = &created.image {
                 if keep_image {
-                    println!("    --keep-image: keeping image {id}");
+                    crate::say(&format!("    --keep-image: keeping image {id}"));
                 } else {
                     attempt(
                         format!("delete image {id}"),

@@ -97,15 +97,15 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
     };
     let result = run.remove_leftovers().and_then(|()| run.test());
     if result.is_ok() {
-        println!("ALL TESTS PASSED");
+        crate::say("ALL TESTS PASSED");
     }
     let cleanup = if cli.keep {
-        println!("--keep: leaving {:?}", run.created.borrow());
+        crate::say(&format!("--keep: leaving {:?}", run.created.borrow()));
         Ok(())
     } else {
         run.cleanup()
     };
-    println!("\n{}", run.steps.summary());
+    crate::say(&format!("\n{}", run.steps.summary()));
     match (result, cleanup) {
         (Err(error), Err(cleanup_error)) => {
             eprintln!("test-rs: cleanup also failed: {cleanup_error:#}");
@@ -303,7 +303,7 @@ impl Run<'_> {
             anyhow::bail!("{GET_IP} {id} failed ({status})");
         }
         let address = stdout.trim().to_owned();
-        println!("    {GET_IP} {id} → {address}");
+        crate::say(&format!("    {GET_IP} {id} → {address}"));
         Ok(address)
     }
 
@@ -386,7 +386,9 @@ impl Run<'_> {
             Ok(_) => Ok(()),
             // The node may reboot at once and take the session with it: expected.
             Err(failure) if failure.kind == FailureKind::Session => {
-                println!("    the session dropped while starting {CONVERT} (the node reboots)");
+                crate::say(&format!(
+                    "    the session dropped while starting {CONVERT} (the node reboots)"
+                ));
                 Ok(())
             }
             Err(failure) => Err(anyhow::Error::new(failure)),

@@ -32,11 +32,14 @@ mod programs;
 mod steps;
 
 use std::ffi::OsString;
+use std::io;
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Parser;
 use xitc_common::exit::{self, EXIT_STATUS_HELP};
+use xitc_common::output::Output;
 use xitc_common::poll::parse_duration;
 
 pub use names::Names;
@@ -169,5 +172,25 @@ where
     if cli.interval.is_zero() {
         return Err(exit::usage("--interval must be more than 0"));
     }
-    flow::run(&cli, &names)
+    let tested = flow::run(&cli, &names);
+    let printed = take_output().map_or(Ok(()), Output::finish);
+    tested.and(printed)
+}
+
+/// test-rs's stdout ([`Output`]): a line never panics, and neither a reader
+/// that went away nor a full disk stops the test, whose cleanup of what it
+/// made in the cloud must run whatever happens to its output.
+static STDOUT: Mutex<Option<Output<io::Stdout>>> = Mutex::new(None);
+
+/// Prints `line` on test-rs's stdout.
+pub(crate) fn say(line: &str) {
+    STDOUT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert_with(|| Output::new(io::stdout()))
+        .line(line);
+}
+
+fn take_output() -> Option<Output<io::Stdout>> {
+    STDOUT.lock().unwrap_or_else(PoisonError::into_inner).take()
 }

@@ -34,7 +34,7 @@ impl Steps {
         name: &str,
         action: impl FnOnce() -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        println!("==> {name}");
+        crate::say(&format!("==> {name}"));
         let started = Instant::now();
         let result = action();
         let duration = started.elapsed();
@@ -43,8 +43,13 @@ impl Steps {
             Err(error) => Outcome::Failed(format!("{error:#}")),
         };
         match &outcome {
-            Outcome::Passed => println!("<== {name}: ok ({})", format_duration(duration)),
-            Outcome::Failed(_) => println!("<== {name}: FAILED ({})", format_duration(duration)),
+            Outcome::Passed => {
+                crate::say(&format!("<== {name}: ok ({})", format_duration(duration)))
+            }
+            Outcome::Failed(_) => crate::say(&format!(
+                "<== {name}: FAILED ({})",
+                format_duration(duration)
+            )),
         }
         self.records.borrow_mut().push(Record {
             name: name.to_owned(),
