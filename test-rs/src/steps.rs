@@ -42,15 +42,14 @@ impl Steps {
             Ok(_) => Outcome::Passed,
             Err(error) => Outcome::Failed(format!("{error:#}")),
         };
-        match &outcome {
-            Outcome::Passed => {
-                crate::say(&format!("<== {name}: ok ({})", format_duration(duration)))
-            }
-            Outcome::Failed(_) => crate::say(&format!(
-                "<== {name}: FAILED ({})",
-                format_duration(duration)
-            )),
-        }
+        let verdict = match &outcome {
+            Outcome::Passed => "ok",
+            Outcome::Failed(_) => "FAILED",
+        };
+        crate::say(&format!(
+            "<== {name}: {verdict} ({})",
+            format_duration(duration)
+        ));
         self.records.borrow_mut().push(Record {
             name: name.to_owned(),
             duration,
