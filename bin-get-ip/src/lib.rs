@@ -122,7 +122,8 @@ where
             connect: cli.connect_timeout,
             read: cli.read_timeout,
         },
-    );
+    )
+    .with_notes(TOOL);
     let (server, address) = wait_for_address(&client, &cli)
         .with_context(|| format!("waiting for server {:?} to have an address", cli.server))?;
     let line = match cli.format {

@@ -320,10 +320,14 @@ fn a_response_that_never_finishes_times_out() {
         .assert()
         .code(124)
         .stdout("")
+        // A note at the first failed try, then the error as the last line.
         .stderr(
             predicate::str::starts_with(
-                "xitc-get-ip-address-of-instance: error: waiting for server \"node\" to have an address: ",
+                "xitc-get-ip-address-of-instance: GET /compute/v2/tenant/servers/detail: timeout: global; retrying (",
             )
+            .and(predicate::str::contains(
+                "\nxitc-get-ip-address-of-instance: error: waiting for server \"node\" to have an address: ",
+            ))
             .and(predicate::str::contains("timed out after")),
         );
 }

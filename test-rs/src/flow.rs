@@ -59,7 +59,8 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
     let client = CloudClient::new(
         CloudConfig::load(&Env::from_process())?,
         Timeouts::default(),
-    );
+    )
+    .with_notes(crate::TOOL);
     let key_dir = tempfile::Builder::new()
         .prefix("test-rs-")
         .tempdir()

@@ -8,6 +8,7 @@
 //! Messages name the method, the URL's path and the status, never headers (the
 //! token) or request bodies (the password).
 
+use std::io::Write as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
@@ -101,7 +102,15 @@ fn excerpt(body: &str) -> String {
 pub struct HttpClient {
     agent: ureq::Agent,
     timeouts: Timeouts,
+    /// The tool that says on stderr what it retries ([`HttpClient::with_notes`]).
+    notes: Option<&'static str>,
 }
+
+/// The time a last try before the deadline gets.
+const LAST_TRY: Duration = Duration::from_secs(1);
+
+/// How often a retried request says so again on stderr.
+const NOTE_EVERY: Duration = Duration::from_secs(30);
 
 /// What one attempt came to.
 enum Attempt {
@@ -125,7 +134,20 @@ impl HttpClient {
             .user_agent(concat!("xitc/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        HttpClient { agent, timeouts }
+        HttpClient {
+            agent,
+            timeouts,
+            notes: None,
+        }
+    }
+
+    /// Says on stderr, as `tool`, what is retried and why: at the first
+    /// transient fault of a request and every [`NOTE_EVERY`] after, so a wait
+    /// of minutes is never silent.
+    #[must_use]
+    pub fn with_notes(mut self, tool: &'static str) -> Self {
+        self.notes = Some(tool);
+        self
     }
 
     /// Sends a request, retrying transient faults until `deadline`.
@@ -141,6 +163,8 @@ impl HttpClient {
     ) -> anyhow::Result<Response> {
         let what = format!("{method} {}", url.path());
         let mut backoff = FIRST_BACKOFF;
+        let mut noted: Option<Instant> = None;
+        let mut last_try = false;
         loop {
             let now = Instant::now();
             let attempt_time = deadline.cap(now, self.timeouts.read);
@@ -149,16 +173,47 @@ impl HttpClient {
                 Ok(Attempt::Transient { why, retry_after }) => (why, retry_after),
                 Err(error) => return Err(error.context(what)),
             };
-            let jittered = backoff.mul_f64(0.5 + fastrand::f64());
-            let pause = retry_after.unwrap_or(jittered);
             let now = Instant::now();
-            if deadline.is_expired(now) || deadline.remaining(now).is_some_and(|left| left < pause)
-            {
+            if deadline.is_expired(now) {
                 return Err(exit::timeout(format!(
                     "{what}: timed out after {} ({why})",
                     format_duration(deadline.elapsed(now))
                 )));
             }
+            if let Some(tool) = self.notes
+                && noted.is_none_or(|at| now.duration_since(at) >= NOTE_EVERY)
+            {
+                noted = Some(now);
+                let left = deadline
+                    .remaining(now)
+                    .map_or("no time limit".to_owned(), |left| {
+                        format!("{} left", format_duration(left))
+                    });
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "{tool}: {}",
+                    exit::escape_control(&format!("{what}: {why}; retrying ({left})"))
+                );
+            }
+            // The server's Retry-After is honoured: past the deadline, it is
+            // over. Our own back-off that would leave no time for another try
+            // is shortened so that one last try still fits; after that one,
+            // it is over.
+            let jittered = backoff.mul_f64(0.5 + fastrand::f64());
+            let wanted = retry_after.unwrap_or(jittered);
+            let pause = match deadline.remaining(now) {
+                Some(left) if wanted + LAST_TRY > left => {
+                    if last_try || retry_after.is_some_and(|asked| asked > left) {
+                        return Err(exit::timeout(format!(
+                            "{what}: timed out after {} ({why})",
+                            format_duration(deadline.elapsed(now))
+                        )));
+                    }
+                    last_try = true;
+                    left.saturating_sub(LAST_TRY)
+                }
+                _ => wanted,
+            };
             std::thread::sleep(pause);
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
@@ -194,7 +249,7 @@ impl HttpClient {
             .build();
         let mut response = match self.agent.run(request) {
             Ok(response) => response,
-            Err(error) => return classify_error(error),
+            Err(error) => return classify_error(error, url),
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -206,7 +261,7 @@ impl HttpClient {
         }
         let body = match response.body_mut().read_to_string() {
             Ok(body) => body,
-            Err(error) => return classify_error(error),
+            Err(error) => return classify_error(error, url),
         };
         Ok(Attempt::Done(Response {
             status,
@@ -217,14 +272,28 @@ impl HttpClient {
 }
 
 /// Network-level trouble is transient; a bad URL, TLS failure or protocol
-/// violation will not improve by retrying.
-fn classify_error(error: ureq::Error) -> anyhow::Result<Attempt> {
+/// violation will not improve by retrying, and neither will a host name that
+/// does not resolve or a refused connection to this machine's own address
+/// (nothing listens there; a remote cloud's refusal can be a restart).
+fn classify_error(error: ureq::Error, url: &Url) -> anyhow::Result<Attempt> {
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or_default();
+    let refused = match &error {
+        ureq::Error::Io(io_error) => io_error.kind() == std::io::ErrorKind::ConnectionRefused,
+        ureq::Error::ConnectionFailed => true,
+        _ => false,
+    };
+    if refused && is_loopback(host) {
+        return Err(anyhow::Error::new(error).context(format!(
+            "connection refused by {host}:{port}: nothing listens there"
+        )));
+    }
+    if matches!(error, ureq::Error::HostNotFound) {
+        return Err(anyhow::Error::new(error).context(format!("no such host: {host}")));
+    }
     let transient = matches!(
         error,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
-            | ureq::Error::HostNotFound
-            | ureq::Error::ConnectionFailed
+        ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed
     );
     if transient {
         Ok(Attempt::Transient {
@@ -234,6 +303,15 @@ fn classify_error(error: ureq::Error) -> anyhow::Result<Attempt> {
     } else {
         Err(anyhow::Error::new(error))
     }
+}
+
+/// This machine's own addresses, where a refused connection is final.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 /// `Retry-After` as seconds or as an HTTP date, relative to `now`.
@@ -298,5 +376,88 @@ mod tests {
         );
         assert_eq!(response("  ").api_message(), "(empty body)");
         assert!(response(&"x".repeat(500)).api_message().ends_with('…'));
+    }
+
+    fn get(
+        client: &HttpClient,
+        url: &str,
+        timeout: Duration,
+    ) -> (anyhow::Result<Response>, Duration) {
+        let started = Instant::now();
+        let deadline = Deadline::new(started, Some(timeout));
+        let result = client.send(
+            &Method::GET,
+            &Url::parse(url).unwrap(),
+            None,
+            None,
+            &deadline,
+        );
+        (result, started.elapsed())
+    }
+
+    #[test]
+    fn a_refused_connection_on_this_machine_and_an_unknown_host_fail_at_once() {
+        let client = HttpClient::new(Timeouts::default());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // (An unknown host is final too; not tried here: tests contact
+        // loopback only, and a name lookup asks the network's resolver.)
+        for url in [
+            format!("http://127.0.0.1:{port}/v3"),
+            format!("http://localhost:{port}/v3"),
+        ] {
+            let (result, took) = get(&client, &url, Duration::from_secs(60));
+            let error = result.unwrap_err();
+            assert_eq!(
+                crate::exit::kind_of(&error),
+                crate::exit::Kind::Failed,
+                "{url}"
+            );
+            let message = format!("{error:#}");
+            assert!(
+                message.contains("nothing listens there"),
+                "{url}: {message}"
+            );
+            assert!(took < Duration::from_secs(10), "{url}: {took:?}");
+        }
+    }
+
+    #[test]
+    fn a_transient_fault_is_retried_up_to_the_deadline_itself() {
+        // A server that answers 503 to everything, with no Retry-After.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v3", listener.local_addr().unwrap());
+        let served = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&served);
+        let started = Instant::now();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut buffer = [0u8; 4096];
+                let _ = std::io::Read::read(&mut stream, &mut buffer);
+                log.lock().unwrap().push(started.elapsed());
+                let _ = stream.write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        let client = HttpClient::new(Timeouts::default());
+        let (result, took) = get(&client, &url, Duration::from_secs(4));
+        let error = result.unwrap_err();
+        assert_eq!(crate::exit::kind_of(&error), crate::exit::Kind::Timeout);
+        assert!(format!("{error:#}").contains("(HTTP 503)"), "{error:#}");
+        // Back-off 0.25, 0.5, 1, 2 s (jittered): the last pause would pass
+        // the deadline, and is shortened so that a last try is made within
+        // its final seconds instead of giving up early.
+        let served = served.lock().unwrap().clone();
+        assert!(served.len() >= 3, "{served:?}");
+        assert!(
+            *served.last().unwrap() >= Duration::from_millis(2500),
+            "the last try came at {served:?}"
+        );
+        assert!(took < Duration::from_secs(6), "{took:?}");
     }
 }

@@ -46,6 +46,14 @@ impl CloudClient {
         }
     }
 
+    /// Says on stderr, as `tool`, what it retries and why (see
+    /// [`HttpClient::with_notes`]).
+    #[must_use]
+    pub fn with_notes(mut self, tool: &'static str) -> Self {
+        self.http = self.http.with_notes(tool);
+        self
+    }
+
     pub fn config(&self) -> &CloudConfig {
         &self.config
     }
