@@ -269,34 +269,33 @@ fn the_scripts_pass_shellcheck() {
     let hook = dir.path().join("hook");
     std::fs::write(&hook, SHRINK_HOOK).unwrap();
     for script in [&premount, &hook] {
-        let output = Command::new("shellcheck")
-            .args(["-s", "sh", "-e", "SC1091"])
-            .arg(script)
-            .output()
-            .expect("shellcheck (apt-get install shellcheck; scripts/install-test-deps)");
-        assert!(
-            output.status.success(),
-            "{}: {}",
-            script.display(),
-            String::from_utf8_lossy(&output.stdout)
-        );
+        assert_shellcheck_clean(script, &["-s", "sh", "-e", "SC1091"]);
     }
+}
+
+/// Runs shellcheck with `options` on `script` (from the repository's root,
+/// where `-x` finds sourced files) and fails on any finding.
+fn assert_shellcheck_clean(script: &Path, options: &[&str]) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let output = Command::new("shellcheck")
+        .args(options)
+        .arg(script)
+        .current_dir(repo)
+        .output()
+        .expect("shellcheck (apt-get install shellcheck; scripts/install-test-deps)");
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&output.stdout)
+    );
 }
 
 fn shellcheck(name: &str, script: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, script).unwrap();
-    let output = Command::new("shellcheck")
-        .args(["-s", "sh"])
-        .arg(&path)
-        .output()
-        .expect("shellcheck (scripts/install-test-deps)");
-    assert!(
-        output.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    assert_shellcheck_clean(&path, &["-s", "sh"]);
 }
 
 fn dom0_hook(ramdisk: &Path) -> bin_convert::render::Dom0Hook {
@@ -420,17 +419,6 @@ fn the_projects_shell_scripts_pass_shellcheck() {
         "found: {scripts:?}"
     );
     for script in &scripts {
-        let output = Command::new("shellcheck")
-            .arg("-x")
-            .arg(script)
-            .current_dir(repo)
-            .output()
-            .expect("shellcheck (apt-get install shellcheck; scripts/install-test-deps)");
-        assert!(
-            output.status.success(),
-            "{}: {}",
-            script.display(),
-            String::from_utf8_lossy(&output.stdout)
-        );
+        assert_shellcheck_clean(script, &["-x"]);
     }
 }
