@@ -182,3 +182,34 @@ fn missing_sibling_tools_are_named_with_where_they_were_looked_for() {
         "xitc-convert not found",
     );
 }
+
+#[test]
+fn a_closed_or_full_stdout_never_panics_and_the_exit_is_the_tests() {
+    // Nothing listens on the identity URL: the first cloud call fails at once
+    // (a refused connection on this machine is final), after test-rs has
+    // printed its first step line into the broken stdout.
+    for closed in [true, false] {
+        let mut command = test_rs(built());
+        command
+            .arg("--convert-binary")
+            .arg(built())
+            .args([URL, "p1"])
+            .stderr(std::process::Stdio::piped());
+        if closed {
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            command.stdout(writer);
+        } else {
+            command.stdout(std::fs::File::create("/dev/full").unwrap());
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "closed {closed}: {stderr}");
+        assert!(!stderr.contains("panicked"), "closed {closed}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("test-rs: error: ") && last.contains("nothing listens there"),
+            "closed {closed}: {stderr}"
+        );
+    }
+}
