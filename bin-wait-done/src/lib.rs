@@ -158,6 +158,18 @@ where
         env.agent_socket.as_deref(),
     )?;
 
+    // As ssh warns (and refuses): a private key others can read.
+    if cli.key != std::path::Path::new("-")
+        && let Some(mode) = xitc_common::files::readable_by_others(&cli.key)
+    {
+        let _ = writeln!(
+            notes,
+            "{TOOL}: warning: key file {} can be read by others (mode {mode:04o}): \
+             chmod 600 it",
+            exit::escape_control(&cli.key.display().to_string())
+        );
+    }
+
     // The wait is this tool's work: a reader that goes away, or a full disk
     // under stdout, ends the output, not the wait; only the stamp found is 0.
     let mut out = Output::new(out);

@@ -678,3 +678,24 @@ fn a_full_stdout_is_exit_1_with_a_message_after_the_wait() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_key_others_can_read_is_used_with_a_warning_naming_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let sshd = Sshd::start();
+    let stamp = stamp_in(&sshd, "xenserver.ready");
+    std::fs::write(&stamp, "").unwrap();
+    let key = sshd.dir().join("shared-key");
+    std::fs::copy(sshd.client_key(), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = finished(with_stamp(&mut tool(&sshd, &key), &stamp));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "xitc-wait-until-done: warning: key file {} can be read by others (mode 0644): chmod 600 it\n",
+            key.display()
+        )
+    );
+    assert!(text(&output.stdout).ends_with("Found!\n"));
+}

@@ -42,6 +42,15 @@ pub fn read_bounded_text(path: &Path, what: &str, limit: u64) -> anyhow::Result<
         .map_err(|_| exit::usage(format!("{what} {shown} is not UTF-8 text")))
 }
 
+/// The permission bits of `path` when its group or others may read it (a
+/// private key or a file with passwords should be its owner's alone: OpenSSH's
+/// ssh refuses such a key outright); `None` otherwise, or when it cannot say.
+pub fn readable_by_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +72,11 @@ mod tests {
         assert!(refused(dir.path(), 10).contains("is not a regular file"));
         assert!(refused(Path::new("/dev/zero"), 10).contains("/dev/zero is not a regular file"));
         assert!(refused(&dir.path().join("missing"), 10).starts_with("cannot read key file "));
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(readable_by_others(&file), None);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(readable_by_others(&file), Some(0o640));
         std::fs::write(&file, b"\xff\xfe").unwrap();
         let error = read_bounded_text(&file, "key file", 10).unwrap_err();
         assert!(format!("{error:#}").contains("is not UTF-8 text"));
