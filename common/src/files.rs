@@ -53,6 +53,8 @@ pub fn readable_by_others(path: &Path) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
     use crate::exit::{Kind, kind_of};
 
@@ -72,7 +74,6 @@ mod tests {
         assert!(refused(dir.path(), 10).contains("is not a regular file"));
         assert!(refused(Path::new("/dev/zero"), 10).contains("/dev/zero is not a regular file"));
         assert!(refused(&dir.path().join("missing"), 10).starts_with("cannot read key file "));
-        use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(readable_by_others(&file), None);
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
