@@ -26,7 +26,7 @@ impl<'a> Log<'a> {
         let line = format!("{stamp} {TOOL}: {text}\n");
         // Neither a log file nor a stdout that cannot be written (a reader
         // gone, a full disk) may stop the conversion: `print!` would panic.
-        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
+        xitc_common::output::Output::new(std::io::stdout().lock()).write(&line);
         let _ = self.system.append(self.path, &line);
     }
 }

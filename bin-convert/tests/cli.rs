@@ -519,11 +519,11 @@ fn status_into_a_full_stdout_is_exit_1_with_one_line() {
         .stdout(std::fs::File::create("/dev/full").unwrap())
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&status.stderr);
-    assert_eq!(status.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("xitc-convert: error: writing to stdout: "),
-        "{stderr}"
+    xitc_test_support::assert_one_line_error(
+        "a full stdout",
+        "xitc-convert",
+        &status,
+        1,
+        "writing to stdout: ",
     );
 }

@@ -121,11 +121,11 @@ fn a_full_stdout_is_exit_1_with_one_line() {
         .stdout(std::fs::File::create("/dev/full").unwrap())
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.starts_with("xitc-print-stamp-path: error: writing to stdout: ")
-            && stderr.lines().count() == 1,
-        "{stderr}"
+    xitc_test_support::assert_one_line_error(
+        "a full stdout",
+        "xitc-print-stamp-path",
+        &output,
+        1,
+        "writing to stdout: ",
     );
 }

@@ -670,12 +670,12 @@ fn a_full_stdout_is_exit_1_with_a_message_after_the_wait() {
         .stdout(std::fs::File::create("/dev/full").unwrap())
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = text(&output.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("xitc-wait-until-done: error: writing to stdout: "),
-        "{stderr}"
+    xitc_test_support::assert_one_line_error(
+        "a full stdout",
+        "xitc-wait-until-done",
+        &output,
+        1,
+        "writing to stdout: ",
     );
 }
 
