@@ -2,7 +2,7 @@
 //! failure kinds.
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use xitc_common::ssh::{self, Credential, FailureKind, HostKeyPolicy, Target, shell_quote};
 use xitc_test_support::{KeyType, Sshd, generate_key};
@@ -117,4 +117,84 @@ fn failures_are_classified() {
     assert_eq!(failure.kind, FailureKind::Unreachable, "{failure}");
     // (A name that does not resolve is Unreachable too, but resolving one would
     // ask a DNS server off this machine; tests contact loopback only.)
+}
+
+/// The limit of `exec` is one deadline for the whole command: neither output
+/// trickling in nor a command that hangs once its session is open runs past it.
+#[test]
+fn a_command_that_trickles_or_hangs_ends_at_its_deadline() {
+    let sshd = Sshd::start();
+    let connection = connect(&sshd);
+    for command in ["while :; do echo tick; sleep 0.2; done", "sleep 60"] {
+        let started = Instant::now();
+        let failure = connection
+            .exec(command, Duration::from_secs(2))
+            .unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Session, "{command}: {failure}");
+        assert_eq!(
+            failure.message,
+            format!("`{command}` did not finish within 2.0s")
+        );
+        // Ended by the deadline, not by the command (which never ends) or by
+        // the per-read timeouts libssh2 had before (each tick reset them).
+        assert!(
+            started.elapsed() < LIMIT,
+            "{command}: {:?}",
+            started.elapsed()
+        );
+    }
+    // The server is still there for a new session.
+    assert_eq!(
+        connect(&sshd).exec("echo again", LIMIT).unwrap().stdout,
+        "again\n"
+    );
+}
+
+#[test]
+fn output_beyond_the_bound_is_a_failure_naming_the_stream() {
+    let sshd = Sshd::start();
+    let connection = connect(&sshd);
+    let over = ssh::MAX_OUTPUT + 1;
+    for (command, stream) in [
+        (format!("head -c {over} /dev/zero"), "stdout"),
+        ("yes".to_owned(), "stdout"),
+        (
+            format!("head -c {over} /dev/zero >&2; echo never"),
+            "stderr",
+        ),
+    ] {
+        let failure = connect(&sshd).exec(&command, LIMIT).unwrap_err();
+        assert_eq!(
+            failure.kind,
+            FailureKind::CommandFailed,
+            "{command}: {failure}"
+        );
+        assert_eq!(
+            failure.message,
+            format!("`{command}` printed more than 1024 KiB on {stream}")
+        );
+    }
+    // Up to the bound, both streams arrive whole, read side by side.
+    let output = connection
+        .exec(
+            &format!("head -c {} /dev/zero >&2; echo done", ssh::MAX_OUTPUT),
+            LIMIT,
+        )
+        .unwrap();
+    assert_eq!(
+        (output.status, output.stdout.as_str(), output.stderr.len()),
+        (0, "done\n", ssh::MAX_OUTPUT)
+    );
+}
+
+#[test]
+fn output_that_is_not_utf8_is_decoded_lossily() {
+    let sshd = Sshd::start();
+    let output = connect(&sshd)
+        .exec(r"printf 'a\377b'; printf '\300' >&2", LIMIT)
+        .unwrap();
+    assert_eq!(
+        (output.stdout.as_str(), output.stderr.as_str()),
+        ("a\u{FFFD}b", "\u{FFFD}")
+    );
 }
