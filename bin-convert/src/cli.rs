@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Parser;
+use xitc_common::convert_rules;
 use xitc_common::exit::{self, EXIT_STATUS_HELP};
 use xitc_common::secret::Secret;
 
@@ -193,13 +194,9 @@ fn config_from_arguments(cli: &Cli, state: State) -> anyhow::Result<Config> {
         ("APPLIANCE_URL", &appliance_url),
         ("--iso-url", &cli.iso_url),
     ] {
-        check_url(what, url)?;
+        convert_rules::check_url(what, url)?;
     }
-    if appliance_label.trim().is_empty() || appliance_label.chars().any(char::is_control) {
-        return Err(exit::usage(
-            "APPLIANCE_NAME_LABEL must be non-empty, without control characters",
-        ));
-    }
+    convert_rules::check_label("APPLIANCE_NAME_LABEL", &appliance_label)?;
     for (what, sum) in [
         ("--iso-sha256", &cli.iso_sha256),
         ("--appliance-sha256", &cli.appliance_sha256),
@@ -258,18 +255,6 @@ fn config_from_arguments(cli: &Cli, state: State) -> anyhow::Result<Config> {
     })
 }
 
-fn check_url(what: &str, url: &str) -> anyhow::Result<()> {
-    let scheme_ok = ["http://", "https://", "file://"]
-        .iter()
-        .any(|scheme| url.starts_with(scheme) && url.len() > scheme.len());
-    if !scheme_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(exit::usage(format!(
-            "{what} must be an http://, https:// or file:// URL without spaces, got {url:?}"
-        )));
-    }
-    Ok(())
-}
-
 /// PASSWORD (from the arguments, XENSERVER_PASSWORD or --password-file: one of
 /// them), APPLIANCE_URL and APPLIANCE_NAME_LABEL. With the password from the
 /// environment or a file, the arguments are just the URL and the label.
@@ -309,14 +294,7 @@ fn first_run_arguments(cli: &Cli) -> anyhow::Result<(Secret, String, String)> {
             )));
         }
     };
-    if password.is_empty() {
-        return Err(exit::usage("the password is empty"));
-    }
-    if !password.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
-        return Err(exit::usage(
-            "the password must be printable ASCII (the installer reads it with Python 2)",
-        ));
-    }
+    convert_rules::check_password(&password)?;
     let mut rest = arguments.into_iter();
     let appliance_url = rest
         .next()

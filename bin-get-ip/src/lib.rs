@@ -116,6 +116,9 @@ where
         }
     }
     let config = CloudConfig::load(env)?;
+    for warning in &config.warnings {
+        exit::note(TOOL, &format!("warning: {warning}"));
+    }
     let client = CloudClient::new(
         config,
         Timeouts {

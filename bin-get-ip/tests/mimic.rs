@@ -276,13 +276,29 @@ fn clouds_yaml_with_os_cloud() {
         "clouds:\n  mimic:\n    auth:\n      password: from-secure-yaml\n",
     )
     .unwrap();
-    tool()
-        .current_dir(dir.path())
-        .env("OS_CLOUD", "mimic")
-        .arg("from-yaml")
-        .assert()
-        .success()
-        .stdout(access_ip(&server));
+    let chmod = |mode| {
+        use std::os::unix::fs::PermissionsExt as _;
+        let secure = dir.path().join("secure.yaml");
+        std::fs::set_permissions(&secure, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // With the password's file readable by others: the address all the same,
+    // and a warning naming the file.
+    let warning = format!(
+        "xitc-get-ip-address-of-instance: warning: secure.yaml {} can be read by others \
+         (mode 0644): chmod 600 it\n",
+        dir.path().join("secure.yaml").display()
+    );
+    for (mode, stderr) in [(0o600, String::new()), (0o644, warning)] {
+        chmod(mode);
+        tool()
+            .current_dir(dir.path())
+            .env("OS_CLOUD", "mimic")
+            .arg("from-yaml")
+            .assert()
+            .success()
+            .stdout(access_ip(&server))
+            .stderr(stderr);
+    }
 }
 
 #[test]

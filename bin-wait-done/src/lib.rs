@@ -160,14 +160,9 @@ where
 
     // As ssh warns (and refuses): a private key others can read.
     if cli.key != std::path::Path::new("-")
-        && let Some(mode) = xitc_common::files::readable_by_others(&cli.key)
+        && let Some(warning) = xitc_common::files::readable_by_others_warning(&cli.key, "key file")
     {
-        let _ = writeln!(
-            notes,
-            "{TOOL}: warning: key file {} can be read by others (mode {mode:04o}): \
-             chmod 600 it",
-            exit::escape_control(&cli.key.display().to_string())
-        );
+        let _ = writeln!(notes, "{TOOL}: warning: {warning}");
     }
 
     // The wait is this tool's work: a reader that goes away, or a full disk

@@ -190,6 +190,13 @@ fn clap_summary(error: &clap::Error) -> String {
     format!("{message} (see --help)")
 }
 
+/// Prints `{tool}: {text}` on stderr as one line (control characters escaped):
+/// what a tool says on the way (a retry, a warning) without ending. Failing to
+/// write it (stderr closed or a full disk) is no reason to stop the work.
+pub fn note(tool: &str, text: &str) {
+    let _ = writeln!(io::stderr().lock(), "{tool}: {}", escape_control(text));
+}
+
 /// Escapes control characters (newlines, escape sequences from a remote API's
 /// message, …) so that a message stays one line and cannot drive the terminal.
 pub fn escape_control(text: &str) -> String {

@@ -51,6 +51,18 @@ pub fn readable_by_others(path: &Path) -> Option<u32> {
     (mode & 0o044 != 0).then_some(mode)
 }
 
+/// The warning every tool gives (after its name and "warning: ") when a file
+/// holding a secret can be read by others, `what` naming it ("key file",
+/// "clouds.yaml"); `None` when the file is private. A warning, not an error:
+/// the user may mean it (a shared CI box), and the tools still work.
+pub fn readable_by_others_warning(path: &Path, what: &str) -> Option<String> {
+    let mode = readable_by_others(path)?;
+    Some(format!(
+        "{what} {} can be read by others (mode {mode:04o}): chmod 600 it",
+        exit::escape_control(&path.display().to_string())
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
@@ -78,6 +90,13 @@ mod tests {
         assert_eq!(readable_by_others(&file), None);
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert_eq!(readable_by_others(&file), Some(0o640));
+        assert_eq!(
+            readable_by_others_warning(&file, "key file"),
+            Some(format!(
+                "key file {} can be read by others (mode 0640): chmod 600 it",
+                file.display()
+            ))
+        );
         std::fs::write(&file, b"\xff\xfe").unwrap();
         let error = read_bounded_text(&file, "key file", 10).unwrap_err();
         assert!(format!("{error:#}").contains("is not UTF-8 text"));

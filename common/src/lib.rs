@@ -10,6 +10,8 @@
 //! - [`files`]: the one bounded reader of files named by the user.
 //! - [`output`]: the one path to stdout: never panics, never ends the work.
 //!
+//! - [`convert_rules`]: what xitc-convert accepts as its first-run arguments,
+//!   shared with test-rs, which checks them before it creates anything.
 //! - [`secret`]: passwords, keys and tokens that never print themselves.
 //! - [`shell`]: quoting for POSIX shell command lines.
 //! - `cloud` (feature `cloud`): all HTTP of the workspace, Keystone and Nova.
@@ -22,6 +24,7 @@
 
 #[cfg(feature = "cloud")]
 pub mod cloud;
+pub mod convert_rules;
 #[cfg(feature = "download")]
 pub mod download;
 pub mod exit;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use xitc_common::exit;
 use xitc_common::poll::{Deadline, Schedule, SystemClock, poll_until};
 
 use crate::flow::{Run, deadline};
@@ -78,7 +79,7 @@ impl Run<'_> {
             let mut failures = Vec::new();
             let mut attempt = |what: String, result: anyhow::Result<()>| {
                 if let Err(error) = result {
-                    eprintln!("test-rs: cleanup: {what}: {error:#}");
+                    exit::note(crate::TOOL, &format!("cleanup: {what}: {error:#}"));
                     failures.push(what);
                 }
             };

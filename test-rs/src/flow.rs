@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use xitc_common::cloud::{CloudClient, CloudConfig, Env, ServerCreate, Timeouts};
 use xitc_common::exit::{self, Classify as _};
+use xitc_common::files;
 use xitc_common::poll::{Deadline, Schedule, SystemClock, poll_until};
 use xitc_common::secret::Secret;
 use xitc_common::ssh::{self, Credential, FailureKind, HostKeyPolicy, Target, shell_quote};
@@ -54,13 +55,25 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
         None => find_sibling(CONVERT)?,
     };
     let stamp = stamp::stamp_path()?;
-    // A given key is checked now, before anything is created in the cloud.
-    let given_public_key = cli.ssh_key.as_deref().map(public_half).transpose()?;
-    let client = CloudClient::new(
-        CloudConfig::load(&Env::from_process())?,
-        Timeouts::default(),
-    )
-    .with_notes(crate::TOOL);
+    // A given key is checked now (readable, its public half, its passphrase),
+    // before anything is created in the cloud.
+    let credential = OnceCell::new();
+    let given_public_key = match &cli.ssh_key {
+        Some(path) => {
+            let public = public_half(path)?;
+            if let Some(warning) = files::readable_by_others_warning(path, "--ssh-key") {
+                exit::note(crate::TOOL, &format!("warning: {warning}"));
+            }
+            let _ = credential.set(Credential::from_argument(path, passphrase(), None)?);
+            Some(public)
+        }
+        None => None,
+    };
+    let config = CloudConfig::load(&Env::from_process())?;
+    for warning in &config.warnings {
+        exit::note(crate::TOOL, &format!("warning: {warning}"));
+    }
+    let client = CloudClient::new(config, Timeouts::default()).with_notes(crate::TOOL);
     let key_dir = tempfile::Builder::new()
         .prefix("test-rs-")
         .tempdir()
@@ -89,7 +102,7 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
         get_ip,
         wait_done,
         convert,
-        credential: OnceCell::new(),
+        credential,
         key_path,
         password,
         given_public_key,
@@ -109,7 +122,10 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
     crate::say(&format!("\n{}", run.steps.summary()));
     match (result, cleanup) {
         (Err(error), Err(cleanup_error)) => {
-            eprintln!("test-rs: cleanup also failed: {cleanup_error:#}");
+            exit::note(
+                crate::TOOL,
+                &format!("cleanup also failed: {cleanup_error:#}"),
+            );
             Err(error)
         }
         (Err(error), Ok(())) => Err(error),
@@ -221,14 +237,10 @@ impl Run<'_> {
             let (private, public) =
                 ssh::generate_ed25519(&format!("test-rs {}", self.names.keypair))?;
             write_private_key(&self.key_path, &private)?;
+            let credential = Credential::from_argument(&self.key_path, None, None)?;
+            let _ = self.credential.set(credential);
             public
         };
-        let credential = Credential::from_argument(
-            &self.key_path,
-            std::env::var(ssh::PASSPHRASE_ENV).ok().map(Secret::new),
-            None,
-        )?;
-        let _ = self.credential.set(credential);
         self.client
             .create_keypair(&self.names.keypair, &public, &api_deadline())?;
         self.created.borrow_mut().keypair = Some(self.names.keypair.clone());
@@ -424,15 +436,19 @@ fn bracketed(host: &str) -> String {
     }
 }
 
+/// The passphrase of a given --ssh-key, from `XITC_KEY_PASSPHRASE` as for
+/// xitc-wait-until-done (never an argument).
+fn passphrase() -> Option<Secret> {
+    std::env::var(ssh::PASSPHRASE_ENV).ok().map(Secret::new)
+}
+
 /// The public half of an OpenSSH private key file (stored unencrypted in it).
 fn public_half(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        exit::usage(format!("cannot read --ssh-key {}: {error}", path.display()))
-    })?;
+    let text = files::read_bounded_text(path, "--ssh-key", files::SMALL_FILE_LIMIT)?;
     let key = xitc_common::ssh::public_key_of_openssh(&text).map_err(|error| {
         exit::usage(format!(
             "--ssh-key {} is not an OpenSSH private key: {error}",
-            path.display()
+            exit::escape_control(&path.display().to_string())
         ))
     })?;
     Ok(key)

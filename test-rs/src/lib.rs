@@ -38,9 +38,11 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Parser;
+use xitc_common::convert_rules;
 use xitc_common::exit::{self, EXIT_STATUS_HELP};
 use xitc_common::output::Output;
 use xitc_common::poll::parse_duration;
+use xitc_common::ssh::Target;
 
 pub use names::Names;
 
@@ -151,11 +153,80 @@ pub struct Cli {
     pub snapshot_timeout: Duration,
 }
 
+/// KEY=VALUE as Nova accepts server metadata (its API schema, `metadata` in
+/// nova/api/validation/parameter_types.py): a key of 1–255 letters, digits and
+/// `-_:. `, a value of at most 255 characters. Nova would refuse anything else
+/// with HTTP 400 at boot time, after the keypair was made.
 fn parse_metadata(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!("{text:?} is not KEY=VALUE"));
+    };
+    let key_ok = (1..=255).contains(&key.chars().count())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_:. ".contains(c));
+    if !key_ok {
+        return Err(format!(
+            "key {key:?} must be 1-255 letters, digits, '-', '_', ':', '.' or spaces (Nova's rule)"
+        ));
     }
+    if value.chars().count() > 255 {
+        return Err(format!(
+            "the value of {key} is longer than 255 characters (Nova's limit)"
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// Everything that can be checked without the cloud, checked before anything
+/// is made in it: a bad value found after the keypair and a server exist costs
+/// a cleanup at best and a leaked server at worst. The values xitc-convert gets
+/// pass its own rules ([`xitc_common::convert_rules`]).
+fn check_arguments(cli: &Cli) -> anyhow::Result<()> {
+    convert_rules::check_url("STAGING_VM_URL", &cli.staging_vm_url)?;
+    convert_rules::check_label("--appliance-label", &cli.appliance_label)?;
+    if let Some(password) = &cli.password {
+        convert_rules::check_password(password)
+            .map_err(|error| exit::usage(format!("--password or XENSERVER_PASSWORD: {error}")))?;
+    }
+    if cli.interval.is_zero() {
+        return Err(exit::usage("--interval must be more than 0"));
+    }
+    for (what, value) in [
+        ("--image", &cli.image),
+        ("--flavor", &cli.flavor),
+        ("--dom0-check-command", &cli.dom0_check_command),
+    ] {
+        if value.trim().is_empty() || value.chars().any(char::is_control) {
+            return Err(exit::usage(format!(
+                "{what} must be non-empty, without control characters"
+            )));
+        }
+    }
+    if !cli.install_dir.starts_with('/') || cli.install_dir.chars().any(char::is_control) {
+        return Err(exit::usage(format!(
+            "--install-dir must be an absolute path without control characters, got {}",
+            exit::escape_control(&format!("{:?}", cli.install_dir))
+        )));
+    }
+    // The SSH user and --ssh-address, as every connection will parse them.
+    if cli.ssh_user.contains('@') || Target::parse(&format!("{}@node", cli.ssh_user), None).is_err()
+    {
+        return Err(exit::usage(format!(
+            "--ssh-user {:?} is not a user name (no spaces, '@', ':' or control characters)",
+            cli.ssh_user
+        )));
+    }
+    if let Some(address) = &cli.ssh_address {
+        if address.contains('@') {
+            return Err(exit::usage(format!(
+                "--ssh-address {address:?} has '@': give the user with --ssh-user"
+            )));
+        }
+        Target::parse(&format!("{}@{address}", cli.ssh_user), None)
+            .map_err(|error| exit::usage(format!("--ssh-address: {error}")))?;
+    }
+    Ok(())
 }
 
 /// Parses `args` (program name first) and runs the test.
@@ -166,12 +237,7 @@ where
 {
     let cli = Cli::try_parse_from(args)?;
     let names = Names::new(&cli.postfix)?;
-    if cli.staging_vm_url.trim().is_empty() {
-        return Err(exit::usage("STAGING_VM_URL is empty"));
-    }
-    if cli.interval.is_zero() {
-        return Err(exit::usage("--interval must be more than 0"));
-    }
+    check_arguments(&cli)?;
     let tested = flow::run(&cli, &names);
     let printed = take_output().map_or(Ok(()), Output::finish);
     tested.and(printed)
@@ -182,13 +248,16 @@ where
 /// made in the cloud must run whatever happens to its output.
 static STDOUT: Mutex<Option<Output<io::Stdout>>> = Mutex::new(None);
 
-/// Prints `line` on test-rs's stdout.
+/// Prints `line` on test-rs's stdout. Its text comes from the cloud in part
+/// (server ids, addresses, fault messages): control characters are escaped in
+/// each of its lines, so nothing remote can drive the terminal.
 pub(crate) fn say(line: &str) {
+    let escaped: Vec<String> = line.split('\n').map(exit::escape_control).collect();
     STDOUT
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get_or_insert_with(|| Output::new(io::stdout()))
-        .line(line);
+        .line(&escaped.join("\n"));
 }
 
 fn take_output() -> Option<Output<io::Stdout>> {

@@ -4,10 +4,12 @@
 
 mod siblings;
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt as _;
 use std::path::Path;
 use std::process::Command;
 
-use xitc_test_support::assert_one_line_error;
+use xitc_test_support::{FakeHttp, Reply, assert_one_line_error};
 
 const TOOL: &str = "test-rs";
 const URL: &str = "http://127.0.0.1:9/appliance.xva";
@@ -28,87 +30,251 @@ fn built() -> &'static Path {
     Path::new(assert_cmd::cargo::cargo_bin!("test-rs"))
 }
 
+/// The project's sweep for test-rs (README "Exit status"): each bad input is
+/// exit 2 with one line naming the problem, and it is found before test-rs
+/// says a word to the cloud. The cloud here is a fake that records every
+/// request and answers none usefully: it must see no request at all.
 #[test]
-fn bad_arguments_are_usage_errors() {
-    let key_dir = tempfile::tempdir().unwrap();
-    let not_a_key = key_dir.path().join("not-a-key");
+#[allow(clippy::too_many_lines)] // one table of cases
+fn bad_arguments_are_usage_errors_found_before_any_cloud_call() {
+    let cloud = FakeHttp::start(|_| Reply::text(500, "no"));
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_key = dir.path().join("not-a-key");
     std::fs::write(&not_a_key, "hello\n").unwrap();
     let long_postfix = "x".repeat(49);
-    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+    let long_key = format!("{}=v", "k".repeat(256));
+    let long_value = format!("k={}", "v".repeat(256));
+    let missing_key = dir.path().join("missing");
+    let dir_text = dir.path().to_str().unwrap();
+    let convert: &str = built().to_str().unwrap();
+    let cases: Vec<(&str, Vec<OsString>, &str)> = vec![
         (
             "no arguments",
-            vec![],
+            args(&[]),
             "required arguments were not provided",
         ),
-        ("no postfix", vec![URL], "<VM_POSTFIX>"),
-        ("empty postfix", vec![URL, ""], "VM_POSTFIX is empty"),
+        ("no postfix", args(&[URL]), "<VM_POSTFIX>"),
+        ("empty postfix", args(&[URL, ""]), "VM_POSTFIX is empty"),
         (
             "postfix with a space",
-            vec![URL, "a b"],
+            args(&[URL, "a b"]),
             "VM_POSTFIX \"a b\" has ' '",
         ),
-        ("postfix with a slash", vec![URL, "a/b"], "has '/'"),
-        ("postfix with non-ASCII", vec![URL, "ü"], "has 'ü'"),
+        ("postfix with a slash", args(&[URL, "a/b"]), "has '/'"),
+        ("postfix with non-ASCII", args(&[URL, "ü"]), "has 'ü'"),
         (
             "postfix too long",
-            vec![URL, &long_postfix],
+            args(&[URL, &long_postfix]),
             "longer than 48",
         ),
-        ("empty URL", vec!["", "p1"], "STAGING_VM_URL is empty"),
+        (
+            "postfix not UTF-8",
+            vec![URL.into(), OsString::from_vec(b"p\xff".to_vec())],
+            "invalid UTF-8",
+        ),
+        (
+            "empty URL",
+            args(&["", "p1"]),
+            "STAGING_VM_URL must be an http://",
+        ),
+        (
+            "URL of another scheme",
+            args(&["ftp://h/a.xva", "p1"]),
+            "STAGING_VM_URL must be",
+        ),
+        (
+            "URL with a space",
+            args(&["http://h/a b.xva", "p1"]),
+            "without spaces",
+        ),
+        (
+            "URL with an escape sequence",
+            args(&["http://h/\u{1b}[2J", "p1"]),
+            r"\u{1b}[2J",
+        ),
+        (
+            "empty appliance label",
+            args(&["--appliance-label", " ", URL, "p1"]),
+            "--appliance-label must be non-empty",
+        ),
+        (
+            "appliance label with a newline",
+            args(&["--appliance-label", "a\nb", URL, "p1"]),
+            "without control characters",
+        ),
+        (
+            "empty password",
+            args(&["--password", "", URL, "p1"]),
+            "--password or XENSERVER_PASSWORD: the password is empty",
+        ),
+        (
+            "password not ASCII",
+            args(&["--password", "pässwörd", URL, "p1"]),
+            "the password must be printable ASCII",
+        ),
         (
             "zero interval",
-            vec!["--interval", "0", URL, "p1"],
+            args(&["--interval", "0", URL, "p1"]),
             "--interval must be more than 0",
         ),
         (
+            "interval beyond a year",
+            args(&["--interval", "9000h", URL, "p1"]),
+            "out of range",
+        ),
+        (
             "bad timeout",
-            vec!["--boot-timeout", "long", URL, "p1"],
+            args(&["--boot-timeout", "long", URL, "p1"]),
             "invalid value 'long'",
         ),
         (
-            "bad metadata",
-            vec!["--metadata", "novalue", URL, "p1"],
+            "empty image",
+            args(&["--image", "", URL, "p1"]),
+            "--image must be non-empty",
+        ),
+        (
+            "flavor with a newline",
+            args(&["--flavor", "m1\nsmall", URL, "p1"]),
+            "--flavor must be non-empty, without control characters",
+        ),
+        (
+            "empty dom0 check",
+            args(&["--dom0-check-command", "", URL, "p1"]),
+            "--dom0-check-command must be non-empty",
+        ),
+        (
+            "relative install dir",
+            args(&["--install-dir", "opt/xitc", URL, "p1"]),
+            "--install-dir must be an absolute path",
+        ),
+        (
+            "empty SSH user",
+            args(&["--ssh-user", "", URL, "p1"]),
+            "--ssh-user \"\" is not a user name",
+        ),
+        (
+            "SSH user with a space",
+            args(&["--ssh-user", "a b", URL, "p1"]),
+            "is not a user name",
+        ),
+        (
+            "SSH address with a space",
+            args(&["--ssh-address", "a b", URL, "p1"]),
+            "--ssh-address: bad target",
+        ),
+        (
+            "SSH address with port 0",
+            args(&["--ssh-address", "127.0.0.1:0", URL, "p1"]),
+            "the port is not a number from 1 to 65535",
+        ),
+        (
+            "SSH address with a user",
+            args(&["--ssh-address", "me@127.0.0.1", URL, "p1"]),
+            "give the user with --ssh-user",
+        ),
+        (
+            "metadata without =",
+            args(&["--metadata", "novalue", URL, "p1"]),
             "is not KEY=VALUE",
         ),
         (
+            "metadata with an empty key",
+            args(&["--metadata", "=v", URL, "p1"]),
+            "must be 1-255",
+        ),
+        (
+            "metadata key too long",
+            args(&["--metadata", &long_key, URL, "p1"]),
+            "must be 1-255",
+        ),
+        (
+            "metadata key with a slash",
+            args(&["--snapshot-metadata", "a/b=v", URL, "p1"]),
+            "Nova's rule",
+        ),
+        (
+            "metadata value too long",
+            args(&["--metadata", &long_value, URL, "p1"]),
+            "longer than 255 characters",
+        ),
+        (
             "unknown flag",
-            vec!["--bogus", URL, "p1"],
+            args(&["--bogus", URL, "p1"]),
             "unexpected argument '--bogus'",
         ),
         (
             "missing convert binary",
-            vec!["--convert-binary", "/nonexistent/xitc-convert", URL, "p1"],
+            args(&["--convert-binary", "/nonexistent/xitc-convert", URL, "p1"]),
             "--convert-binary /nonexistent/xitc-convert is not a file",
         ),
+        (
+            "convert binary is a directory",
+            args(&["--convert-binary", dir_text, URL, "p1"]),
+            "is not a file",
+        ),
+        (
+            "key that is no OpenSSH key",
+            args(&[
+                "--convert-binary",
+                convert,
+                "--ssh-key",
+                not_a_key.to_str().unwrap(),
+                URL,
+                "p1",
+            ]),
+            "is not an OpenSSH private key",
+        ),
+        (
+            "missing key",
+            args(&[
+                "--convert-binary",
+                convert,
+                "--ssh-key",
+                missing_key.to_str().unwrap(),
+                URL,
+                "p1",
+            ]),
+            "cannot read --ssh-key",
+        ),
+        (
+            "endless key",
+            args(&[
+                "--convert-binary",
+                convert,
+                "--ssh-key",
+                "/dev/zero",
+                URL,
+                "p1",
+            ]),
+            "--ssh-key /dev/zero is not a regular file",
+        ),
+        (
+            "key is a directory",
+            args(&[
+                "--convert-binary",
+                convert,
+                "--ssh-key",
+                dir_text,
+                URL,
+                "p1",
+            ]),
+            "is not a regular file",
+        ),
     ];
+    assert!(cases.len() >= 20);
     for (name, args, message) in cases {
-        let output = test_rs(built()).args(&args).output().unwrap();
+        let output = test_rs(built())
+            .env("OS_AUTH_URL", format!("{}/v2.0", cloud.base_url()))
+            .args(&args)
+            .output()
+            .unwrap();
         assert_one_line_error(name, TOOL, &output, 2, message);
+        assert_eq!(cloud.requests().len(), 0, "{name}: the cloud was called");
     }
-    let output = test_rs(built())
-        .arg("--convert-binary")
-        .arg(built())
-        .arg("--ssh-key")
-        .arg(&not_a_key)
-        .args([URL, "p1"])
-        .output()
-        .unwrap();
-    assert_one_line_error(
-        "key that is no OpenSSH key",
-        TOOL,
-        &output,
-        2,
-        "is not an OpenSSH private key",
-    );
-    let output = test_rs(built())
-        .arg("--convert-binary")
-        .arg(built())
-        .arg("--ssh-key")
-        .arg(key_dir.path().join("missing"))
-        .args([URL, "p1"])
-        .output()
-        .unwrap();
-    assert_one_line_error("missing key", TOOL, &output, 2, "cannot read --ssh-key");
+}
+
+fn args(texts: &[&str]) -> Vec<OsString> {
+    texts.iter().map(OsString::from).collect()
 }
 
 #[test]

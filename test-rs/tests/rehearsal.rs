@@ -122,6 +122,15 @@ impl Rehearsal {
         command
     }
 
+    /// Makes the stand-in start and never finish the conversion (no stamp).
+    fn never_finish(&self) {
+        std::fs::write(
+            &self.stand_in,
+            "#!/bin/sh\necho $$ > \"$(dirname \"$0\")/stand-in.pid\"\n",
+        )
+        .unwrap();
+    }
+
     fn kill_stand_in(&self) {
         let Ok(pid) = std::fs::read_to_string(self.install_dir.join("stand-in.pid")) else {
             return;
@@ -271,12 +280,7 @@ fn a_failed_snapshot_is_named_and_cleaned_up() {
 #[test]
 fn ctrl_c_stops_the_wait_and_cleans_up() {
     let rehearsal = Rehearsal::new("interrupt");
-    // A stand-in that starts but never finishes the conversion.
-    std::fs::write(
-        &rehearsal.stand_in,
-        "#!/bin/sh\necho $$ > \"$(dirname \"$0\")/stand-in.pid\"\n",
-    )
-    .unwrap();
+    rehearsal.never_finish();
     let child = rehearsal
         .command("r6", &rehearsal.image(), &[])
         .stdout(std::process::Stdio::piped())
@@ -308,4 +312,80 @@ fn ctrl_c_stops_the_wait_and_cleans_up() {
     );
     assert!(stdout.contains("<== clean up: ok"), "{stdout}");
     assert_eq!(rehearsal.leftovers(), (Vec::new(), Vec::new()));
+}
+
+/// A run that failed in `step`: its error names the step, the clean-up ran,
+/// and the account holds no server and no keypair afterwards.
+fn assert_failed_and_cleaned_up(rehearsal: &Rehearsal, output: &Output, step: &str, why: &str) {
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{step}: {stdout}\n{stderr}");
+    assert!(!stdout.contains("ALL TESTS PASSED"), "{step}: {stdout}");
+    assert!(
+        stdout.contains(&format!("<== {step}: FAILED")),
+        "{step}: {stdout}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("test-rs: error: step '{step}': ")) && last.contains(why),
+        "{step}: {stderr}"
+    );
+    assert!(stdout.contains("<== clean up: ok"), "{step}: {stdout}");
+    assert_eq!(rehearsal.leftovers(), (Vec::new(), Vec::new()), "{step}");
+}
+
+/// Every step after the first creation can fail; each failure leaves nothing
+/// behind (the other failure points have tests of their own above: the
+/// server in ERROR, the second boot, the snapshot, Ctrl-C).
+#[test]
+fn a_failure_at_each_later_step_is_cleaned_up() {
+    let rehearsal = Rehearsal::new("points");
+    let closed_port = xitc_test_support::free_port();
+    let closed = format!("127.0.0.1:{closed_port}");
+    let cases: [(&str, &str, Vec<&str>, &str); 4] = [
+        (
+            "p1",
+            "boot Jxitctp1",
+            vec![
+                "--metadata",
+                r#"create_server_failure={"message": "Invalid imageRef", "code": 400}"#,
+            ],
+            "Invalid imageRef",
+        ),
+        (
+            "p2",
+            "wait for SSH",
+            vec!["--ssh-address", &closed, "--ssh-timeout", "2"],
+            "timed out",
+        ),
+        (
+            "p3",
+            "upload and start xitc-convert",
+            vec!["--install-dir", "/proc/xitc-cannot-be-made"],
+            "mkdir -p",
+        ),
+        (
+            "p4",
+            "check the appliance reaches dom0",
+            vec!["--dom0-check-command", "echo no dom0 >&2; exit 3"],
+            "exited with 3: no dom0",
+        ),
+    ];
+    for (postfix, step, extra, why) in cases {
+        let output = rehearsal.test_rs(postfix, &extra);
+        assert_failed_and_cleaned_up(&rehearsal, &output, step, why);
+    }
+}
+
+#[test]
+fn a_conversion_that_never_ends_is_cleaned_up() {
+    let rehearsal = Rehearsal::new("never");
+    rehearsal.never_finish();
+    let output = rehearsal.test_rs("n1", &["--convert-timeout", "2"]);
+    assert_failed_and_cleaned_up(
+        &rehearsal,
+        &output,
+        "wait until the conversion is done",
+        "xitc-wait-until-done failed",
+    );
 }

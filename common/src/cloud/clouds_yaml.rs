@@ -35,12 +35,60 @@ pub(super) fn display_paths(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
+/// The clouds.yaml (and secure.yaml) that were read.
+pub(super) struct CloudsYaml {
+    /// clouds.yaml's path, for messages.
+    pub path: PathBuf,
+    /// The merged `clouds` mapping.
+    pub clouds: Mapping,
+    /// Each file as read, unmerged: to tell which one holds a secret.
+    files: Vec<(PathBuf, Value)>,
+}
+
+/// The settings under a cloud (or its `auth:`) that are secrets.
+const SECRET_KEYS: [&str; 2] = ["password", "api_key"];
+
+impl CloudsYaml {
+    /// A warning for each file that holds a secret of `cloud` and can be read
+    /// by others (ssh refuses such a key; the OpenStack clients stay silent).
+    pub fn secret_warnings(&self, cloud: &str) -> Vec<String> {
+        self.files
+            .iter()
+            .filter(|(_, document)| holds_a_secret(document, cloud))
+            .filter_map(|(path, _)| {
+                let what = path.file_name().map_or_else(
+                    || "clouds.yaml".to_owned(),
+                    |name| name.to_string_lossy().into_owned(),
+                );
+                crate::files::readable_by_others_warning(path, &what)
+            })
+            .collect()
+    }
+}
+
+fn holds_a_secret(document: &Value, cloud: &str) -> bool {
+    let Some(Value::Mapping(settings)) =
+        document.get("clouds").and_then(|clouds| clouds.get(cloud))
+    else {
+        return false;
+    };
+    let auth = match settings.get("auth") {
+        Some(Value::Mapping(auth)) => Some(auth),
+        _ => None,
+    };
+    SECRET_KEYS
+        .iter()
+        .any(|key| settings.contains_key(*key) || auth.is_some_and(|auth| auth.contains_key(*key)))
+}
+
 /// The merged clouds.yaml + secure.yaml `clouds` mapping, with the clouds.yaml path.
-pub(super) fn read_clouds_yaml(env: &Env) -> anyhow::Result<Option<(PathBuf, Mapping)>> {
+pub(super) fn read_clouds_yaml(env: &Env) -> anyhow::Result<Option<CloudsYaml>> {
     let Some((path, mut document)) = read_first_yaml(env, "clouds.yaml")? else {
         return Ok(None);
     };
-    if let Some((_, secure)) = read_first_yaml(env, "secure.yaml")? {
+    let mut files = vec![(path.clone(), document.clone())];
+    if let Some((secure_path, secure)) = read_first_yaml(env, "secure.yaml")? {
+        files.push((secure_path, secure.clone()));
         merge(&mut document, secure);
     }
     let clouds = match document.get("clouds") {
@@ -53,7 +101,11 @@ pub(super) fn read_clouds_yaml(env: &Env) -> anyhow::Result<Option<(PathBuf, Map
             )));
         }
     };
-    Ok(Some((path, clouds)))
+    Ok(Some(CloudsYaml {
+        path,
+        clouds,
+        files,
+    }))
 }
 
 fn read_first_yaml(env: &Env, file: &str) -> anyhow::Result<Option<(PathBuf, Value)>> {

@@ -142,6 +142,9 @@ pub struct CloudConfig {
     pub compute_service_name: Option<String>,
     /// Where this came from, for messages: "OS_* variables" or "cloud 'x' in PATH".
     pub source: String,
+    /// What the tool should print as warnings before it starts: a clouds.yaml
+    /// or secure.yaml that holds this cloud's secret and others can read.
+    pub warnings: Vec<String>,
 }
 
 /// The user-facing names of the settings, to say which one is missing or wrong.
@@ -174,21 +177,23 @@ impl CloudConfig {
     /// Resolves the configuration as the module doc describes.
     pub fn load(env: &Env) -> anyhow::Result<Self> {
         if let Some(cloud) = env.get("OS_CLOUD") {
-            let (path, clouds) = read_clouds_yaml(env)?.ok_or_else(|| {
+            let yaml = read_clouds_yaml(env)?.ok_or_else(|| {
                 exit::usage(format!(
                     "OS_CLOUD is {cloud:?} but no clouds.yaml was found (looked in {})",
                     display_paths(&clouds_yaml_candidates(env, "clouds.yaml"))
                 ))
             })?;
-            let settings = cloud_settings(&clouds, cloud).ok_or_else(|| {
+            let settings = cloud_settings(&yaml.clouds, cloud).ok_or_else(|| {
                 exit::usage(format!(
                     "OS_CLOUD is {cloud:?} but {} defines no such cloud (it has: {})",
-                    path.display(),
-                    cloud_names(&clouds).join(", ")
+                    yaml.path.display(),
+                    cloud_names(&yaml.clouds).join(", ")
                 ))
             })?;
-            let source = format!("cloud '{cloud}' in {}", path.display());
-            return Self::from_settings(&settings, env, &YAML_NAMES, source);
+            let source = format!("cloud '{cloud}' in {}", yaml.path.display());
+            let mut config = Self::from_settings(&settings, env, &YAML_NAMES, source)?;
+            config.warnings = yaml.secret_warnings(cloud);
+            return Ok(config);
         }
         if env.get("OS_AUTH_URL").is_some() {
             return Self::from_settings(
@@ -198,17 +203,19 @@ impl CloudConfig {
                 "OS_* variables".into(),
             );
         }
-        if let Some((path, clouds)) = read_clouds_yaml(env)? {
-            let names = cloud_names(&clouds);
+        if let Some(yaml) = read_clouds_yaml(env)? {
+            let names = cloud_names(&yaml.clouds);
             if let [only] = names.as_slice() {
-                let settings = cloud_settings(&clouds, only).unwrap_or_default();
-                let source = format!("cloud '{only}' in {}", path.display());
-                return Self::from_settings(&settings, env, &YAML_NAMES, source);
+                let settings = cloud_settings(&yaml.clouds, only).unwrap_or_default();
+                let source = format!("cloud '{only}' in {}", yaml.path.display());
+                let mut config = Self::from_settings(&settings, env, &YAML_NAMES, source)?;
+                config.warnings = yaml.secret_warnings(only);
+                return Ok(config);
             }
             return Err(exit::usage(format!(
                 "no cloud chosen: set OS_CLOUD to one of {} (from {}), or set OS_AUTH_URL",
                 names.join(", "),
-                path.display()
+                yaml.path.display()
             )));
         }
         Err(exit::usage(
@@ -319,6 +326,7 @@ impl CloudConfig {
             interface,
             compute_service_name: env.get("OS_COMPUTE_SERVICE_NAME").map(str::to_owned),
             source,
+            warnings: Vec::new(),
         })
     }
 }
@@ -578,6 +586,43 @@ clouds:
         assert_eq!(config.user_domain, NameOrId::Name("Users".into()));
         assert_eq!(config.interface, Interface::Internal);
         assert_eq!(config.region.as_deref(), Some("R2"));
+    }
+
+    #[test]
+    fn a_secret_in_a_file_others_can_read_is_warned_about_naming_the_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = yaml_dir(
+            CLOUDS,
+            Some("clouds:\n  rax:\n    auth:\n      api_key: SECRET\n"),
+        );
+        let chmod = |file: &str, mode| {
+            std::fs::set_permissions(dir.path().join(file), std::fs::Permissions::from_mode(mode))
+                .unwrap();
+        };
+        let warnings = |cloud| {
+            CloudConfig::load(&Env::from_pairs([("OS_CLOUD", cloud)], dir.path()))
+                .unwrap()
+                .warnings
+        };
+        let warning = |file: &str, mode| {
+            format!(
+                "{file} {} can be read by others (mode {mode:04o}): chmod 600 it",
+                dir.path().join(file).display()
+            )
+        };
+        chmod("clouds.yaml", 0o644);
+        chmod("secure.yaml", 0o640);
+        // rax's secret is in secure.yaml only; dev's password in clouds.yaml.
+        assert_eq!(warnings("rax"), [warning("secure.yaml", 0o640)]);
+        assert_eq!(warnings("dev"), [warning("clouds.yaml", 0o644)]);
+        chmod("clouds.yaml", 0o600);
+        chmod("secure.yaml", 0o600);
+        assert_eq!(warnings("rax"), Vec::<String>::new());
+        assert_eq!(warnings("dev"), Vec::<String>::new());
+        // A world-readable clouds.yaml without secrets (they live in
+        // secure.yaml, as the OpenStack docs advise) is no reason to warn.
+        chmod("clouds.yaml", 0o644);
+        assert_eq!(warnings("rax"), Vec::<String>::new());
     }
 
     #[test]

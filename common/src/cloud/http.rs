@@ -8,7 +8,6 @@
 //! Messages name the method, the URL's path and the status, never headers (the
 //! token) or request bodies (the password).
 
-use std::io::Write as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
@@ -189,11 +188,7 @@ impl HttpClient {
                     .map_or("no time limit".to_owned(), |left| {
                         format!("{} left", format_duration(left))
                     });
-                let _ = writeln!(
-                    std::io::stderr().lock(),
-                    "{tool}: {}",
-                    exit::escape_control(&format!("{what}: {why}; retrying ({left})"))
-                );
+                exit::note(tool, &format!("{what}: {why}; retrying ({left})"));
             }
             // The server's Retry-After is honoured: past the deadline, it is
             // over. Our own back-off that would leave no time for another try
@@ -439,7 +434,8 @@ mod tests {
                 let mut buffer = [0u8; 4096];
                 let _ = std::io::Read::read(&mut stream, &mut buffer);
                 log.lock().unwrap().push(started.elapsed());
-                let _ = stream.write_all(
+                let _ = std::io::Write::write_all(
+                    &mut stream,
                     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 );
             }
