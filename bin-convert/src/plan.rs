@@ -127,10 +127,15 @@ const SETUP_INSTALLER: [Step; 9] = [
 
 // Steps both dom0 states run: XENSERVER repeats FIRSTBOOT's network and
 // appliance work on every boot, with this boot's cloud settings.
-const WAIT_XAPI: Step = step(
+pub const WAIT_XAPI: Step = step(
     "wait-xapi",
     "wait for xapi to finish starting",
     dom0::wait_xapi,
+);
+const STOP_APPLIANCE: Step = step(
+    "stop-appliance",
+    "shut the appliance down if it runs (a re-run: xapi keeps the networks of a running VM)",
+    appliance::stop,
 );
 const FORGET_NETWORKING: Step = step(
     "forget-networking",
@@ -168,8 +173,9 @@ const STAMP: Step = step(
     appliance::stamp,
 );
 
-const XENSERVER_FIRSTBOOT: [Step; 9] = [
+const XENSERVER_FIRSTBOOT: [Step; 10] = [
     WAIT_XAPI,
+    STOP_APPLIANCE,
     FORGET_NETWORKING,
     APPLIANCE_VM,
     APPLIANCE_KEY,
@@ -217,8 +223,9 @@ const UBUNTU: [Step; 6] = [
     step("prepare-reboot", "sync", shared::sync),
 ];
 
-const XENSERVER: [Step; 7] = [
+const XENSERVER: [Step; 8] = [
     WAIT_XAPI,
+    STOP_APPLIANCE,
     FORGET_NETWORKING,
     APPLIANCE_VM,
     APPLIANCE_KEY,
@@ -226,6 +233,10 @@ const XENSERVER: [Step; 7] = [
     INTERFACE_RECONFIGURE,
     BOOT_UBUNTU_NEXT,
 ];
+
+/// What a dom0 boot in state UBUNTU runs when it has no network settings to
+/// start the appliance with: Ubuntu next, then the runner reboots (the bounce).
+pub const BOUNCE_AGAIN: [Step; 1] = [BOOT_UBUNTU_NEXT];
 
 /// Steps that run after the next state is recorded (the 2014 cycle: "UBUNTU,
 /// sync, touch stamp"). The stamp tells the user the node is ready; if touching it

@@ -10,6 +10,8 @@ use crate::config::Config;
 use crate::log::Log;
 use crate::paths::Files;
 use crate::plan;
+use crate::settings;
+use crate::shared::appliance;
 use crate::state::{self, State};
 use crate::system::System;
 use crate::work::{Limits, Step, Work};
@@ -45,8 +47,7 @@ pub fn check_os(system: &System, files: &Files, state: State) -> anyhow::Result<
 }
 
 /// In dom0 with state UBUNTU, a dom0 state has finished and recorded UBUNTU,
-/// but its closing steps (the stamp) may not have run: the run was cut short
-/// there, or dom0 booted again without Ubuntu in between. They run again.
+/// and Ubuntu has not run since: [`recover_in_dom0`] says what happens.
 fn finishes_in_dom0(system: &System, state: State) -> bool {
     state == State::Ubuntu && running_on(system) == "dom0"
 }
@@ -79,13 +80,7 @@ pub fn run_state_with(
     };
     check_os(system, files, state)?;
     if finishes_in_dom0(system, state) {
-        work.log.line(
-            "state UBUNTU in dom0: the last dom0 state finished; doing its closing steps again",
-        );
-        for step in plan::after_recording(State::Xenserver) {
-            run_step(&mut work, State::Xenserver, step)?;
-        }
-        return Ok(());
+        return recover_in_dom0(&mut work);
     }
     work.log.line(&format!("state {state}: starting"));
     for step in plan::steps(state) {
@@ -103,6 +98,58 @@ pub fn run_state_with(
         system.run("reboot", &[])?;
     }
     Ok(())
+}
+
+/// dom0 in state UBUNTU: the last dom0 state finished, and Ubuntu has not run
+/// since. Three cases, each logged with its reason:
+/// - the appliance runs: that state's run was cut short after it recorded
+///   UBUNTU, before its closing steps (the stamp); they run again;
+/// - it does not, and dom0 has the network settings Ubuntu saved before: dom0
+///   booted again without Ubuntu in between (the boot-loader switch failed, or
+///   someone booted dom0 by hand). XENSERVER's steps run with those settings,
+///   which starts the appliance, touches the stamp and makes Ubuntu the next
+///   boot again; the state stays UBUNTU;
+/// - no usable settings: nothing to start the appliance with, so the node
+///   boots Ubuntu to capture them (the bounce), as the state says.
+fn recover_in_dom0(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let closing = plan::after_recording(State::Xenserver);
+    // xe answers only once xapi is up (this may be the boot's first run).
+    run_step(work, State::Xenserver, &plan::WAIT_XAPI)?;
+    if appliance::is_running(work)? {
+        work.log.line(
+            "state UBUNTU in dom0 with the appliance running: the last dom0 state was cut \
+             short after it finished; doing its closing steps again",
+        );
+        for step in closing {
+            run_step(work, State::Xenserver, step)?;
+        }
+        return Ok(());
+    }
+    match settings::read_in_dom0(work.system) {
+        Ok(_) => {
+            work.log.line(
+                "state UBUNTU in dom0, the appliance not running: dom0 booted again without \
+                 Ubuntu in between (the boot-loader switch failed, or dom0 was booted by \
+                 hand); starting the appliance with the network settings saved before \
+                 (XENSERVER's steps); the state stays UBUNTU",
+            );
+            for step in plan::steps(State::Xenserver).iter().chain(closing) {
+                run_step(work, State::Xenserver, step)?;
+            }
+            Ok(())
+        }
+        Err(error) => {
+            work.log.line(&format!(
+                "state UBUNTU in dom0, the appliance not running, and no network settings \
+                 to start it with ({error:#}): booting Ubuntu to capture them"
+            ));
+            for step in &plan::BOUNCE_AGAIN {
+                run_step(work, State::Ubuntu, step)?;
+            }
+            work.log.line("rebooting");
+            work.system.run("reboot", &[]).map(drop)
+        }
+    }
 }
 
 fn run_step(work: &mut Work<'_>, state: State, step: &Step) -> anyhow::Result<()> {

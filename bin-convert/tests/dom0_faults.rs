@@ -91,6 +91,31 @@ fn an_xe_call_failing_mid_state_fails_it_and_a_rerun_ends_as_a_clean_run() {
     }
 }
 
+#[test]
+fn every_failed_try_to_touch_the_stamp_is_logged_with_its_reason() {
+    let node = Firstboot::new();
+    write(&node.appliance.path("touch-refusals"), "2");
+    if let Err(error) = node.run() {
+        panic!("XENSERVER_FIRSTBOOT failed: {error:#}");
+    }
+    let log = node.log();
+    let tries: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("touching /var/run/xenserver.ready on the appliance: try"))
+        .collect();
+    assert_eq!(tries.len(), 2, "{log}");
+    for (number, line) in tries.iter().enumerate() {
+        assert!(
+            line.contains(&format!(": try {} failed: ", number + 1))
+                && line.contains("still booting")
+                && line.ends_with("; retrying"),
+            "{line}"
+        );
+    }
+    assert!(log.contains("stamp /var/run/xenserver.ready touched on the appliance"));
+    assert_eq!(node.outcome(), clean_outcome());
+}
+
 /// Kills xitc-convert (the real binary, SIGKILL) at the first external
 /// program of `step`, reruns it, and expects the end of a clean run.
 fn killed_at(step: &str) {
@@ -131,6 +156,11 @@ fn killed_at(step: &str) {
         Some("rewrite")
     );
     assert_eq!(node.outcome(), clean_outcome(), "killed at {step}");
+}
+
+#[test]
+fn killed_at_stop_appliance() {
+    killed_at("stop-appliance");
 }
 
 #[test]
@@ -188,6 +218,7 @@ fn every_step_of_firstboot_has_a_kill_test() {
         names,
         [
             "wait-xapi",
+            "stop-appliance",
             "forget-networking",
             "appliance-vm",
             "appliance-key",

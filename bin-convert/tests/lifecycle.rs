@@ -51,6 +51,8 @@ fn a_node_lives_through_install_firstboot_and_two_cycles_with_a_move() {
     assert_eq!(
         dom0.take_xe_calls(),
         [
+            // stop-appliance: there is none yet
+            "vm-list",
             // forget-networking
             "host-management-disable",
             "vlan-list",
@@ -163,11 +165,16 @@ fn a_node_lives_through_install_firstboot_and_two_cycles_with_a_move() {
             panic!("XENSERVER (cycle {cycle}) failed: {error:#}");
         }
         check_dom0_state_result(&node, &settings);
-        // No import, the running appliance halted to reconfigure, no key
-        // handshake (its dom-id is not asked for).
+        // No import, no key handshake (its dom-id is not asked for). The
+        // appliance still runs here (the sandbox's host boot halts no VM):
+        // it is shut down before its networks are replaced.
         assert_eq!(
             dom0.take_xe_calls(),
             [
+                // stop-appliance
+                "vm-list",
+                "vm-param-get",
+                "vm-shutdown",
                 // forget-networking
                 "host-management-disable",
                 "vlan-list",
@@ -185,7 +192,6 @@ fn a_node_lives_through_install_firstboot_and_two_cycles_with_a_move() {
                 // appliance-vm
                 "vm-list",
                 "vm-param-get",
-                "vm-shutdown",
                 "host-list",
                 "host-param-get",
                 "vm-param-get",
@@ -281,5 +287,117 @@ fn dom0s_first_boot_retires_the_fstab_lines_of_the_deleted_partitions() {
         ),
         "{}",
         node.log()
+    );
+}
+
+/// dom0 boots again without Ubuntu in between (the boot-loader switch failed,
+/// or someone booted dom0 by hand): the state is UBUNTU, GRUB's default is
+/// XenServer's, and the host boot has halted the appliance and emptied its
+/// /var/run (the stamp is gone).
+fn boot_dom0_again_without_ubuntu(node: &Firstboot) {
+    let mut xe = node.dom0.xe();
+    for vm in xe["vms"].as_object_mut().unwrap().values_mut() {
+        vm["power"] = "halted".into();
+    }
+    std::fs::write(node.dom0.path("xe.json"), xe.to_string()).unwrap();
+    std::fs::remove_file(node.appliance.path(&node.config.stamp_path)).unwrap();
+    let grub = node.dom0.path("/boot/grub/grub.cfg");
+    let text = read(&grub).replace("set default=\"Ubuntu (xitc-convert)\"", "set default=0");
+    std::fs::write(&grub, text).unwrap();
+    assert_eq!(node.dom0.state(), "UBUNTU\n");
+}
+
+fn appliance_power(node: &Firstboot) -> String {
+    let xe = node.dom0.xe();
+    let vms = xe["vms"].as_object().unwrap();
+    assert_eq!(vms.len(), 1, "{xe}");
+    vms.values().next().unwrap()["power"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_dom0_boot_in_state_ubuntu_starts_the_appliance_with_the_saved_settings() {
+    let node = Firstboot::new();
+    if let Err(error) = node.run() {
+        panic!("XENSERVER_FIRSTBOOT failed: {error:#}");
+    }
+    let converted = node.outcome();
+    boot_dom0_again_without_ubuntu(&node);
+    if let Err(error) = node.dom0.run(&node.config, State::Ubuntu) {
+        panic!(
+            "the dom0 boot in state UBUNTU failed: {error:#}\n{}",
+            node.log()
+        );
+    }
+    let log = node.log();
+    assert!(
+        log.contains(
+            "state UBUNTU in dom0, the appliance not running: dom0 booted again without Ubuntu"
+        ),
+        "{log}"
+    );
+    assert_eq!(appliance_power(&node), "running");
+    // Everything as the conversion left it: the appliance on the saved
+    // settings, the stamp touched, Ubuntu the next boot, the state UBUNTU.
+    assert_eq!(node.outcome(), converted);
+}
+
+#[test]
+fn a_dom0_boot_in_state_ubuntu_without_settings_bounces_again() {
+    let node = Firstboot::new();
+    if let Err(error) = node.run() {
+        panic!("XENSERVER_FIRSTBOOT failed: {error:#}");
+    }
+    boot_dom0_again_without_ubuntu(&node);
+    std::fs::remove_file(node.dom0.path("/root/cloud-settings.json")).unwrap();
+    world::script(
+        &node.dom0.path("stand-ins/reboot"),
+        "echo reboot >> \"$XITC_ROOT/reboots\"",
+    );
+    if let Err(error) = node.dom0.run(&node.config, State::Ubuntu) {
+        panic!(
+            "the dom0 boot in state UBUNTU failed: {error:#}\n{}",
+            node.log()
+        );
+    }
+    let log = node.log();
+    assert!(
+        log.contains("the appliance not running, and no network settings to start it with"),
+        "{log}"
+    );
+    assert_eq!(read(&node.dom0.path("reboots")), "reboot\n");
+    assert_eq!(appliance_power(&node), "halted");
+    assert!(!node.appliance.path(&node.config.stamp_path).exists());
+    assert!(
+        read(&node.dom0.path("/boot/grub/grub.cfg"))
+            .contains("set default=\"Ubuntu (xitc-convert)\"\n")
+    );
+    assert_eq!(node.dom0.state(), "UBUNTU\n");
+}
+
+#[test]
+fn a_dom0_state_cut_short_before_its_stamp_only_touches_the_stamp_again() {
+    let node = Firstboot::new();
+    if let Err(error) = node.run() {
+        panic!("XENSERVER_FIRSTBOOT failed: {error:#}");
+    }
+    // The run ended after recording UBUNTU, before the stamp: the appliance
+    // still runs (same boot).
+    std::fs::remove_file(node.appliance.path(&node.config.stamp_path)).unwrap();
+    node.dom0.take_xe_calls();
+    if let Err(error) = node.dom0.run(&node.config, State::Ubuntu) {
+        panic!("the rerun failed: {error:#}\n{}", node.log());
+    }
+    assert!(node.log().contains("with the appliance running"));
+    assert!(node.appliance.path(&node.config.stamp_path).is_file());
+    // Nothing was reconfigured: only looked up.
+    let calls = node.dom0.take_xe_calls();
+    assert!(
+        calls
+            .iter()
+            .all(|call| call == "vm-list" || call == "vm-param-get"),
+        "{calls:?}"
     );
 }

@@ -52,6 +52,48 @@ fn appliance_uuid(work: &Work<'_>) -> anyhow::Result<String> {
         .with_context(|| format!("no VM is named {label:?} (the appliance-vm step imports it)"))
 }
 
+/// The `stop-appliance` step: shuts the appliance down if it runs. A dom0
+/// state that is run again (after a failure in a later step, or a dom0 boot
+/// that did not go through Ubuntu) finds it running on the networks that
+/// `forget-networking` is about to replace, and xapi refuses to destroy a
+/// VLAN or forget a PIF whose network a running VM uses (VIF_IN_USE). On a
+/// fresh dom0 boot the appliance is halted already, and nothing happens.
+pub fn stop(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let xe = Xe::new(work.system);
+    let Some(vm) = xe.vm_by_label(&work.config.appliance_label)? else {
+        return Ok(());
+    };
+    shut_down_if_running(work, xe, &vm, "its networks are about to be replaced")
+}
+
+/// Whether the appliance exists and runs (the runner asks, in dom0 with state
+/// UBUNTU).
+pub fn is_running(work: &Work<'_>) -> anyhow::Result<bool> {
+    let xe = Xe::new(work.system);
+    let Some(vm) = xe.vm_by_label(&work.config.appliance_label)? else {
+        return Ok(false);
+    };
+    Ok(xe.call(&[
+        "vm-param-get",
+        &format!("uuid={vm}"),
+        "param-name=power-state",
+    ])? == "running")
+}
+
+/// Shuts `vm` down unless it is halted (cleanly, else forced), logging why.
+fn shut_down_if_running(work: &Work<'_>, xe: Xe<'_>, vm: &str, why: &str) -> anyhow::Result<()> {
+    let uuid = format!("uuid={vm}");
+    if xe.call(&["vm-param-get", &uuid, "param-name=power-state"])? == "halted" {
+        return Ok(());
+    }
+    work.log
+        .line(&format!("shutting the appliance down: {why}"));
+    if xe.call(&["vm-shutdown", &uuid]).is_err() {
+        xe.call(&["vm-shutdown", &uuid, "force=true"])?;
+    }
+    Ok(())
+}
+
 /// The `appliance-vm` step: import unless a VM has the name-label, halt it if
 /// it runs (VIFs and VCPUs change only on a halted VM), VCPUs, VIFs, start,
 /// and wait until it reports an address on device 0.
@@ -63,13 +105,7 @@ pub fn vm(work: &mut Work<'_>) -> anyhow::Result<()> {
         None => import(work)?,
     };
     let uuid = format!("uuid={vm}");
-    if xe.call(&["vm-param-get", &uuid, "param-name=power-state"])? != "halted" {
-        work.log
-            .line("shutting the appliance down to reconfigure it");
-        if xe.call(&["vm-shutdown", &uuid]).is_err() {
-            xe.call(&["vm-shutdown", &uuid, "force=true"])?;
-        }
-    }
+    shut_down_if_running(work, xe, &vm, "VIFs and VCPUs change only on a halted VM")?;
     let vcpus = match work.config.appliance_vcpus {
         Some(count) => count,
         None => host_cpus(xe)?,
@@ -240,7 +276,9 @@ fn address_now(xe: Xe<'_>, vm: &str) -> anyhow::Result<Option<String>> {
 }
 
 /// Retries `attempt` until it succeeds or [`crate::work::Limits::appliance`]
-/// passes; the last failure is in the error.
+/// passes. Every failed try is logged with its reason (a wait of up to 15
+/// minutes must not be silent: the log is what a user reads on a stuck node),
+/// and the last one is in the error.
 fn retry<T>(
     work: &Work<'_>,
     what: &str,
@@ -248,14 +286,19 @@ fn retry<T>(
 ) -> anyhow::Result<T> {
     let limit = work.limits.appliance;
     let mut last = None;
+    let mut tries = 0_u32;
     poll_until(
         &SystemClock,
         Schedule::new(limit, work.limits.interval),
         |_| {
+            tries += 1;
             Ok(match attempt() {
                 Ok(value) => Some(value),
                 Err(error) => {
-                    last = Some(format!("{error:#}"));
+                    let reason = format!("{error:#}");
+                    work.log
+                        .line(&format!("{what}: try {tries} failed: {reason}; retrying"));
+                    last = Some(reason);
                     None
                 }
             })
