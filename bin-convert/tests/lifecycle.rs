@@ -271,10 +271,7 @@ fn a_node_lives_through_install_firstboot_and_two_cycles_with_a_move() {
 
 #[test]
 fn dom0s_first_boot_retires_the_fstab_lines_of_the_deleted_partitions() {
-    let node = Firstboot::new();
-    if let Err(error) = node.run() {
-        panic!("XENSERVER_FIRSTBOOT failed: {error:#}");
-    }
+    let node = converted();
     assert_eq!(
         read(&node.ubuntu.path().join("etc/fstab")),
         "LABEL=cloudimg-rootfs\t/\text4\tdiscard,errors=remount-ro\t0 1\n\
@@ -288,6 +285,16 @@ fn dom0s_first_boot_retires_the_fstab_lines_of_the_deleted_partitions() {
         "{}",
         node.log()
     );
+}
+
+/// A node through XENSERVER_FIRSTBOOT: state UBUNTU, the appliance running,
+/// the stamp touched.
+fn converted() -> Firstboot {
+    let node = Firstboot::new();
+    if let Err(error) = node.run() {
+        panic!("XENSERVER_FIRSTBOOT failed: {error:#}");
+    }
+    node
 }
 
 /// dom0 boots again without Ubuntu in between (the boot-loader switch failed,
@@ -307,6 +314,12 @@ fn boot_dom0_again_without_ubuntu(node: &Firstboot) {
     assert_eq!(node.dom0.state(), "UBUNTU\n");
 }
 
+fn run_in_state_ubuntu(node: &Firstboot) {
+    if let Err(error) = node.dom0.run(&node.config, State::Ubuntu) {
+        panic!("dom0 in state UBUNTU failed: {error:#}\n{}", node.log());
+    }
+}
+
 fn appliance_power(node: &Firstboot) -> String {
     let xe = node.dom0.xe();
     let vms = xe["vms"].as_object().unwrap();
@@ -319,18 +332,10 @@ fn appliance_power(node: &Firstboot) -> String {
 
 #[test]
 fn a_dom0_boot_in_state_ubuntu_starts_the_appliance_with_the_saved_settings() {
-    let node = Firstboot::new();
-    if let Err(error) = node.run() {
-        panic!("XENSERVER_FIRSTBOOT failed: {error:#}");
-    }
+    let node = converted();
     let converted = node.outcome();
     boot_dom0_again_without_ubuntu(&node);
-    if let Err(error) = node.dom0.run(&node.config, State::Ubuntu) {
-        panic!(
-            "the dom0 boot in state UBUNTU failed: {error:#}\n{}",
-            node.log()
-        );
-    }
+    run_in_state_ubuntu(&node);
     let log = node.log();
     assert!(
         log.contains(
@@ -346,22 +351,14 @@ fn a_dom0_boot_in_state_ubuntu_starts_the_appliance_with_the_saved_settings() {
 
 #[test]
 fn a_dom0_boot_in_state_ubuntu_without_settings_bounces_again() {
-    let node = Firstboot::new();
-    if let Err(error) = node.run() {
-        panic!("XENSERVER_FIRSTBOOT failed: {error:#}");
-    }
+    let node = converted();
     boot_dom0_again_without_ubuntu(&node);
     std::fs::remove_file(node.dom0.path("/root/cloud-settings.json")).unwrap();
     world::script(
         &node.dom0.path("stand-ins/reboot"),
         "echo reboot >> \"$XITC_ROOT/reboots\"",
     );
-    if let Err(error) = node.dom0.run(&node.config, State::Ubuntu) {
-        panic!(
-            "the dom0 boot in state UBUNTU failed: {error:#}\n{}",
-            node.log()
-        );
-    }
+    run_in_state_ubuntu(&node);
     let log = node.log();
     assert!(
         log.contains("the appliance not running, and no network settings to start it with"),
@@ -379,17 +376,12 @@ fn a_dom0_boot_in_state_ubuntu_without_settings_bounces_again() {
 
 #[test]
 fn a_dom0_state_cut_short_before_its_stamp_only_touches_the_stamp_again() {
-    let node = Firstboot::new();
-    if let Err(error) = node.run() {
-        panic!("XENSERVER_FIRSTBOOT failed: {error:#}");
-    }
+    let node = converted();
     // The run ended after recording UBUNTU, before the stamp: the appliance
     // still runs (same boot).
     std::fs::remove_file(node.appliance.path(&node.config.stamp_path)).unwrap();
     node.dom0.take_xe_calls();
-    if let Err(error) = node.dom0.run(&node.config, State::Ubuntu) {
-        panic!("the rerun failed: {error:#}\n{}", node.log());
-    }
+    run_in_state_ubuntu(&node);
     assert!(node.log().contains("with the appliance running"));
     assert!(node.appliance.path(&node.config.stamp_path).is_file());
     // Nothing was reconfigured: only looked up.
