@@ -166,7 +166,56 @@ fn bad_input_is_refused_and_changes_nothing() {
     let unreadable = sandbox.root.path().join("no-such-password-file");
     let unreadable = unreadable.to_str().unwrap();
     let not_hex = "g".repeat(64);
+    let files = tempfile::tempdir().unwrap();
+    let not_utf8 = files.path().join("latin1-password");
+    std::fs::write(&not_utf8, b"p\xe4ssword\n").unwrap();
+    let not_utf8 = not_utf8.to_str().unwrap();
+    let huge = files.path().join("huge-password");
+    std::fs::write(&huge, vec![b'x'; 2 << 20]).unwrap();
+    let huge = huge.to_str().unwrap();
     let cases: Vec<Case> = vec![
+        (
+            "password file not UTF-8",
+            vec!["--password-file", not_utf8, URL, "L"],
+            vec![],
+            2,
+            "is not UTF-8 text",
+        ),
+        (
+            "huge password file",
+            vec!["--password-file", huge, URL, "L"],
+            vec![],
+            2,
+            "is larger than 1048576 bytes",
+        ),
+        (
+            "URL with an escape sequence",
+            vec!["pw", "http://h/\u{1b}[2Ja.xva", "L"],
+            vec![],
+            2,
+            r#"without spaces, got "http://h/\u{1b}[2Ja.xva""#,
+        ),
+        (
+            "label with a newline",
+            vec!["pw", URL, "a\nb"],
+            vec![],
+            2,
+            "APPLIANCE_NAME_LABEL must be non-empty, without control characters",
+        ),
+        (
+            "size that overflows",
+            vec!["--ubuntu-size", "99999999999T", "pw", URL, "L"],
+            vec![],
+            2,
+            "is too large",
+        ),
+        (
+            "stamp path with a newline",
+            vec!["pw", URL, "L"],
+            vec![("XITC_STAMP_PATH", "/var/run/a\nb")],
+            2,
+            "XITC_STAMP_PATH must not contain control characters",
+        ),
         (
             "no password",
             vec![],
@@ -396,7 +445,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         assert_one_line_error(name, TOOL, &output, *code, message);
     }
     assert_eq!(sandbox.tree(), before);
-    assert!(cases.len() >= 15);
+    assert!(cases.len() >= 20);
 
     // Damaged files of the node are failures (exit 1), not usage errors.
     sandbox.set_state("BANANA");

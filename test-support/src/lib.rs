@@ -39,7 +39,7 @@ mod process;
 mod sshd;
 
 pub use agent::SshAgent;
-pub use assertions::assert_one_line_error;
+pub use assertions::{assert_one_line_error, documented_exit_codes, documented_exit_status};
 pub use command::command_under_test;
 pub use fake_http::{FakeHttp, Reply, Request};
 pub use mimic::Mimic;
