@@ -379,3 +379,40 @@ fn a_closed_or_full_stdout_never_panics_and_the_exit_is_the_tests() {
         );
     }
 }
+
+#[test]
+fn a_key_others_can_read_is_used_with_a_warning_naming_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ed25519");
+    xitc_test_support::generate_key(&key, xitc_test_support::KeyType::Ed25519, "", false);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Nothing listens on the identity URL: the run ends at its first cloud
+    // call (exit 1), after the warning.
+    let output = test_rs(built())
+        .arg("--convert-binary")
+        .arg(built())
+        .arg("--ssh-key")
+        .arg(&key)
+        .args([URL, "p1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(
+            format!(
+                "test-rs: warning: --ssh-key {} can be read by others (mode 0644): chmod 600 it",
+                key.display()
+            )
+            .as_str()
+        ),
+        "{stderr}"
+    );
+    assert!(
+        lines.last().unwrap().contains("nothing listens there"),
+        "{stderr}"
+    );
+}

@@ -319,6 +319,11 @@ fn ctrl_c_stops_the_wait_and_cleans_up() {
 fn assert_failed_and_cleaned_up(rehearsal: &Rehearsal, output: &Output, step: &str, why: &str) {
     let stdout = text(&output.stdout);
     let stderr = text(&output.stderr);
+    // Text from the cloud reaches the terminal escaped, on stdout and stderr.
+    assert!(
+        !stdout.contains('\u{1b}') && !stderr.contains('\u{1b}'),
+        "{step}: {stdout}\n{stderr}"
+    );
     assert!(!output.status.success(), "{step}: {stdout}\n{stderr}");
     assert!(!stdout.contains("ALL TESTS PASSED"), "{step}: {stdout}");
     assert!(
@@ -348,9 +353,9 @@ fn a_failure_at_each_later_step_is_cleaned_up() {
             "boot Jxitctp1",
             vec![
                 "--metadata",
-                r#"create_server_failure={"message": "Invalid imageRef", "code": 400}"#,
+                r#"create_server_failure={"message": "Invalid \u001b[2J imageRef", "code": 400}"#,
             ],
-            "Invalid imageRef",
+            r"Invalid \u{1b}[2J imageRef",
         ),
         (
             "p2",
