@@ -214,9 +214,29 @@ fn cases(unreachable: &str) -> Vec<Case> {
         Case {
             name: "unsupported auth type",
             args: &["x"],
-            env: with_credentials(&[("OS_AUTH_TYPE", Some("token"))]),
+            env: with_credentials(&[("OS_AUTH_TYPE", Some("v3oidcpassword"))]),
             code: 2,
-            message: "auth type \"token\" is not supported",
+            message: "auth type \"v3oidcpassword\" is not supported",
+            clouds_yaml: None,
+        },
+        Case {
+            name: "token auth without a token",
+            args: &["x"],
+            env: with_credentials(&[("OS_AUTH_TYPE", Some("v3token"))]),
+            code: 2,
+            message: "OS_TOKEN is not set",
+            clouds_yaml: None,
+        },
+        Case {
+            name: "application credential without id or name",
+            args: &["x"],
+            env: with_credentials(&[
+                ("OS_USERNAME", None),
+                ("OS_PASSWORD", None),
+                ("OS_APPLICATION_CREDENTIAL_SECRET", Some("s")),
+            ]),
+            code: 2,
+            message: "an application credential needs OS_APPLICATION_CREDENTIAL_ID",
             clouds_yaml: None,
         },
         Case {

@@ -12,6 +12,8 @@
 //!   instance per test process (mimic takes seconds to start; tests isolate
 //!   themselves by using their own user/tenant names); [`Mimic::start`] a private
 //!   one.
+//! - [`Keystone`]: OpenStack's real Identity service; [`Keystone::shared`] one
+//!   per test process, [`Keystone::start`] a private one (a short token expiry).
 //! - [`Nginx`]: nginx serving a directory, with Range support, for downloads.
 //! - [`SshAgent`]: an ssh-agent on a socket of its own.
 //! - [`FakeHttp`]: a scripted HTTP server, only for what mimic cannot do on demand.
@@ -33,6 +35,7 @@ mod agent;
 mod assertions;
 mod command;
 mod fake_http;
+mod keystone;
 mod mimic;
 mod nginx;
 mod process;
@@ -42,6 +45,7 @@ pub use agent::SshAgent;
 pub use assertions::{assert_one_line_error, documented_exit_codes, documented_exit_status};
 pub use command::command_under_test;
 pub use fake_http::{FakeHttp, Reply, Request};
+pub use keystone::{Answer, Keystone, REGION as KEYSTONE_REGION};
 pub use mimic::Mimic;
 pub use nginx::Nginx;
 pub use process::{ServerProcess, free_port, wait_until_gone};

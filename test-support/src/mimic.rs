@@ -128,3 +128,41 @@ fn twistd_binary() -> Result<PathBuf, String> {
         ))
     }
 }
+
+impl Mimic {
+    /// mimic's Nova endpoint (region ORD) with `$(project_id)s` where the
+    /// tenant goes: for another identity service's catalog (Keystone's), whose
+    /// projects then have their servers in mimic. mimic's Nova does not check
+    /// the token it gets, only the tenant in the path.
+    pub fn nova_url_template(&self) -> String {
+        const TENANT: &str = "xitc-template-tenant";
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let body = serde_json::json!({"auth": {
+            "passwordCredentials": {"username": "xitc-template-user", "password": "any"},
+            "tenantName": TENANT,
+        }});
+        let document: serde_json::Value = agent
+            .post(&format!("{}/tokens", self.identity_url()))
+            .send_json(&body)
+            .expect("mimic's Identity answers")
+            .body_mut()
+            .read_json()
+            .expect("mimic's token is JSON");
+        let url = document["access"]["serviceCatalog"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|service| service["name"] == "cloudServersOpenStack")
+            .flat_map(|service| service["endpoints"].as_array().cloned().unwrap_or_default())
+            .find(|endpoint| endpoint["region"] == "ORD")
+            .and_then(|endpoint| endpoint["publicURL"].as_str().map(str::to_owned))
+            .expect("mimic's catalog has cloudServersOpenStack in ORD");
+        let base = url
+            .strip_suffix(TENANT)
+            .unwrap_or_else(|| panic!("mimic's Nova URL {url} does not end in the tenant"));
+        format!("{base}$(project_id)s")
+    }
+}

@@ -46,7 +46,12 @@ pub(super) struct CloudsYaml {
 }
 
 /// The settings under a cloud (or its `auth:`) that are secrets.
-const SECRET_KEYS: [&str; 2] = ["password", "api_key"];
+const SECRET_KEYS: [&str; 4] = [
+    "password",
+    "api_key",
+    "application_credential_secret",
+    "token",
+];
 
 impl CloudsYaml {
     /// A warning for each file that holds a secret of `cloud` and can be read

@@ -83,6 +83,20 @@ pub enum Credential {
         username: String,
         api_key: Secret,
     },
+    /// A Keystone application credential (Identity v3 only): by id, or by name
+    /// with its user (by name with the user's domain, or by id). It carries its
+    /// own project, so no scope is sent.
+    ApplicationCredential {
+        id: Option<String>,
+        name: Option<String>,
+        /// The owner, needed when the credential is named rather than given by id.
+        user: Option<NameOrId>,
+        secret: Secret,
+    },
+    /// A token someone else got (`OS_TOKEN`), re-scoped to the project.
+    Token {
+        token: Secret,
+    },
 }
 
 /// A project (tenant), or a domain of users/projects, by name or by id.
@@ -126,6 +140,16 @@ pub enum IdentityVersion {
     V3,
 }
 
+impl IdentityVersion {
+    /// The version's path segment: `v2.0`, `v3`.
+    pub fn path_segment(self) -> &'static str {
+        match self {
+            IdentityVersion::V2 => "v2.0",
+            IdentityVersion::V3 => "v3",
+        }
+    }
+}
+
 /// Everything needed to get a token and find the compute endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudConfig {
@@ -151,22 +175,37 @@ pub struct CloudConfig {
 struct Names {
     auth_url: &'static str,
     username: &'static str,
+    user_id: &'static str,
     password: &'static str,
     api_key: &'static str,
+    application_credential_id: &'static str,
+    application_credential_name: &'static str,
+    application_credential_secret: &'static str,
+    token: &'static str,
 }
 
 const ENV_NAMES: Names = Names {
     auth_url: "OS_AUTH_URL",
     username: "OS_USERNAME",
+    user_id: "OS_USER_ID",
     password: "OS_PASSWORD",
     api_key: "OS_API_KEY or OS_PASSWORD",
+    application_credential_id: "OS_APPLICATION_CREDENTIAL_ID",
+    application_credential_name: "OS_APPLICATION_CREDENTIAL_NAME",
+    application_credential_secret: "OS_APPLICATION_CREDENTIAL_SECRET",
+    token: "OS_TOKEN",
 };
 
 const YAML_NAMES: Names = Names {
     auth_url: "auth.auth_url",
     username: "auth.username",
+    user_id: "auth.user_id",
     password: "auth.password",
     api_key: "auth.api_key or auth.password",
+    application_credential_id: "auth.application_credential_id",
+    application_credential_name: "auth.application_credential_name",
+    application_credential_secret: "auth.application_credential_secret",
+    token: "auth.token",
 };
 
 /// The settings of one cloud, before validation: flat `key → value` with the
@@ -241,47 +280,48 @@ impl CloudConfig {
         let auth_url_text = get("auth_url").ok_or_else(|| missing(names.auth_url))?;
         let auth_url = parse_auth_url(auth_url_text)
             .or_usage(|| format!("{} {auth_url_text:?} is not a usable URL", names.auth_url))?;
-        let username = get("username")
-            .ok_or_else(|| missing(names.username))?
-            .to_owned();
-
-        let auth_type = get("auth_type").unwrap_or("password");
-        let credential = match auth_type {
-            "rackspace" | "rackspace_apikey" | "rax_apikey" | "apikey" => {
-                Credential::RackspaceApiKey {
-                    username,
-                    api_key: Secret::new(
-                        get("api_key")
-                            .or_else(|| get("password"))
-                            .ok_or_else(|| missing(names.api_key))?,
-                    ),
-                }
-            }
-            "password" | "v2password" | "v3password" => Credential::Password {
-                username,
-                password: Secret::new(get("password").ok_or_else(|| missing(names.password))?),
-            },
-            other => {
-                return Err(exit::usage(format!(
-                    "auth type {other:?} is not supported ({source}); \
-                     use password, v2password, v3password or rackspace_apikey"
-                )));
-            }
-        };
-
+        let credential = credential(&get, names, &source)?;
+        let from_url = version_from_url(&auth_url);
         let identity_version = match get("identity_api_version") {
             Some(version) => Some(parse_identity_version(version).ok_or_else(|| {
                 exit::usage(format!(
                     "identity API version {version:?} is not supported ({source}); use 2 or 3"
                 ))
             })?),
-            None => version_from_url(&auth_url),
+            None => from_url,
         };
-        if matches!(credential, Credential::RackspaceApiKey { .. })
-            && identity_version == Some(IdentityVersion::V3)
+        // An auth URL without a version (`http://host:5000`, devstack's
+        // `http://host/identity`) plus a version setting is how devstack's
+        // openrc and many clouds' rc files are written: the version goes on
+        // the URL, as the OpenStack clients do. A URL that names another
+        // version than the setting is a mistake the user should see.
+        let auth_url = match (identity_version, from_url) {
+            (Some(version), None) => super::identity::join(&auth_url, version.path_segment()),
+            (Some(version), Some(in_url)) if version != in_url => {
+                return Err(exit::usage(format!(
+                    "{} {auth_url_text:?} names Identity {} but the identity API version \
+                     setting says {} ({source})",
+                    names.auth_url,
+                    in_url.path_segment(),
+                    version.path_segment()
+                )));
+            }
+            _ => auth_url,
+        };
+        let needs = match credential {
+            Credential::RackspaceApiKey { .. } => Some((IdentityVersion::V2, "Rackspace API-key")),
+            Credential::ApplicationCredential { .. } => {
+                Some((IdentityVersion::V3, "application credential"))
+            }
+            Credential::Password { .. } | Credential::Token { .. } => None,
+        };
+        if let Some((needed, what)) = needs
+            && identity_version.is_some_and(|version| version != needed)
         {
             return Err(exit::usage(format!(
-                "Rackspace API-key authentication needs Identity v2.0, not v3 ({source})"
+                "{what} authentication needs Identity {}, not {} ({source})",
+                needed.path_segment(),
+                identity_version.map_or("", IdentityVersion::path_segment)
             )));
         }
 
@@ -331,13 +371,99 @@ impl CloudConfig {
     }
 }
 
+/// The credential the settings describe (`get` reads one setting).
+fn credential<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    names: &Names,
+    source: &str,
+) -> anyhow::Result<Credential> {
+    let missing = |what: &str| exit::usage(format!("{what} is not set ({source})"));
+    let username = || {
+        get("username")
+            .map(str::to_owned)
+            .ok_or_else(|| missing(names.username))
+    };
+    // Without an auth type, what is set decides, as in openstacksdk: a
+    // token, else an application credential's secret, else a password.
+    let auth_type = get("auth_type").unwrap_or_else(|| {
+        if get("token").is_some() {
+            "token"
+        } else if get("application_credential_secret").is_some() {
+            "v3applicationcredential"
+        } else {
+            "password"
+        }
+    });
+    Ok(match auth_type {
+        "rackspace" | "rackspace_apikey" | "rax_apikey" | "apikey" => Credential::RackspaceApiKey {
+            username: username()?,
+            api_key: Secret::new(
+                get("api_key")
+                    .or_else(|| get("password"))
+                    .ok_or_else(|| missing(names.api_key))?,
+            ),
+        },
+        "password" | "v2password" | "v3password" => Credential::Password {
+            username: username()?,
+            password: Secret::new(get("password").ok_or_else(|| missing(names.password))?),
+        },
+        "v3applicationcredential" | "applicationcredential" => {
+            let secret = get("application_credential_secret")
+                .ok_or_else(|| missing(names.application_credential_secret))?;
+            let id = get("application_credential_id").map(str::to_owned);
+            let name = get("application_credential_name").map(str::to_owned);
+            let user = get("user_id")
+                .map(|id| NameOrId::Id(id.to_owned()))
+                .or_else(|| get("username").map(|name| NameOrId::Name(name.to_owned())));
+            if id.is_none() && (name.is_none() || user.is_none()) {
+                return Err(exit::usage(format!(
+                    "an application credential needs {} (or {} with {} or {}) ({source})",
+                    names.application_credential_id,
+                    names.application_credential_name,
+                    names.username,
+                    names.user_id
+                )));
+            }
+            Credential::ApplicationCredential {
+                id,
+                name,
+                user,
+                secret: Secret::new(secret),
+            }
+        }
+        "v3token" | "v2token" | "token" => Credential::Token {
+            token: Secret::new(get("token").ok_or_else(|| missing(names.token))?),
+        },
+        other => {
+            return Err(exit::usage(format!(
+                "auth type {other:?} is not supported ({source}); use password, \
+                 v3applicationcredential, token or rackspace_apikey"
+            )));
+        }
+    })
+}
+
 /// The `OS_*` variables as clouds.yaml-style settings.
 fn env_settings(env: &Env) -> Settings {
     let rackspace = env.get("OS_AUTH_SYSTEM") == Some("rackspace");
     let pairs: &[(&str, &[&str])] = &[
         ("auth_url", &["OS_AUTH_URL"]),
         ("username", &["OS_USERNAME"]),
+        ("user_id", &["OS_USER_ID"]),
         ("password", &["OS_PASSWORD"]),
+        (
+            "application_credential_id",
+            &["OS_APPLICATION_CREDENTIAL_ID"],
+        ),
+        (
+            "application_credential_name",
+            &["OS_APPLICATION_CREDENTIAL_NAME"],
+        ),
+        (
+            "application_credential_secret",
+            &["OS_APPLICATION_CREDENTIAL_SECRET"],
+        ),
+        ("token", &["OS_TOKEN"]),
         ("api_key", &["OS_API_KEY"]),
         ("project_id", &["OS_PROJECT_ID", "OS_TENANT_ID"]),
         ("project_name", &["OS_PROJECT_NAME", "OS_TENANT_NAME"]),
@@ -509,7 +635,7 @@ mod tests {
             ("OS_AUTH_URL", "not a url", "not a usable URL"),
             ("OS_AUTH_URL", "ftp://h/v2.0", "scheme"),
             ("OS_INTERFACE", "sideways", "interface"),
-            ("OS_AUTH_TYPE", "token", "not supported"),
+            ("OS_AUTH_TYPE", "v3oidcpassword", "not supported"),
             ("OS_IDENTITY_API_VERSION", "4", "version"),
         ] {
             let mut pairs: Vec<_> = V2.iter().copied().filter(|(k, _)| *k != key).collect();
@@ -532,6 +658,135 @@ mod tests {
         assert_eq!(config.region.as_deref(), Some("IAD"));
         assert_eq!(config.interface, Interface::Internal);
         assert_eq!(config.compute_service_name.as_deref(), Some("nova"));
+    }
+
+    const V3_BASE: &[(&str, &str)] = &[
+        ("OS_AUTH_URL", "http://127.0.0.1:5000/v3"),
+        ("OS_PROJECT_NAME", "demo"),
+    ];
+
+    fn with(base: &[(&'static str, &'static str)], more: &[(&'static str, &'static str)]) -> Env {
+        env(&base.iter().chain(more).copied().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn application_credentials_by_id_or_by_name_with_their_user() {
+        // Only the id and the secret, as clouds hand them out: no username asked for.
+        let config = CloudConfig::load(&with(
+            &[("OS_AUTH_URL", "http://127.0.0.1:5000/v3")],
+            &[
+                ("OS_APPLICATION_CREDENTIAL_ID", "ac-1"),
+                ("OS_APPLICATION_CREDENTIAL_SECRET", "s3"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(
+            config.credential,
+            Credential::ApplicationCredential {
+                id: Some("ac-1".into()),
+                name: None,
+                user: None,
+                secret: Secret::new("s3"),
+            }
+        );
+        let config = CloudConfig::load(&with(
+            V3_BASE,
+            &[
+                ("OS_AUTH_TYPE", "v3applicationcredential"),
+                ("OS_APPLICATION_CREDENTIAL_NAME", "ci"),
+                ("OS_USERNAME", "carol"),
+                ("OS_USER_DOMAIN_NAME", "Users"),
+                ("OS_APPLICATION_CREDENTIAL_SECRET", "s3"),
+            ],
+        ))
+        .unwrap();
+        assert!(matches!(
+            &config.credential,
+            Credential::ApplicationCredential { name: Some(name), user: Some(NameOrId::Name(user)), .. }
+                if name == "ci" && user == "carol"
+        ));
+        let message = usage_error(&with(
+            V3_BASE,
+            &[
+                ("OS_APPLICATION_CREDENTIAL_NAME", "ci"),
+                ("OS_APPLICATION_CREDENTIAL_SECRET", "s3"),
+            ],
+        ));
+        assert!(
+            message.contains("needs OS_APPLICATION_CREDENTIAL_ID (or OS_APPLICATION_CREDENTIAL_NAME with OS_USERNAME or OS_USER_ID)"),
+            "{message}"
+        );
+        let message = usage_error(&with(
+            &[("OS_AUTH_URL", "http://127.0.0.1:5000/v2.0")],
+            &[
+                ("OS_APPLICATION_CREDENTIAL_ID", "ac-1"),
+                ("OS_APPLICATION_CREDENTIAL_SECRET", "s3"),
+            ],
+        ));
+        assert!(
+            message.contains("application credential authentication needs Identity v3, not v2.0"),
+            "{message}"
+        );
+        assert!(!message.contains("s3"), "{message}");
+    }
+
+    #[test]
+    fn a_token_from_the_environment_or_clouds_yaml() {
+        let config = CloudConfig::load(&with(V3_BASE, &[("OS_TOKEN", "gAAAA-token")])).unwrap();
+        assert_eq!(
+            config.credential,
+            Credential::Token {
+                token: Secret::new("gAAAA-token")
+            }
+        );
+        let dir = yaml_dir(
+            "clouds:\n  t:\n    auth_type: v3token\n    auth:\n      auth_url: http://h/v3\n      \
+             token: tok\n      project_id: p1\n",
+            None,
+        );
+        let config = CloudConfig::load(&Env::from_pairs([("OS_CLOUD", "t")], dir.path())).unwrap();
+        assert_eq!(
+            config.credential,
+            Credential::Token {
+                token: Secret::new("tok")
+            }
+        );
+        let message = usage_error(&with(V3_BASE, &[("OS_AUTH_TYPE", "v3token")]));
+        assert!(message.contains("OS_TOKEN is not set"), "{message}");
+    }
+
+    #[test]
+    fn a_version_setting_goes_onto_an_unversioned_auth_url() {
+        let auth_url = |url: &'static str, version: Option<&'static str>| {
+            let mut pairs = vec![
+                ("OS_AUTH_URL", url),
+                ("OS_USERNAME", "u"),
+                ("OS_PASSWORD", "p"),
+            ];
+            pairs.extend(version.map(|version| ("OS_IDENTITY_API_VERSION", version)));
+            CloudConfig::load(&env(&pairs)).map(|config| config.auth_url.to_string())
+        };
+        for (url, version, expected) in [
+            ("http://h:5000", Some("3"), "http://h:5000/v3"),
+            ("http://h:5000/", Some("3"), "http://h:5000/v3"),
+            ("http://h/identity", Some("3"), "http://h/identity/v3"),
+            ("http://h/identity/", Some("2.0"), "http://h/identity/v2.0"),
+            ("http://h:5000/v3/", Some("3"), "http://h:5000/v3/"),
+            ("http://h:5000/v3", None, "http://h:5000/v3"),
+            ("http://h:5000", None, "http://h:5000/"),
+        ] {
+            assert_eq!(
+                auth_url(url, version).unwrap(),
+                expected,
+                "{url} {version:?}"
+            );
+        }
+        let error = auth_url("http://h:5000/v2.0", Some("3")).unwrap_err();
+        assert!(
+            format!("{error:#}")
+                .contains("names Identity v2.0 but the identity API version setting says v3"),
+            "{error:#}"
+        );
     }
 
     fn yaml_dir(clouds: &str, secure: Option<&str>) -> tempfile::TempDir {

@@ -1,8 +1,9 @@
 //! Keystone: a token and the compute endpoint from the service catalog.
 //!
-//! Identity v2.0 (password, Rackspace API key) and v3 (password). When the auth
-//! URL names no version, the server's version document picks one (v3 preferred);
-//! that costs one request more, so URLs with a version skip it.
+//! Identity v2.0 (password, Rackspace API key, token) and v3 (password,
+//! application credential, token). When the auth URL names no version (and no
+//! setting did), the server's version document picks one (v3 preferred); that
+//! costs one request more, so URLs with a version skip it.
 
 use serde_json::{Value, json};
 use ureq::http::Method;
@@ -130,6 +131,13 @@ fn authenticate_v2(
         Credential::RackspaceApiKey { username, api_key } => json!({
             "RAX-KSKEY:apiKeyCredentials": {"username": username, "apiKey": api_key.expose()}
         }),
+        Credential::Token { token } => json!({"token": {"id": token.expose()}}),
+        Credential::ApplicationCredential { .. } => {
+            return Err(exit::usage(format!(
+                "application credentials need Identity v3, and {} speaks v2.0 ({})",
+                auth_url, config.source
+            )));
+        }
     };
     match &config.project {
         Some(NameOrId::Name(name)) => auth["tenantName"] = json!(name),
@@ -185,38 +193,68 @@ fn authenticate_v3(
     auth_url: &Url,
     deadline: &Deadline,
 ) -> anyhow::Result<Authenticated> {
-    let Credential::Password { username, password } = &config.credential else {
-        return Err(exit::usage(
-            "Rackspace API-key authentication needs Identity v2.0, not v3",
-        ));
-    };
     let domain = |domain: &NameOrId| match domain {
         NameOrId::Name(name) => json!({"name": name}),
         NameOrId::Id(id) => json!({"id": id}),
     };
-    let project = match &config.project {
-        Some(NameOrId::Id(id)) => json!({"id": id}),
+    let project = || match &config.project {
+        Some(NameOrId::Id(id)) => Ok(json!({"id": id})),
         Some(NameOrId::Name(name)) => {
-            json!({"name": name, "domain": domain(&config.project_domain)})
+            Ok(json!({"name": name, "domain": domain(&config.project_domain)}))
         }
-        None => {
-            return Err(exit::usage(format!(
-                "Identity v3 needs a project: set OS_PROJECT_NAME or OS_PROJECT_ID ({})",
-                config.source
-            )));
+        None => Err(exit::usage(format!(
+            "Identity v3 needs a project: set OS_PROJECT_NAME or OS_PROJECT_ID ({})",
+            config.source
+        ))),
+    };
+    let body = match &config.credential {
+        Credential::Password { username, password } => json!({"auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {
+                    "name": username,
+                    "domain": domain(&config.user_domain),
+                    "password": password.expose(),
+                }},
+            },
+            "scope": {"project": project()?},
+        }}),
+        Credential::Token { token } => json!({"auth": {
+            "identity": {"methods": ["token"], "token": {"id": token.expose()}},
+            "scope": {"project": project()?},
+        }}),
+        // An application credential is bound to its project: Keystone
+        // refuses a scope beside it.
+        Credential::ApplicationCredential {
+            id,
+            name,
+            user,
+            secret,
+        } => {
+            let mut credential = json!({"secret": secret.expose()});
+            if let Some(id) = id {
+                credential["id"] = json!(id);
+            } else {
+                credential["name"] = json!(name);
+                credential["user"] = match user {
+                    Some(NameOrId::Id(id)) => json!({"id": id}),
+                    Some(NameOrId::Name(name)) => {
+                        json!({"name": name, "domain": domain(&config.user_domain)})
+                    }
+                    None => json!({}),
+                };
+            }
+            json!({"auth": {"identity": {
+                "methods": ["application_credential"],
+                "application_credential": credential,
+            }}})
+        }
+        Credential::RackspaceApiKey { .. } => {
+            return Err(exit::usage(
+                "Rackspace API-key authentication needs Identity v2.0, not v3",
+            ));
         }
     };
-    let body = json!({"auth": {
-        "identity": {
-            "methods": ["password"],
-            "password": {"user": {
-                "name": username,
-                "domain": domain(&config.user_domain),
-                "password": password.expose(),
-            }},
-        },
-        "scope": {"project": project},
-    }});
     let url = join(auth_url, "auth/tokens");
     let what = format!("POST {}", url.path());
     let response = http.send(&Method::POST, &url, None, Some(&body), deadline)?;
