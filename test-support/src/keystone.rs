@@ -1,14 +1,9 @@
 //! Keystone, OpenStack's real Identity service (from PyPI, in the workspace's
 //! `.venv-keystone`), on a free loopback port: sqlite, fernet tokens, served by
-//! gunicorn. Facts this relies on (README "Testing" has them too):
-//! - `keystone-manage` db_sync, fernet_setup, credential_setup and bootstrap
-//!   run in one Python process (four processes cost ~4 s of start-up each);
-//! - `[identity] password_hash_rounds = 4` before bootstrap and an in-memory
-//!   cache make a token ~30 ms instead of ~400 ms;
-//! - gunicorn runs with **no arguments**, from a folder whose
-//!   `gunicorn.conf.py` names the app: Keystone parses the process's argv
-//!   itself, and `gunicorn … app` makes every worker fail forever;
-//! - `OS_KEYSTONE_CONFIG_DIR` points Keystone at its `keystone.conf`.
+//! gunicorn. `scripts/lib/keystone-setup.py` (shared with the benchmarks)
+//! writes its config and runs keystone-manage; it says why it does what. The
+//! rest: gunicorn runs with **no arguments** from that folder, and
+//! `OS_KEYSTONE_CONFIG_DIR` points Keystone at its `keystone.conf`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -31,26 +26,6 @@ pub const KEYSTONE_VENV_ENV: &str = "XITC_KEYSTONE_VENV";
 
 /// The region bootstrap creates, where tests put their endpoints.
 pub const REGION: &str = "RegionOne";
-
-const SETUP: &str = r#"
-import sys
-from keystone.cmd import cli
-conf, url = sys.argv[1], sys.argv[2]
-steps = (
-    ["db_sync"],
-    ["fernet_setup", "--keystone-user", "root", "--keystone-group", "root"],
-    ["credential_setup", "--keystone-user", "root", "--keystone-group", "root"],
-    ["bootstrap", "--bootstrap-password", sys.argv[3], "--bootstrap-admin-url", url,
-     "--bootstrap-internal-url", url, "--bootstrap-public-url", url,
-     "--bootstrap-region-id", "RegionOne"],
-)
-for number, args in enumerate(steps):
-    if number:
-        # keystone-manage's main registers its command option once per process.
-        cli.CONF.reset()
-        cli.CONF.unregister_opt(cli.command_opt)
-    cli.main(argv=["keystone-manage", "--config-file", conf] + args)
-"#;
 
 /// An answer of Keystone's API.
 #[derive(Debug, Clone)]
@@ -112,28 +87,7 @@ impl Keystone {
             .prefix("xitc-keystone-")
             .tempdir()
             .map_err(|error| format!("creating a temp dir for Keystone: {error}"))?;
-        let d = dir.path().display();
         let port = free_port();
-        let expiration =
-            token_expiration.map_or(String::new(), |seconds| format!("expiration = {seconds}\n"));
-        let conf = format!(
-            "[database]\nconnection = sqlite:///{d}/keystone.db\n\
-             [token]\nprovider = fernet\n{expiration}\
-             [fernet_tokens]\nkey_repository = {d}/fernet-keys\n\
-             [fernet_receipts]\nkey_repository = {d}/fernet-receipts\n\
-             [credential]\nkey_repository = {d}/credential-keys\n\
-             [identity]\npassword_hash_rounds = 4\n\
-             [cache]\nenabled = true\nbackend = oslo_cache.dict\n"
-        );
-        fs::write(dir.path().join("keystone.conf"), conf).map_err(|e| e.to_string())?;
-        fs::write(
-            dir.path().join("gunicorn.conf.py"),
-            format!(
-                "wsgi_app = \"keystone.wsgi.api:application\"\nbind = \"127.0.0.1:{port}\"\n\
-                 workers = 1\nthreads = 4\n"
-            ),
-        )
-        .map_err(|e| e.to_string())?;
         let log = || fs::read_to_string(dir.path().join("keystone.log")).unwrap_or_default();
         let log_file = |name: &str| {
             fs::OpenOptions::new()
@@ -143,11 +97,11 @@ impl Keystone {
                 .map_err(|error| format!("creating {name}: {error}"))
         };
         let setup = Command::new(venv.join("bin/python"))
-            .arg("-c")
-            .arg(SETUP)
-            .arg(dir.path().join("keystone.conf"))
-            .arg(format!("http://127.0.0.1:{port}/v3"))
+            .arg(workspace_root().join("scripts/lib/keystone-setup.py"))
+            .arg(dir.path())
+            .arg(port.to_string())
             .arg(ADMIN_PASSWORD)
+            .args(token_expiration.map(|seconds| seconds.to_string()))
             .stdin(Stdio::null())
             .stdout(log_file("keystone.log")?)
             .stderr(log_file("keystone.log")?)
