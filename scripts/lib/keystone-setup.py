@@ -31,7 +31,8 @@ with open(conf, "w") as out:
         "[cache]\nenabled = true\nbackend = oslo_cache.dict\n")
 with open(os.path.join(directory, "gunicorn.conf.py"), "w") as out:
     out.write(f'wsgi_app = "keystone.wsgi.api:application"\nbind = "127.0.0.1:{port}"\n'
-              "workers = 1\nthreads = 4\n")
+              # One line per request in DIR/access.log: the benchmarks count them.
+              'workers = 1\nthreads = 4\naccesslog = "access.log"\n')
 url = f"http://127.0.0.1:{port}/v3"
 steps = (
     ["db_sync"],

@@ -65,7 +65,27 @@ boot_server() {
         -d "{\"server\":{\"name\":\"$1\",\"imageRef\":\"img\",\"flavorRef\":\"2\"}}"
 }
 
+# Keystone (OpenStack's Identity service, from .venv-keystone) on a free
+# loopback port, set up by keystone-setup.py; sets KEYSTONE_PORT, KEYSTONE_PID,
+# KEYSTONE_ADMIN_PASSWORD. The gunicorn master is killed by PID; its worker
+# goes with it (gunicorn's arbiter stops its workers on SIGTERM).
+start_keystone() {
+    KEYSTONE_PORT=$(free_port)
+    KEYSTONE_ADMIN_PASSWORD=admin-pw
+    mkdir -p "$WORK/keystone"
+    "$REPO/.venv-keystone/bin/python" "$REPO/scripts/lib/keystone-setup.py" \
+        "$WORK/keystone" "$KEYSTONE_PORT" "$KEYSTONE_ADMIN_PASSWORD" >"$WORK/keystone.log" 2>&1
+    (cd "$WORK/keystone" && OS_KEYSTONE_CONFIG_DIR="$WORK/keystone" \
+        exec "$REPO/.venv-keystone/bin/gunicorn") >>"$WORK/keystone.log" 2>&1 &
+    KEYSTONE_PID=$!
+    for _ in $(seq 600); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$KEYSTONE_PORT/v3") == 200 ]] && break
+        sleep 0.1
+    done
+}
+
 stop_local_servers() {
+    [[ -n ${KEYSTONE_PID:-} ]] && kill "$KEYSTONE_PID" 2>/dev/null
     [[ -n ${NGINX_PID:-} ]] && kill "$NGINX_PID" 2>/dev/null
     [[ -n ${SSHD_PID:-} ]] && kill "$SSHD_PID" 2>/dev/null
     [[ -n ${MIMIC_PID:-} ]] && kill "$MIMIC_PID" 2>/dev/null
