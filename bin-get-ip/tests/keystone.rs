@@ -191,6 +191,17 @@ fn v3_password_with_every_spelling_of_the_url_domains_and_project() {
         ("/v3, names", vec![]),
         ("/v3/", vec![("OS_AUTH_URL", Some(&with_slash))]),
         (
+            "/v3 with OS_IDENTITY_API_VERSION=3",
+            vec![("OS_IDENTITY_API_VERSION", Some("3"))],
+        ),
+        (
+            "/v3/ with OS_IDENTITY_API_VERSION=3",
+            vec![
+                ("OS_AUTH_URL", Some(&with_slash)),
+                ("OS_IDENTITY_API_VERSION", Some("3")),
+            ],
+        ),
+        (
             "unversioned with OS_IDENTITY_API_VERSION=3 (devstack's openrc)",
             vec![
                 ("OS_AUTH_URL", Some(&root)),
