@@ -121,7 +121,7 @@ pub fn check(
         "preflight: the node can be converted\n  root: {} ({}), partition 1 of {}\n  \
          layout: {}\n  installers: {}\n  \
          space on /: {} bytes used, {} bytes free\n  network: {} {}/{} via {}, MAC {}, \
-         name servers {}\nnothing was changed\n",
+         name servers {}\n  virtualization: {}\nnothing was changed\n",
         node.root_device,
         node.fs_type,
         node.disk,
@@ -139,6 +139,7 @@ pub fn check(
         network.gateway,
         network.mac,
         nameservers.join(", "),
+        node.virtualization.describe(),
     );
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())

@@ -40,7 +40,8 @@ fn check_reads_the_node_from_the_live_system_and_changes_nothing() {
          line (it installs on UEFI only) (a DOS label: all of these keep partition 1 on it)\n  \
          space on /: 2147483648 bytes used, 30064771072 bytes free\n  \
          network: eth0 203.0.171.17/24 via 203.15.171.1, MAC bc:76:4e:20:1a:2b, \
-         name servers 203.0.113.53, 198.51.100.53\nnothing was changed\n"
+         name servers 203.0.113.53, 198.51.100.53\n  \
+         virtualization: Intel VT-x (vmx): HVM and PV guests can run\nnothing was changed\n"
     );
     assert_eq!(sandbox.tree(), before);
 }

@@ -59,6 +59,10 @@ fn node_basics(root: &Path) -> PathBuf {
         &root.join("sys/class/net/eth0/address"),
         "BC:76:4E:20:1A:2B\n",
     );
+    write(
+        &root.join("proc/cpuinfo"),
+        "processor\t: 0\nflags\t\t: fpu vme de pse tsc msr pae vmx sse2 hypervisor\n",
+    );
     write(&root.join("etc/resolv.conf"), "nameserver 127.0.0.53\n");
     write(
         &root.join("run/systemd/resolve/resolv.conf"),
