@@ -281,6 +281,34 @@ fn a_server_that_never_speaks_ssh_is_bounded_by_the_timeout() {
     );
 }
 
+/// A node whose check hangs once logged in (here sshd's ForceCommand trickles
+/// output forever): each check is cut off at --connect-timeout and the wait
+/// ends at --timeout, with `!` marks (the check failed) and exit 124.
+#[test]
+fn a_check_that_hangs_after_login_is_bounded_by_the_timeout() {
+    let sshd = Sshd::start_with("ForceCommand sh -c 'while :; do echo .; sleep 0.2; done'\n");
+    let output = xitc_test_support::tool!("xitc-wait-until-done")
+        .args([
+            "--timeout",
+            "3",
+            "--connect-timeout",
+            "1",
+            "--interval",
+            "0.5",
+        ])
+        .arg(format!("{}@127.0.0.1:{}", sshd.user(), sshd.port()))
+        .arg(sshd.client_key())
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(124), "{}", text(&output.stderr));
+    let marks = stdout.lines().nth(7).unwrap_or_default();
+    assert!(
+        !marks.is_empty() && marks.chars().all(|mark| mark == '!'),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn stamp_paths_with_spaces_and_quotes_are_quoted() {
     let sshd = Sshd::start();
