@@ -46,6 +46,7 @@ pub mod layout;
 // 11: the live node, read
 pub mod disk;
 pub mod network;
+pub mod platform;
 // 12: the sandbox
 pub mod system;
 

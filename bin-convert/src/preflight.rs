@@ -20,6 +20,7 @@ use crate::disk::{parse_df, partition_of, root_mount, sfdisk_version};
 use crate::layout::{self, Expect, Layout};
 use crate::network::{Network, network};
 use crate::paths::Files;
+use crate::platform::{EfiRoute, Firmware, SecureBoot, Virtualization};
 use crate::system::System;
 
 /// What the node looks like, as later steps need it.
@@ -36,55 +37,6 @@ pub struct Node {
     pub layout: Layout,
     /// Whether the CPU shows the node hardware virtualization.
     pub virtualization: Virtualization,
-}
-
-/// Hardware virtualization as the node's CPU flags show it. Without it, the
-/// XenServer that runs here nested can run PV guests only (XCP-ng's HVM
-/// guests do not start); the conversion itself works either way, so this is
-/// reported, not refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Virtualization {
-    /// `vmx` (Intel VT-x) or `svm` (AMD-V) among the flags.
-    Present(&'static str),
-    /// Neither flag.
-    Absent,
-    /// `/proc/cpuinfo` could not be read (why).
-    Unknown(String),
-}
-
-impl Virtualization {
-    /// Reads the flags in `/proc/cpuinfo`.
-    pub fn read(system: &System) -> Self {
-        match system.read_to_string("/proc/cpuinfo") {
-            Err(error) => Virtualization::Unknown(format!("cannot read /proc/cpuinfo: {error}")),
-            Ok(text) => {
-                let has = |flag: &str| {
-                    text.lines()
-                        .filter(|line| line.starts_with("flags"))
-                        .any(|line| line.split_whitespace().any(|word| word == flag))
-                };
-                if has("vmx") {
-                    Virtualization::Present("Intel VT-x (vmx)")
-                } else if has("svm") {
-                    Virtualization::Present("AMD-V (svm)")
-                } else {
-                    Virtualization::Absent
-                }
-            }
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Virtualization::Present(what) => {
-                format!("{what}: HVM and PV guests can run")
-            }
-            Virtualization::Absent => "none (no vmx or svm in /proc/cpuinfo): only PV guests \
-                 will run (XCP-ng's HVM guests will not start)"
-                .to_owned(),
-            Virtualization::Unknown(why) => format!("unknown ({why})"),
-        }
-    }
 }
 
 /// Which state reads the node: START, before any change, or SETUP_INSTALLER,
@@ -125,13 +77,22 @@ pub fn check(
     }
     // The installer entry loads Xen with `multiboot`, which needs a BIOS boot
     // (Xen on UEFI wants multiboot2 and an EFI boot path): refused here rather
-    // than found out after the shrink, with the node half converted.
-    if system.exists("/sys/firmware/efi") {
-        note(
-            "the node boots by UEFI (/sys/firmware/efi exists); xitc-convert converts \
-             BIOS-booted nodes"
-                .to_owned(),
-        );
+    // than found out after the shrink, with the node half converted. What a
+    // UEFI node has is said, so the user knows what will matter.
+    if let Firmware::Uefi { secure_boot } = Firmware::read(system) {
+        if secure_boot == SecureBoot::On {
+            note(
+                "Secure Boot is on (UEFI variable SecureBoot): neither the installer nor Xen \
+                 booted by multiboot2 can start under it; boot the node from an image or \
+                 flavor without Secure Boot"
+                    .to_owned(),
+            );
+        }
+        note(format!(
+            "the node boots by UEFI (/sys/firmware/efi exists; {}); xitc-convert converts \
+             BIOS-booted nodes so far",
+            EfiRoute::read(system).describe()
+        ));
     }
 
     let (root_device, disk, fs_type) = root_filesystem(system, &mut note);
@@ -319,37 +280,6 @@ pub fn downloads(config: &Config, files: &Files) -> Vec<(String, PathBuf)> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn virtualization_comes_from_the_cpu_flags() {
-        use super::Virtualization;
-        let dir = tempfile::tempdir().unwrap();
-        let system = crate::system::System::new(Some(dir.path().to_path_buf()));
-        assert!(matches!(
-            Virtualization::read(&system),
-            Virtualization::Unknown(_)
-        ));
-        std::fs::create_dir_all(dir.path().join("proc")).unwrap();
-        for (flags, expected) in [
-            (
-                "fpu vme vmx sse2",
-                Virtualization::Present("Intel VT-x (vmx)"),
-            ),
-            ("fpu svm lm", Virtualization::Present("AMD-V (svm)")),
-            ("fpu vme sse2 hypervisor", Virtualization::Absent),
-            // A word that contains the flag is not the flag.
-            ("fpu vmxe", Virtualization::Absent),
-        ] {
-            std::fs::write(
-                dir.path().join("proc/cpuinfo"),
-                format!(
-                    "processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n"
-                ),
-            )
-            .unwrap();
-            assert_eq!(Virtualization::read(&system), expected, "{flags}");
-        }
-    }
-
     use super::*;
 
     #[test]

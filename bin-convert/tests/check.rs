@@ -59,8 +59,14 @@ fn check_reports_every_problem_at_once() {
         "#!/bin/sh\necho 'sfdisk from util-linux 2.20.1'\n",
     )
     .unwrap();
-    // Booted by UEFI.
-    std::fs::create_dir_all(sandbox.root.path().join("sys/firmware/efi")).unwrap();
+    // Booted by UEFI, with Secure Boot on (efivarfs: attributes, then 1).
+    let efivars = sandbox.root.path().join("sys/firmware/efi/efivars");
+    std::fs::create_dir_all(&efivars).unwrap();
+    std::fs::write(
+        efivars.join("SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"),
+        [6, 0, 0, 0, 1],
+    )
+    .unwrap();
     std::fs::write(
         sandbox.root.path().join("proc/net/route"),
         "Iface\tDestination\n",
@@ -93,7 +99,10 @@ fn check_reports_every_problem_at_once() {
         "--ubuntu-size 2147483648 bytes is too small",
         "there is no default route",
         "sfdisk is util-linux 2.20; the shrink needs 2.26 or later",
-        "the node boots by UEFI (/sys/firmware/efi exists); xitc-convert converts BIOS-booted nodes",
+        "Secure Boot is on (UEFI variable SecureBoot): neither the installer nor Xen booted by \
+         multiboot2 can start under it; boot the node from an image or flavor without Secure Boot",
+        "the node boots by UEFI (/sys/firmware/efi exists; GRUB would chain-load the installer \
+         ISO's own GRUB (no multiboot2 module here)); xitc-convert converts BIOS-booted nodes so far",
     ] {
         assert!(
             stderr.contains(problem),

@@ -1,0 +1,198 @@
+//! The node's platform, read from the running system: how it booted (BIOS or
+//! UEFI, and with Secure Boot on or off) and whether its CPU shows hardware
+//! virtualization. Preflight reports both; UEFI nodes are refused until START
+//! can boot the installer there (README "Supported images").
+//!
+//! Sources: the kernel exposes `/sys/firmware/efi` only when it was booted by
+//! UEFI; the Secure Boot state is the UEFI global variable `SecureBoot`
+//! (efivarfs: 4 bytes of attributes, then the value, 1 = on); on a UEFI node,
+//! GRUB can boot Xen by `multiboot2` only with that module, which Ubuntu's
+//! signed GRUB lacks built in and `grub-efi-amd64-bin` puts in
+//! `/boot/grub/x86_64-efi/` — otherwise the installer ISO's own GRUB
+//! (`EFI/xenserver/grubx64.efi`, multiboot2 built in) is chain-loaded.
+
+use crate::system::System;
+
+/// The efivarfs file of the UEFI global variable `SecureBoot`.
+pub const SECURE_BOOT_VARIABLE: &str =
+    "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
+/// Where GRUB's multiboot2 module is when the node's GRUB can load it.
+pub const MULTIBOOT2_MODULE: &str = "/boot/grub/x86_64-efi/multiboot2.mod";
+
+/// How the node booted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Firmware {
+    Bios,
+    Uefi { secure_boot: SecureBoot },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecureBoot {
+    On,
+    Off,
+    /// The variable is there but says nothing we know (its bytes).
+    Unknown(Vec<u8>),
+}
+
+/// How GRUB on a UEFI node would boot Xen for the installer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EfiRoute {
+    /// `insmod multiboot2` from [`MULTIBOOT2_MODULE`].
+    InsmodMultiboot2,
+    /// Chain-load the installer ISO's own GRUB from the ESP.
+    ChainloadIsoGrub,
+}
+
+impl Firmware {
+    pub fn read(system: &System) -> Self {
+        if !system.exists("/sys/firmware/efi") {
+            return Firmware::Bios;
+        }
+        let secure_boot = match system.read_tail(SECURE_BOOT_VARIABLE, 64) {
+            // No variable: firmware without Secure Boot at all.
+            Ok(None) | Err(_) => SecureBoot::Off,
+            Ok(Some(bytes)) => match bytes.get(4) {
+                Some(1) => SecureBoot::On,
+                Some(0) => SecureBoot::Off,
+                _ => SecureBoot::Unknown(bytes),
+            },
+        };
+        Firmware::Uefi { secure_boot }
+    }
+}
+
+impl EfiRoute {
+    pub fn read(system: &System) -> Self {
+        if system.exists(MULTIBOOT2_MODULE) {
+            EfiRoute::InsmodMultiboot2
+        } else {
+            EfiRoute::ChainloadIsoGrub
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            EfiRoute::InsmodMultiboot2 => {
+                "GRUB would boot Xen by `insmod multiboot2` from /boot/grub/x86_64-efi"
+            }
+            EfiRoute::ChainloadIsoGrub => {
+                "GRUB would chain-load the installer ISO's own GRUB (no multiboot2 module here)"
+            }
+        }
+    }
+}
+
+/// Hardware virtualization as the node's CPU flags show it. Without it, the
+/// XenServer that runs here nested can run PV guests only (XCP-ng's HVM
+/// guests do not start); the conversion itself works either way, so this is
+/// reported, not refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Virtualization {
+    /// `vmx` (Intel VT-x) or `svm` (AMD-V) among the flags.
+    Present(&'static str),
+    /// Neither flag.
+    Absent,
+    /// `/proc/cpuinfo` could not be read (why).
+    Unknown(String),
+}
+
+impl Virtualization {
+    /// Reads the flags in `/proc/cpuinfo`.
+    pub fn read(system: &System) -> Self {
+        match system.read_to_string("/proc/cpuinfo") {
+            Err(error) => Virtualization::Unknown(format!("cannot read /proc/cpuinfo: {error}")),
+            Ok(text) => {
+                let has = |flag: &str| {
+                    text.lines()
+                        .filter(|line| line.starts_with("flags"))
+                        .any(|line| line.split_whitespace().any(|word| word == flag))
+                };
+                if has("vmx") {
+                    Virtualization::Present("Intel VT-x (vmx)")
+                } else if has("svm") {
+                    Virtualization::Present("AMD-V (svm)")
+                } else {
+                    Virtualization::Absent
+                }
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Virtualization::Present(what) => format!("{what}: HVM and PV guests can run"),
+            Virtualization::Absent => "none (no vmx or svm in /proc/cpuinfo): only PV guests \
+                 will run (XCP-ng's HVM guests will not start)"
+                .to_owned(),
+            Virtualization::Unknown(why) => format!("unknown ({why})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox() -> (tempfile::TempDir, System) {
+        let dir = tempfile::tempdir().unwrap();
+        let system = System::new(Some(dir.path().to_path_buf()));
+        (dir, system)
+    }
+
+    #[test]
+    fn virtualization_comes_from_the_cpu_flags() {
+        let (dir, system) = sandbox();
+        assert!(matches!(
+            Virtualization::read(&system),
+            Virtualization::Unknown(_)
+        ));
+        std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+        for (flags, expected) in [
+            (
+                "fpu vme vmx sse2",
+                Virtualization::Present("Intel VT-x (vmx)"),
+            ),
+            ("fpu svm lm", Virtualization::Present("AMD-V (svm)")),
+            ("fpu vme sse2 hypervisor", Virtualization::Absent),
+            // A word that contains the flag is not the flag.
+            ("fpu vmxe", Virtualization::Absent),
+        ] {
+            std::fs::write(
+                dir.path().join("proc/cpuinfo"),
+                format!(
+                    "processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n"
+                ),
+            )
+            .unwrap();
+            assert_eq!(Virtualization::read(&system), expected, "{flags}");
+        }
+    }
+
+    #[test]
+    fn firmware_secure_boot_and_the_efi_route() {
+        let (dir, system) = sandbox();
+        assert_eq!(Firmware::read(&system), Firmware::Bios);
+        let efivars = dir.path().join("sys/firmware/efi/efivars");
+        std::fs::create_dir_all(&efivars).unwrap();
+        let uefi = |secure_boot| Firmware::Uefi { secure_boot };
+        assert_eq!(
+            Firmware::read(&system),
+            uefi(SecureBoot::Off),
+            "no variable"
+        );
+        let variable = system.path(SECURE_BOOT_VARIABLE);
+        for (value, expected) in [
+            (1u8, SecureBoot::On),
+            (0, SecureBoot::Off),
+            (7, SecureBoot::Unknown(vec![6, 0, 0, 0, 7])),
+        ] {
+            std::fs::write(&variable, [6, 0, 0, 0, value]).unwrap();
+            assert_eq!(Firmware::read(&system), uefi(expected), "{value}");
+        }
+        assert_eq!(EfiRoute::read(&system), EfiRoute::ChainloadIsoGrub);
+        let module = system.path(MULTIBOOT2_MODULE);
+        std::fs::create_dir_all(module.parent().unwrap()).unwrap();
+        std::fs::write(&module, "").unwrap();
+        assert_eq!(EfiRoute::read(&system), EfiRoute::InsmodMultiboot2);
+    }
+}
