@@ -117,7 +117,7 @@ where
     }
     let config = CloudConfig::load(env)?;
     for warning in &config.warnings {
-        exit::note(TOOL, &format!("warning: {warning}"));
+        exit::warn(TOOL, warning);
     }
     let client = CloudClient::new(
         config,

@@ -197,6 +197,11 @@ pub fn note(tool: &str, text: &str) {
     let _ = writeln!(io::stderr().lock(), "{tool}: {}", escape_control(text));
 }
 
+/// [`note`] of a warning: `{tool}: warning: {text}`.
+pub fn warn(tool: &str, text: &str) {
+    note(tool, &format!("warning: {text}"));
+}
+
 /// Escapes control characters (newlines, escape sequences from a remote API's
 /// message, …) so that a message stays one line and cannot drive the terminal.
 pub fn escape_control(text: &str) -> String {

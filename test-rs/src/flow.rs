@@ -62,7 +62,7 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
         Some(path) => {
             let public = public_half(path)?;
             if let Some(warning) = files::readable_by_others_warning(path, "--ssh-key") {
-                exit::note(crate::TOOL, &format!("warning: {warning}"));
+                exit::warn(crate::TOOL, &warning);
             }
             let _ = credential.set(Credential::from_argument(path, passphrase(), None)?);
             Some(public)
@@ -71,7 +71,7 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
     };
     let config = CloudConfig::load(&Env::from_process())?;
     for warning in &config.warnings {
-        exit::note(crate::TOOL, &format!("warning: {warning}"));
+        exit::warn(crate::TOOL, warning);
     }
     let client = CloudClient::new(config, Timeouts::default()).with_notes(crate::TOOL);
     let key_dir = tempfile::Builder::new()

@@ -41,7 +41,8 @@ pub struct Answer {
 #[derive(Debug)]
 pub struct Keystone {
     port: u16,
-    process: ServerProcess,
+    /// Held, not read: dropping it stops gunicorn and its worker.
+    _process: ServerProcess,
     dir: TempDir,
 }
 
@@ -122,7 +123,11 @@ impl Keystone {
         process
             .wait_for_port(port, Duration::from_secs(60))
             .map_err(|why| format!("{why}\nlog:\n{}", log()))?;
-        let keystone = Keystone { port, process, dir };
+        let keystone = Keystone {
+            port,
+            _process: process,
+            dir,
+        };
         // Listening is not answering: the worker imports Keystone first.
         let started = Instant::now();
         while keystone.request("GET", "/v3", None, None).status != 200 {
@@ -142,10 +147,6 @@ impl Keystone {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-
     /// Keystone's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("keystone.log")).unwrap_or_default()
@@ -160,11 +161,7 @@ impl Keystone {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Answer {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        let agent = crate::http_agent();
         let url = format!("{}{path}", self.url());
         let request = ureq::http::Request::builder()
             .method(method)
@@ -201,11 +198,7 @@ impl Keystone {
     /// front of a real Nova (`GET /v3/auth/tokens`, the token validating
     /// itself, which Keystone's policy allows its subject).
     pub fn token_is_valid(&self, token: &str) -> bool {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        let agent = crate::http_agent();
         agent
             .get(&format!("{}/v3/auth/tokens", self.url()))
             .header("X-Auth-Token", token)

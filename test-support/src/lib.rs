@@ -51,6 +51,16 @@ pub use nginx::Nginx;
 pub use process::{ServerProcess, free_port, wait_until_gone};
 pub use sshd::{KeyType, Sshd, current_user, generate_key};
 
+/// The HTTP client test-support uses to talk to the servers it starts: every
+/// status is an answer (callers check it), a minute at most per request.
+pub(crate) fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
 /// The workspace root (where `.venv` and `scripts/` live).
 pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

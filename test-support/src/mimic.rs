@@ -136,10 +136,7 @@ impl Mimic {
     /// the token it gets, only the tenant in the path.
     pub fn nova_url_template(&self) -> String {
         const TENANT: &str = "xitc-template-tenant";
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        let agent = crate::http_agent();
         let body = serde_json::json!({"auth": {
             "passwordCredentials": {"username": "xitc-template-user", "password": "any"},
             "tenantName": TENANT,

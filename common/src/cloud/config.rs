@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use url::Url;
 
 use super::clouds_yaml::{
-    cloud_names, cloud_settings, clouds_yaml_candidates, display_paths, read_clouds_yaml,
+    CloudsYaml, cloud_names, cloud_settings, clouds_yaml_candidates, display_paths,
+    read_clouds_yaml,
 };
 use crate::exit::{self, Classify as _};
 pub use crate::secret::Secret;
@@ -229,10 +230,7 @@ impl CloudConfig {
                     cloud_names(&yaml.clouds).join(", ")
                 ))
             })?;
-            let source = format!("cloud '{cloud}' in {}", yaml.path.display());
-            let mut config = Self::from_settings(&settings, env, &YAML_NAMES, source)?;
-            config.warnings = yaml.secret_warnings(cloud);
-            return Ok(config);
+            return Self::from_clouds_yaml(&yaml, cloud, &settings, env);
         }
         if env.get("OS_AUTH_URL").is_some() {
             return Self::from_settings(
@@ -246,10 +244,7 @@ impl CloudConfig {
             let names = cloud_names(&yaml.clouds);
             if let [only] = names.as_slice() {
                 let settings = cloud_settings(&yaml.clouds, only).unwrap_or_default();
-                let source = format!("cloud '{only}' in {}", yaml.path.display());
-                let mut config = Self::from_settings(&settings, env, &YAML_NAMES, source)?;
-                config.warnings = yaml.secret_warnings(only);
-                return Ok(config);
+                return Self::from_clouds_yaml(&yaml, only, &settings, env);
             }
             return Err(exit::usage(format!(
                 "no cloud chosen: set OS_CLOUD to one of {} (from {}), or set OS_AUTH_URL",
@@ -261,6 +256,21 @@ impl CloudConfig {
             "no cloud credentials: set OS_CLOUD (with a clouds.yaml) or OS_AUTH_URL, \
              OS_USERNAME and OS_PASSWORD",
         ))
+    }
+
+    /// The config of `cloud` in `yaml` (its `settings`), with a warning for
+    /// each file holding its secret that others can read.
+    fn from_clouds_yaml(
+        yaml: &CloudsYaml,
+        cloud: &str,
+        settings: &Settings,
+        env: &Env,
+    ) -> anyhow::Result<Self> {
+        let source = format!("cloud '{cloud}' in {}", yaml.path.display());
+        Ok(CloudConfig {
+            warnings: yaml.secret_warnings(cloud),
+            ..Self::from_settings(settings, env, &YAML_NAMES, source)?
+        })
     }
 
     fn from_settings(

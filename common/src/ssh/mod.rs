@@ -245,12 +245,16 @@ fn millis(duration: Duration) -> u32 {
         .max(1)
 }
 
-/// The time left before `deadline` as a libssh2 timeout; `None` once it passed.
-fn time_left(deadline: Deadline) -> Option<u32> {
+/// The time left before `deadline`; `None` once it passed.
+fn left(deadline: Deadline) -> Option<Duration> {
     deadline
         .remaining(Instant::now())
         .filter(|left| !left.is_zero())
-        .map(millis)
+}
+
+/// [`left`] as a libssh2 timeout.
+fn time_left(deadline: Deadline) -> Option<u32> {
+    left(deadline).map(millis)
 }
 
 /// One stream of a running command: what it printed so far, and whether it
@@ -382,10 +386,7 @@ impl Connection {
     /// Waits until the socket is ready the way libssh2 asked for, at most until
     /// `deadline`; `false` once the deadline has passed.
     fn wait_for_socket(&self, deadline: Deadline) -> bool {
-        let Some(left) = deadline
-            .remaining(Instant::now())
-            .filter(|left| !left.is_zero())
-        else {
+        let Some(left) = left(deadline) else {
             return false;
         };
         let flags = match self.session.block_directions() {
