@@ -13,6 +13,7 @@ use crate::installer::{self, NodeDisk};
 use crate::log::TOOL;
 use crate::paths::Files;
 use crate::plan;
+use crate::platform::Boot;
 use crate::preflight;
 use crate::runner;
 use crate::state::{self, State};
@@ -121,7 +122,7 @@ pub fn check(
         "preflight: the node can be converted\n  root: {} ({}), partition 1 of {}\n  \
          layout: {}\n  installers: {}\n  \
          space on /: {} bytes used, {} bytes free\n  network: {} {}/{} via {}, MAC {}, \
-         name servers {}\n  virtualization: {}\nnothing was changed\n",
+         name servers {}\n  boot: {}\n  virtualization: {}\nnothing was changed\n",
         node.root_device,
         node.fs_type,
         node.disk,
@@ -130,6 +131,7 @@ pub fn check(
             installer_name: &node.layout.installer_disk,
             dos_label: node.layout.table.label == Label::Dos,
             bytes: node.layout.disk_bytes,
+            uefi: node.boot == Boot::Uefi,
         }),
         node.used_bytes,
         node.available_bytes,
@@ -139,6 +141,7 @@ pub fn check(
         network.gateway,
         network.mac,
         nameservers.join(", "),
+        node.boot.describe(),
         node.virtualization.describe(),
     );
     out.write_all(text.as_bytes())

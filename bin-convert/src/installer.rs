@@ -16,6 +16,9 @@
 //! - XenServer's main line (here: a XenServer ISO of version 9 or later)
 //!   refuses `preserve-first-partition` on a DOS label ("Preserving initial
 //!   partition on DOS unsupported") and legacy (BIOS) boot altogether.
+//! - XenServer 6.x installs by BIOS only (extlinux in the boot sector); the
+//!   later generations install on UEFI too (`target-boot-mode`, chosen by
+//!   `/sys/firmware/efi` in the installer's dom0).
 
 /// Which answerfile an installer reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +80,11 @@ impl Generation {
         self != Generation::XenServerMain
     }
 
+    /// Whether it installs on a UEFI-booted machine.
+    pub fn installs_on_uefi(self) -> bool {
+        self != Generation::XenServer6
+    }
+
     /// The smallest disk the installer takes, where known.
     pub fn minimum_disk_bytes(self) -> Option<u64> {
         matches!(self, Generation::XenServer8 | Generation::XenServerMain).then_some(MIN_DISK_BYTES)
@@ -102,6 +110,8 @@ pub struct NodeDisk<'a> {
     pub installer_name: &'a str,
     pub dos_label: bool,
     pub bytes: u64,
+    /// Whether the installer will be booted by UEFI.
+    pub uefi: bool,
 }
 
 impl Installer {
@@ -109,7 +119,13 @@ impl Installer {
     /// reason; checked before the disk is touched.
     pub fn check_node(&self, disk: NodeDisk<'_>) -> Result<(), String> {
         let name = format!("{} {}", self.product, self.version);
-        if !self.generation.installs_on_bios() {
+        if disk.uefi && !self.generation.installs_on_uefi() {
+            return Err(format!(
+                "{name}'s installer installs by BIOS only, and this node boots by UEFI: \
+                 use XCP-ng 8.3 or XenServer 8 (--iso-url)"
+            ));
+        }
+        if !disk.uefi && !self.generation.installs_on_bios() {
             return Err(format!(
                 "{name}'s installer installs on UEFI only, and this node boots by BIOS: \
                  use XCP-ng 8.3 or XenServer 8 (--iso-url)"
@@ -147,7 +163,12 @@ impl Installer {
 /// downloaded, by [`Installer::check_node`]).
 pub fn who_can_install(disk: NodeDisk<'_>) -> String {
     let mut can = vec![];
-    let mut cannot = vec!["XenServer's main line (it installs on UEFI only)".to_owned()];
+    let mut cannot = vec![];
+    if disk.uefi {
+        can.push("XenServer's main line");
+    } else {
+        cannot.push("XenServer's main line (it installs on UEFI only)".to_owned());
+    }
     if disk.bytes >= MIN_DISK_BYTES {
         can.extend(["XCP-ng 8.x", "XenServer 8"]);
     } else {
@@ -159,6 +180,9 @@ pub fn who_can_install(disk: NodeDisk<'_>) -> String {
     }
     if disk.installer_name.starts_with("vd") {
         cannot.push("XenServer 6.x and 7.x (no virtio driver)".to_owned());
+    } else if disk.uefi {
+        can.push("XenServer 7.x");
+        cannot.push("XenServer 6.x (it installs by BIOS only)".to_owned());
     } else {
         can.extend(["XenServer 7.x", "XenServer 6.x"]);
     }
@@ -167,7 +191,11 @@ pub fn who_can_install(disk: NodeDisk<'_>) -> String {
     } else {
         can.join(", ")
     };
-    let mut text = format!("{can}; not {}", cannot.join(", not "));
+    let mut text = if cannot.is_empty() {
+        can
+    } else {
+        format!("{can}; not {}", cannot.join(", not "))
+    };
     if disk.dos_label {
         text.push_str(" (a DOS label: all of these keep partition 1 on it)");
     }
@@ -212,16 +240,19 @@ mod tests {
             installer_name: "vda",
             dos_label: false,
             bytes: 50 << 30,
+            uefi: false,
         };
         let xen_dos = NodeDisk {
             installer_name: "sda",
             dos_label: true,
             bytes: 40 << 30,
+            uefi: false,
         };
         let nvme_dos = NodeDisk {
             installer_name: "nvme0n1",
             dos_label: true,
             bytes: 46 << 30,
+            uefi: false,
         };
         let xs8 = installer(Generation::XenServer8);
         for disk in [virtio_gpt, nvme_dos] {
@@ -247,6 +278,47 @@ mod tests {
             main.check_node(virtio_gpt)
                 .unwrap_err()
                 .contains("UEFI only")
+        );
+        // A UEFI node: the main line installs there, XenServer 6.x does not.
+        let uefi = NodeDisk {
+            uefi: true,
+            ..virtio_gpt
+        };
+        assert_eq!(main.check_node(uefi), Ok(()));
+        assert_eq!(xs8.check_node(uefi), Ok(()));
+        let xen_uefi = NodeDisk {
+            uefi: true,
+            ..xen_dos
+        };
+        assert!(
+            installer(Generation::XenServer6)
+                .check_node(xen_uefi)
+                .unwrap_err()
+                .contains("installs by BIOS only, and this node boots by UEFI")
+        );
+    }
+
+    #[test]
+    fn who_can_install_follows_the_boot() {
+        let disk = NodeDisk {
+            installer_name: "sda",
+            dos_label: false,
+            bytes: 50 << 30,
+            uefi: true,
+        };
+        assert_eq!(
+            who_can_install(disk),
+            "XenServer's main line, XCP-ng 8.x, XenServer 8, XenServer 7.x; not XenServer 6.x \
+             (it installs by BIOS only)"
+        );
+        let bios = NodeDisk {
+            uefi: false,
+            ..disk
+        };
+        assert_eq!(
+            who_can_install(bios),
+            "XCP-ng 8.x, XenServer 8, XenServer 7.x, XenServer 6.x; not XenServer's main line \
+             (it installs on UEFI only)"
         );
     }
 }

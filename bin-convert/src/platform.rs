@@ -1,15 +1,17 @@
 //! The node's platform, read from the running system: how it booted (BIOS or
 //! UEFI, and with Secure Boot on or off) and whether its CPU shows hardware
-//! virtualization. Preflight reports both; UEFI nodes are refused until START
-//! can boot the installer there (README "Supported images").
+//! virtualization. Preflight reports both, and refuses a UEFI node whose
+//! installer cannot boot (README "Supported images").
 //!
 //! Sources: the kernel exposes `/sys/firmware/efi` only when it was booted by
 //! UEFI; the Secure Boot state is the UEFI global variable `SecureBoot`
 //! (efivarfs: 4 bytes of attributes, then the value, 1 = on); on a UEFI node,
 //! GRUB can boot Xen by `multiboot2` only with that module, which Ubuntu's
 //! signed GRUB lacks built in and `grub-efi-amd64-bin` puts in
-//! `/boot/grub/x86_64-efi/` — otherwise the installer ISO's own GRUB
-//! (`EFI/xenserver/grubx64.efi`, multiboot2 built in) is chain-loaded.
+//! `/boot/grub/x86_64-efi/` (grub-install copies it there; Ubuntu's and
+//! Debian's shim-signed depend on that package). With Secure Boot off, the
+//! signed GRUB loads it: GRUB enforces signatures on modules only under Secure
+//! Boot. Where the module is missing, the node is refused with the remedy.
 
 use crate::system::System;
 
@@ -34,15 +36,6 @@ pub enum SecureBoot {
     Unknown(Vec<u8>),
 }
 
-/// How GRUB on a UEFI node would boot Xen for the installer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EfiRoute {
-    /// `insmod multiboot2` from [`MULTIBOOT2_MODULE`].
-    InsmodMultiboot2,
-    /// Chain-load the installer ISO's own GRUB from the ESP.
-    ChainloadIsoGrub,
-}
-
 impl Firmware {
     pub fn read(system: &System) -> Self {
         if !system.exists("/sys/firmware/efi") {
@@ -61,22 +54,53 @@ impl Firmware {
     }
 }
 
-impl EfiRoute {
-    pub fn read(system: &System) -> Self {
-        if system.exists(MULTIBOOT2_MODULE) {
-            EfiRoute::InsmodMultiboot2
-        } else {
-            EfiRoute::ChainloadIsoGrub
+/// How the installer is booted on this node: what START's GRUB entry (Xen by
+/// `multiboot` on BIOS, `multiboot2` on UEFI) and the answerfile follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    Bios,
+    /// UEFI with Secure Boot off, and GRUB's multiboot2 module on disk.
+    Uefi,
+}
+
+impl Boot {
+    /// The boot this node allows, or why it cannot boot the installer: Secure
+    /// Boot on (or unreadable), or a UEFI GRUB without the multiboot2 module.
+    pub fn read(system: &System) -> Result<Boot, String> {
+        match Firmware::read(system) {
+            Firmware::Bios => Ok(Boot::Bios),
+            Firmware::Uefi {
+                secure_boot: SecureBoot::On,
+            } => Err(
+                "Secure Boot is on (UEFI variable SecureBoot): neither the installer nor \
+                 Xen booted by multiboot2 can start under it; boot the node from an image or \
+                 flavor without Secure Boot"
+                    .to_owned(),
+            ),
+            Firmware::Uefi {
+                secure_boot: SecureBoot::Unknown(bytes),
+            } => Err(format!(
+                "cannot tell whether Secure Boot is on: the UEFI variable SecureBoot holds \
+                 {bytes:02x?}, not 0 or 1"
+            )),
+            Firmware::Uefi {
+                secure_boot: SecureBoot::Off,
+            } if system.exists(MULTIBOOT2_MODULE) => Ok(Boot::Uefi),
+            Firmware::Uefi { .. } => Err(format!(
+                "the node boots by UEFI and its GRUB cannot load multiboot2, which boots Xen \
+                 there: {MULTIBOOT2_MODULE} is missing (apt-get install grub-efi-amd64-bin, \
+                 then grub-install --target=x86_64-efi --no-nvram)"
+            )),
         }
     }
 
     pub fn describe(self) -> &'static str {
         match self {
-            EfiRoute::InsmodMultiboot2 => {
-                "GRUB would boot Xen by `insmod multiboot2` from /boot/grub/x86_64-efi"
-            }
-            EfiRoute::ChainloadIsoGrub => {
-                "GRUB would chain-load the installer ISO's own GRUB (no multiboot2 module here)"
+            Boot::Bios => "BIOS: GRUB boots Xen for the installer by multiboot",
+            Boot::Uefi => {
+                "UEFI, Secure Boot off: GRUB boots Xen for the installer by multiboot2 \
+                 (insmod from /boot/grub/x86_64-efi); the installer writes no UEFI boot \
+                 entry, the firmware finds dom0's GRUB by the removable-media path"
             }
         }
     }
@@ -169,7 +193,7 @@ mod tests {
     }
 
     #[test]
-    fn firmware_secure_boot_and_the_efi_route() {
+    fn firmware_secure_boot_and_the_boot_it_allows() {
         let (dir, system) = sandbox();
         assert_eq!(Firmware::read(&system), Firmware::Bios);
         let efivars = dir.path().join("sys/firmware/efi/efivars");
@@ -189,10 +213,29 @@ mod tests {
             std::fs::write(&variable, [6, 0, 0, 0, value]).unwrap();
             assert_eq!(Firmware::read(&system), uefi(expected), "{value}");
         }
-        assert_eq!(EfiRoute::read(&system), EfiRoute::ChainloadIsoGrub);
+        std::fs::write(&variable, [6, 0, 0, 0, 1]).unwrap();
+        assert!(
+            Boot::read(&system)
+                .unwrap_err()
+                .contains("Secure Boot is on")
+        );
+        std::fs::write(&variable, [6, 0, 0, 0, 7]).unwrap();
+        assert!(
+            Boot::read(&system)
+                .unwrap_err()
+                .contains("holds [06, 00, 00, 00, 07]")
+        );
+        std::fs::write(&variable, [6, 0, 0, 0, 0]).unwrap();
+        assert!(
+            Boot::read(&system)
+                .unwrap_err()
+                .contains("multiboot2.mod is missing")
+        );
         let module = system.path(MULTIBOOT2_MODULE);
         std::fs::create_dir_all(module.parent().unwrap()).unwrap();
         std::fs::write(&module, "").unwrap();
-        assert_eq!(EfiRoute::read(&system), EfiRoute::InsmodMultiboot2);
+        assert_eq!(Boot::read(&system), Ok(Boot::Uefi));
+        std::fs::remove_dir_all(dir.path().join("sys/firmware/efi")).unwrap();
+        assert_eq!(Boot::read(&system), Ok(Boot::Bios));
     }
 }

@@ -20,7 +20,7 @@ use crate::disk::{parse_df, partition_of, root_mount, sfdisk_version};
 use crate::layout::{self, Expect, Layout};
 use crate::network::{Network, network};
 use crate::paths::Files;
-use crate::platform::{EfiRoute, Firmware, SecureBoot, Virtualization};
+use crate::platform::{Boot, Virtualization};
 use crate::system::System;
 
 /// What the node looks like, as later steps need it.
@@ -37,6 +37,8 @@ pub struct Node {
     pub layout: Layout,
     /// Whether the CPU shows the node hardware virtualization.
     pub virtualization: Virtualization,
+    /// BIOS or UEFI, as the installer will be booted.
+    pub boot: Boot,
 }
 
 /// Which state reads the node: START, before any change, or SETUP_INSTALLER,
@@ -75,25 +77,9 @@ pub fn check(
     if let Err(problem) = check_sfdisk(system) {
         note(problem);
     }
-    // The installer entry loads Xen with `multiboot`, which needs a BIOS boot
-    // (Xen on UEFI wants multiboot2 and an EFI boot path): refused here rather
-    // than found out after the shrink, with the node half converted. What a
-    // UEFI node has is said, so the user knows what will matter.
-    if let Firmware::Uefi { secure_boot } = Firmware::read(system) {
-        if secure_boot == SecureBoot::On {
-            note(
-                "Secure Boot is on (UEFI variable SecureBoot): neither the installer nor Xen \
-                 booted by multiboot2 can start under it; boot the node from an image or \
-                 flavor without Secure Boot"
-                    .to_owned(),
-            );
-        }
-        note(format!(
-            "the node boots by UEFI (/sys/firmware/efi exists; {}); xitc-convert converts \
-             BIOS-booted nodes so far",
-            EfiRoute::read(system).describe()
-        ));
-    }
+    // Refused here, not found out after the shrink with the node half
+    // converted: a UEFI node whose GRUB cannot boot Xen (platform.rs).
+    let boot = Boot::read(system).map_err(&mut note).ok();
 
     let (root_device, disk, fs_type) = root_filesystem(system, &mut note);
     let layout = if disk.is_empty() {
@@ -146,8 +132,9 @@ pub fn check(
         }
     };
 
-    match (problems.is_empty(), network, layout) {
-        (true, Some(network), Some(layout)) => Ok(Node {
+    match (problems.is_empty(), network, layout, boot) {
+        (true, Some(network), Some(layout), Some(boot)) => Ok(Node {
+            boot,
             virtualization: Virtualization::read(system),
             root_device,
             disk,

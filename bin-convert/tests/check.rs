@@ -41,7 +41,70 @@ fn check_reads_the_node_from_the_live_system_and_changes_nothing() {
          space on /: 2147483648 bytes used, 30064771072 bytes free\n  \
          network: eth0 203.0.171.17/24 via 203.15.171.1, MAC bc:76:4e:20:1a:2b, \
          name servers 203.0.113.53, 198.51.100.53\n  \
+         boot: BIOS: GRUB boots Xen for the installer by multiboot\n  \
          virtualization: Intel VT-x (vmx): HVM and PV guests can run\nnothing was changed\n"
+    );
+    assert_eq!(sandbox.tree(), before);
+}
+
+/// A node booted by UEFI with Secure Boot off (no SecureBoot variable, or one
+/// saying 0) passes when its GRUB has the multiboot2 module, and says how it
+/// will boot and which installers can install there; without the module it is
+/// refused with the remedy, and nothing changes either way.
+#[test]
+fn check_takes_a_uefi_node_whose_grub_can_load_multiboot2() {
+    let sandbox = Sandbox::new();
+    let bin = node_fixture(&sandbox, "ext4", 1);
+    std::os::unix::fs::chown(sandbox.root.path().join("proc/self"), Some(0), Some(0))
+        .expect("this test runs as root (as CI does), to give the fixture's /proc/self to root");
+    let efivars = sandbox.root.path().join("sys/firmware/efi/efivars");
+    std::fs::create_dir_all(&efivars).unwrap();
+    std::fs::write(
+        efivars.join("SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"),
+        [6, 0, 0, 0, 0],
+    )
+    .unwrap();
+    let check = || {
+        sandbox
+            .convert()
+            .env("PATH", path_with(&bin))
+            .args(["--check", "--iso-url", LOOPBACK_ISO, "pw", URL, "L"])
+            .output()
+            .unwrap()
+    };
+    let before = sandbox.tree();
+    assert_one_line_error(
+        "UEFI without multiboot2.mod",
+        TOOL,
+        &check(),
+        2,
+        "the node cannot be converted, nothing was changed: the node boots by UEFI and its GRUB \
+         cannot load multiboot2, which boots Xen there: /boot/grub/x86_64-efi/multiboot2.mod is \
+         missing (apt-get install grub-efi-amd64-bin, then grub-install --target=x86_64-efi \
+         --no-nvram)",
+    );
+    assert_eq!(sandbox.tree(), before);
+    let modules = sandbox.root.path().join("boot/grub/x86_64-efi");
+    std::fs::create_dir_all(&modules).unwrap();
+    std::fs::write(modules.join("multiboot2.mod"), "").unwrap();
+    let before = sandbox.tree();
+    let output = check();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(
+            "\n  boot: UEFI, Secure Boot off: GRUB boots Xen for the installer by multiboot2 \
+             (insmod from /boot/grub/x86_64-efi); the installer writes no UEFI boot entry, the \
+             firmware finds dom0's GRUB by the removable-media path\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "\n  installers: XenServer's main line, XCP-ng 8.x, XenServer 8, XenServer 7.x; not \
+             XenServer 6.x (it installs by BIOS only) (a DOS label"
+        ),
+        "{stdout}"
     );
     assert_eq!(sandbox.tree(), before);
 }
@@ -101,8 +164,6 @@ fn check_reports_every_problem_at_once() {
         "sfdisk is util-linux 2.20; the shrink needs 2.26 or later",
         "Secure Boot is on (UEFI variable SecureBoot): neither the installer nor Xen booted by \
          multiboot2 can start under it; boot the node from an image or flavor without Secure Boot",
-        "the node boots by UEFI (/sys/firmware/efi exists; GRUB would chain-load the installer \
-         ISO's own GRUB (no multiboot2 module here)); xitc-convert converts BIOS-booted nodes so far",
     ] {
         assert!(
             stderr.contains(problem),

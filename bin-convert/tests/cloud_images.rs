@@ -214,6 +214,46 @@ fn layouts_it_does_not_handle_are_refused_before_any_change() {
     }
 }
 
+/// A 24.04 node booted by UEFI (Secure Boot off, GRUB's x86_64-efi modules on
+/// disk): START's entry boots Xen by multiboot2, and the answerfile asks for
+/// no UEFI boot entry.
+#[test]
+fn start_on_a_uefi_node_boots_xen_by_multiboot2_and_writes_no_boot_entry() {
+    let nginx = xitc_test_support::Nginx::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let (iso, xva) = serve_installer(&nginx, scratch.path());
+    let world = StartWorld::on(&nginx, &iso, &xva, |sandbox| {
+        cloud_image_fixture(sandbox, CloudImage::Noble, false)
+    });
+    let root = world.sandbox.root.path().to_path_buf();
+    std::fs::create_dir_all(root.join("sys/firmware/efi/efivars")).unwrap();
+    write(
+        &root.join("boot/grub/x86_64-efi/multiboot2.mod"),
+        "GRUB's module",
+    );
+    if let Err(error) =
+        bin_convert::runner::run_state(&world.system, &world.files, &world.config, State::Start)
+    {
+        panic!("START failed: {error:#}");
+    }
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    let entry = read("etc/grub.d/45_xitc-installer");
+    for line in [
+        "\n    insmod multiboot2\n",
+        &format!("\n    multiboot2 {INSTALL}/installer/xen.gz "),
+        &format!("\n    module2 {INSTALL}/installer/vmlinuz "),
+        &format!("\n    module2 {INSTALL}/installer/install.img\n"),
+    ] {
+        assert!(entry.contains(line), "{line:?} not in {entry}");
+    }
+    let install = INSTALL.trim_start_matches('/');
+    let answerfile = read(&format!("{install}/xsinst/answerfile.xml"));
+    assert!(
+        answerfile.contains("<bootloader write-boot-entry=\"false\">grub2</bootloader>"),
+        "{answerfile}"
+    );
+}
+
 // One story on a 24.04 minimized image, as the node lives it: long by nature.
 #[allow(clippy::too_many_lines)]
 #[test]

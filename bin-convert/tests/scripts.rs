@@ -386,6 +386,60 @@ fn the_post_install_script_installs_the_dom0_hook_for_systemd_and_rc_local() {
     }
 }
 
+/// On a UEFI install the firmware must find dom0's GRUB by the removable-media
+/// path: XenServer's grub-efi installs only EFI/xenserver/grubx64.efi, so the
+/// script copies it there; XCP-ng's copy (and a BIOS install, no ESP) is left
+/// alone.
+#[test]
+fn the_post_install_script_gives_a_uefi_dom0_the_removable_media_path() {
+    let ramdisk = tempfile::tempdir().unwrap();
+    let postinst = ramdisk.path().join("postinst.sh");
+    std::fs::write(
+        &postinst,
+        bin_convert::render::post_install_script(&dom0_hook(ramdisk.path())),
+    )
+    .unwrap();
+    let run = |root: &Path| {
+        std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+        let status = Command::new("sh")
+            .arg(&postinst)
+            .arg(root)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::read_to_string(root.join("root/xitc-postinst.log")).unwrap()
+    };
+    // XenServer's package: only EFI/xenserver.
+    let xenserver = tempfile::tempdir().unwrap();
+    let esp = xenserver.path().join("boot/efi/EFI");
+    std::fs::create_dir_all(esp.join("xenserver")).unwrap();
+    std::fs::write(esp.join("xenserver/grubx64.efi"), "dom0's GRUB").unwrap();
+    let log = run(xenserver.path());
+    assert_eq!(
+        std::fs::read_to_string(esp.join("BOOT/BOOTX64.EFI")).unwrap(),
+        "dom0's GRUB"
+    );
+    assert!(log.contains("EFI/BOOT/BOOTX64.EFI added"), "{log}");
+    // XCP-ng's: its own fallback copy stays.
+    let xcp_ng = tempfile::tempdir().unwrap();
+    let esp = xcp_ng.path().join("boot/efi/EFI");
+    std::fs::create_dir_all(esp.join("xenserver")).unwrap();
+    std::fs::create_dir_all(esp.join("BOOT")).unwrap();
+    std::fs::write(esp.join("xenserver/grubx64.efi"), "dom0's GRUB").unwrap();
+    std::fs::write(esp.join("BOOT/BOOTX64.EFI"), "XCP-ng's copy").unwrap();
+    let log = run(xcp_ng.path());
+    assert_eq!(
+        std::fs::read_to_string(esp.join("BOOT/BOOTX64.EFI")).unwrap(),
+        "XCP-ng's copy"
+    );
+    assert!(!log.contains("BOOTX64"), "{log}");
+    // BIOS: no ESP, nothing made.
+    let bios = tempfile::tempdir().unwrap();
+    let log = run(bios.path());
+    assert!(!bios.path().join("boot").exists());
+    assert!(!log.contains("BOOTX64"), "{log}");
+}
+
 /// The project's own shell scripts (the test command, the real-VM test and its
 /// stand-in installer, the benches) stay as clean as the ones xitc-convert
 /// writes.

@@ -12,6 +12,18 @@ use world::*;
 
 #[test]
 fn the_ubuntu_state_hands_the_cloud_settings_to_dom0_and_boots_xenserver() {
+    ubuntu_state_on(false);
+}
+
+/// A dom0 installed by UEFI keeps its GRUB on its own ESP (vfat `BOOT-…`,
+/// host-installer's label), mounted at /boot/efi in dom0: Ubuntu mounts it
+/// there too, and switches that grub.cfg.
+#[test]
+fn the_ubuntu_state_switches_a_uefi_dom0s_grub_on_its_esp() {
+    ubuntu_state_on(true);
+}
+
+fn ubuntu_state_on(uefi: bool) {
     use bin_convert::state::State;
     let sandbox = Sandbox::new();
     let root = sandbox.root.path().to_path_buf();
@@ -22,7 +34,14 @@ fn the_ubuntu_state_hands_the_cloud_settings_to_dom0_and_boots_xenserver() {
         ("mountpoint", format!("{record}\nexit 1")),
         (
             "lsblk",
-            "printf 'xvda \\nxvda1 cloudimg-rootfs\\nxvda2 root-vgdorj\\n'".to_owned(),
+            format!(
+                "printf 'xvda  \\nxvda1 ext4 cloudimg-rootfs\\nxvda2 ext3 root-vgdorj\\n{}'",
+                if uefi {
+                    "xvda5 vfat BOOT-VGDORJ\\n"
+                } else {
+                    ""
+                }
+            ),
         ),
         ("mount", record.to_owned()),
     ] {
@@ -38,7 +57,11 @@ fn the_ubuntu_state_hands_the_cloud_settings_to_dom0_and_boots_xenserver() {
     .unwrap();
     // dom0's root as Ubuntu sees it once mounted, after a first dom0 boot.
     let grub = "set default=0\nmenuentry 'XCP-ng' {\n\tmultiboot2 /boot/xen.gz\n}\n";
-    let dom0_grub = root.join("mnt/dom0/boot/grub/grub.cfg");
+    let dom0_grub = root.join(if uefi {
+        "mnt/dom0/boot/efi/EFI/xenserver/grub.cfg"
+    } else {
+        "mnt/dom0/boot/grub/grub.cfg"
+    });
     std::fs::create_dir_all(dom0_grub.parent().unwrap()).unwrap();
     let with_ubuntu = bin_convert::bootloader::grub_default(
         &bin_convert::bootloader::grub_add(
@@ -72,9 +95,17 @@ fn the_ubuntu_state_hands_the_cloud_settings_to_dom0_and_boots_xenserver() {
         )),
         "XENSERVER\n"
     );
+    let esp_mount = if uefi {
+        "mountpoint -q /mnt/dom0/boot/efi\nmount /dev/xvda5 /mnt/dom0/boot/efi\n"
+    } else {
+        ""
+    };
     assert_eq!(
         read("commands.log"),
-        "mountpoint -q /mnt/dom0\nmount /dev/xvda2 /mnt/dom0\ndebconf-set-selections \nsync \nreboot \n"
+        format!(
+            "mountpoint -q /mnt/dom0\nmount /dev/xvda2 /mnt/dom0\n{esp_mount}\
+             debconf-set-selections \nsync \nreboot \n"
+        )
     );
     // Ubuntu's GRUB packages stay off dom0's boot sector.
     assert_eq!(

@@ -20,6 +20,9 @@ pub struct Answers {
     /// The post-install script (`file:///tmp/ramdisk/postinst.sh`).
     pub post_install_url: String,
     pub nic: String,
+    /// The installer is booted by UEFI: it then installs dom0's GRUB on a new
+    /// ESP, and is told not to write a UEFI boot entry (see [`answerfile`]).
+    pub uefi: bool,
 }
 
 /// The temporary static address of dom0 during the install (2014's choice; the
@@ -100,7 +103,26 @@ pub fn answerfile(answers: &Answers) -> anyhow::Result<String> {
         "  <script stage=\"filesystem-populated\" type=\"url\">{}</script>",
         e(&answers.post_install_url)
     );
-    let _ = writeln!(xml, "  <bootloader>{bootloader}</bootloader>");
+    // On UEFI, `write-boot-entry` (default true) makes the installer run
+    // `efibootmgr`, whose failure aborts a fresh install (host-installer
+    // backend.py, setEfiBootEntry), and an entry in NVRAM would not survive a
+    // snapshot booted elsewhere anyway. Without it the firmware boots the ESP's
+    // removable-media path, EFI/BOOT/BOOTX64.EFI, which XCP-ng's grub-efi
+    // package installs and the post-install script adds where it is missing.
+    // Older parsers ignore the attribute; XenServer 6.x installs by BIOS only.
+    let write_boot_entry = match (answers.uefi, answers.dialect) {
+        (false, _) => "",
+        (true, Dialect::XenServer7) => " write-boot-entry=\"false\"",
+        (true, Dialect::XenServer6) => {
+            return Err(exit::usage(
+                "XenServer 6.x installs by BIOS only, and this node boots by UEFI".to_owned(),
+            ));
+        }
+    };
+    let _ = writeln!(
+        xml,
+        "  <bootloader{write_boot_entry}>{bootloader}</bootloader>"
+    );
     xml.push_str("</installation>\n");
     Ok(xml)
 }
@@ -117,6 +139,7 @@ mod tests {
             source_url: "file:///tmp/ramdisk".into(),
             post_install_url: "file:///tmp/ramdisk/postinst.sh".into(),
             nic: "eth0".into(),
+            uefi: false,
         }
     }
 
@@ -162,8 +185,35 @@ mod tests {
             assert_eq!(script.attribute("stage"), Some("filesystem-populated"));
             assert_eq!(script.text(), Some("file:///tmp/ramdisk/postinst.sh"));
             assert_eq!(child("bootloader").text(), Some(bootloader));
+            assert_eq!(child("bootloader").attribute("write-boot-entry"), None);
             assert!(xml.is_ascii());
         }
+    }
+
+    #[test]
+    fn a_uefi_install_writes_no_boot_entry() {
+        let uefi = Answers {
+            uefi: true,
+            ..answers(Dialect::XenServer7)
+        };
+        let xml = answerfile(&uefi).unwrap();
+        let document = roxmltree::Document::parse(&xml).unwrap();
+        let bootloader = document
+            .descendants()
+            .find(|node| node.tag_name().name() == "bootloader")
+            .unwrap();
+        assert_eq!(bootloader.text(), Some("grub2"));
+        assert_eq!(bootloader.attribute("write-boot-entry"), Some("false"));
+        let xs6 = Answers {
+            uefi: true,
+            ..answers(Dialect::XenServer6)
+        };
+        assert!(
+            answerfile(&xs6)
+                .unwrap_err()
+                .to_string()
+                .contains("BIOS only")
+        );
     }
 
     #[test]

@@ -91,6 +91,15 @@ pub fn dom0_boot_script(hook: &Dom0Hook) -> String {
 /// It copies the saved cloud settings and authorized_keys into dom0 and
 /// installs the dom0 boot hook: a systemd unit where dom0 has systemd
 /// (XenServer 7+, XCP-ng 8), `rc.local` otherwise (XenServer 6.x).
+///
+/// On a UEFI install (the new ESP is still mounted at `$1/boot/efi`: the
+/// script runs after the boot loader, before the installer unmounts), it makes
+/// sure the firmware finds dom0's GRUB without a boot entry in NVRAM (the
+/// answerfile asks for none): at the removable-media path
+/// `EFI/BOOT/BOOTX64.EFI`. XCP-ng's grub-efi package installs that copy;
+/// XenServer's installs only `EFI/xenserver/grubx64.efi`, built with the
+/// prefix `/EFI/xenserver`, so the same image finds its grub.cfg from either
+/// place.
 pub fn post_install_script(hook: &Dom0Hook) -> String {
     let quote = xitc_common::shell::shell_quote;
     let unit = "[Unit]\nDescription=xitc-convert: continue converting this node\n\
@@ -115,6 +124,14 @@ cp "$ramdisk/authorized_keys" "$root/root/.ssh/authorized_keys" || echo "xitc po
 chmod 0600 "$root/root/.ssh/authorized_keys" 2> /dev/null
 cp "$ramdisk/xitc-dom0-boot" "$root/opt/xitc/xitc-dom0-boot" || echo "xitc postinst: no boot script"
 chmod 0755 "$root/opt/xitc/xitc-dom0-boot"
+esp="$root/boot/efi/EFI"
+if [ -f "$esp/xenserver/grubx64.efi" ] && [ ! -e "$esp/BOOT/BOOTX64.EFI" ]; then
+    if mkdir -p "$esp/BOOT" && cp "$esp/xenserver/grubx64.efi" "$esp/BOOT/BOOTX64.EFI"; then
+        echo "xitc postinst: EFI/BOOT/BOOTX64.EFI added (dom0's GRUB, for a firmware without a boot entry)"
+    else
+        echo "xitc postinst: cannot add EFI/BOOT/BOOTX64.EFI; the firmware may not find dom0's GRUB"
+    fi
+fi
 if [ -d "$root/etc/systemd/system" ]; then
     cat > "$root/etc/systemd/system/xitc-convert.service" << 'UNIT'
 {unit}UNIT

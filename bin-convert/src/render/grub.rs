@@ -16,6 +16,9 @@ pub struct InstallerEntry {
     /// searches: where /boot is a partition of its own (Ubuntu 24.04 cloud
     /// images), GRUB's own root is not the one with the files.
     pub root_uuid: String,
+    /// The node boots by UEFI: Xen is loaded by `multiboot2` (see
+    /// [`grub_installer_script`]).
+    pub uefi: bool,
 }
 
 /// The GRUB entry name, also given to `grub-reboot`.
@@ -25,6 +28,15 @@ pub const INSTALLER_ENTRY: &str = "XenServer installer";
 /// kernel line has no `console=hvc0`, which hid the installer from the cloud's
 /// console in 2014. `fallback=0`: should the installer not boot (a broken ISO),
 /// GRUB boots the first entry, the OS, instead of waiting at its menu.
+///
+/// On BIOS, Xen is loaded by `multiboot`, as in 2014. On UEFI it must be
+/// `multiboot2`: only Xen's multiboot2 header asks GRUB to leave the EFI boot
+/// services running, and only then does the installer's dom0 see
+/// `/sys/firmware/efi` and install for UEFI (host-installer's
+/// `UEFI_INSTALLER`); loaded by `multiboot` there, it would install a BIOS
+/// boot loader the firmware cannot start. The module comes from Ubuntu's
+/// `/boot/grub/x86_64-efi` (its signed GRUB has none built in; preflight checks
+/// it is there), `insmod`ed with the file systems the entry reads.
 pub fn grub_installer_script(entry: &InstallerEntry) -> anyhow::Result<String> {
     for (what, value) in [
         ("boot files directory", &entry.files_dir),
@@ -40,15 +52,25 @@ pub fn grub_installer_script(entry: &InstallerEntry) -> anyhow::Result<String> {
         }
     }
     let dir = entry.files_dir.trim_end_matches('/');
+    let (modules, hypervisor, module) = if entry.uefi {
+        (
+            "    insmod part_gpt\n    insmod ext2\n    insmod multiboot2\n",
+            "multiboot2",
+            "module2",
+        )
+    } else {
+        ("", "multiboot", "module")
+    };
     Ok(format!(
         "#!/bin/sh\n\
          exec tail -n +3 \"$0\"\n\
          set fallback=0\n\
-         menuentry '{INSTALLER_ENTRY}' {{\n    \
+         menuentry '{INSTALLER_ENTRY}' {{\n\
+         {modules}    \
          search --no-floppy --fs-uuid --set=root {uuid}\n    \
-         multiboot {dir}/xen.gz dom0_max_vcpus=1-2 dom0_mem=max:752M com1=115200,8n1 console=com1,vga\n    \
-         module {dir}/vmlinuz console=tty0 make-ramdisk={} answerfile={} install\n    \
-         module {dir}/install.img\n\
+         {hypervisor} {dir}/xen.gz dom0_max_vcpus=1-2 dom0_mem=max:752M com1=115200,8n1 console=com1,vga\n    \
+         {module} {dir}/vmlinuz console=tty0 make-ramdisk={} answerfile={} install\n    \
+         {module} {dir}/install.img\n\
          }}\n",
         entry.ramdisk_device,
         entry.answerfile_url,
@@ -140,6 +162,7 @@ mod tests {
             ramdisk_device: "/dev/sda2".into(),
             answerfile_url: "file:///tmp/ramdisk/answerfile.xml".into(),
             root_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
+            uefi: false,
         })
         .unwrap();
         assert!(
@@ -149,11 +172,37 @@ mod tests {
             )
         );
         assert!(script.contains("multiboot /opt/xs-install/xen.gz "));
+        assert!(script.contains("\n    module /opt/xs-install/install.img\n"));
+        assert!(!script.contains("insmod"));
         assert!(script.contains(
             " make-ramdisk=/dev/sda2 answerfile=file:///tmp/ramdisk/answerfile.xml install\n"
         ));
         assert!(!script.contains("hvc0"));
         let checked = grub_script_check(&script);
+        assert!(
+            checked.status.success(),
+            "{}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        // On UEFI: multiboot2 and module2, the module and file systems loaded.
+        let uefi = grub_installer_script(&InstallerEntry {
+            files_dir: "/opt/xs-install/".into(),
+            ramdisk_device: "/dev/vda2".into(),
+            answerfile_url: "file:///tmp/ramdisk/answerfile.xml".into(),
+            root_uuid: "0b6a8b1e-2f4c-4d53-9c1d-5f0e4c3b2a19".into(),
+            uefi: true,
+        })
+        .unwrap();
+        assert!(uefi.contains(
+            "menuentry 'XenServer installer' {\n    insmod part_gpt\n    insmod ext2\n    \
+             insmod multiboot2\n    search --no-floppy --fs-uuid --set=root "
+        ));
+        assert!(uefi.contains("\n    multiboot2 /opt/xs-install/xen.gz dom0_max_vcpus=1-2 "));
+        assert!(uefi.contains(
+            "\n    module2 /opt/xs-install/vmlinuz console=tty0 make-ramdisk=/dev/vda2 "
+        ));
+        assert!(uefi.contains("\n    module2 /opt/xs-install/install.img\n}\n"));
+        let checked = grub_script_check(&uefi);
         assert!(
             checked.status.success(),
             "{}",
@@ -171,6 +220,7 @@ mod tests {
             ramdisk_device: "/dev/sda2".into(),
             answerfile_url: "file:///a".into(),
             root_uuid: "x".into(),
+            uefi: false,
         };
         assert!(grub_installer_script(&entry).is_err());
     }

@@ -22,6 +22,7 @@ use crate::disk::{Label, parse_df, partition_name};
 use crate::installer::NodeDisk;
 use crate::iso::{self, Iso};
 use crate::paths::{INITRD_BOOT_DROP_IN, UBUNTU_MOUNT};
+use crate::platform::Boot;
 use crate::preflight::{self, MARGIN_BYTES};
 use crate::render::{self, Answers, Dom0Hook, InstallerEntry, Shrink};
 use crate::work::Work;
@@ -188,6 +189,7 @@ pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
             installer_name: &layout.installer_disk,
             dos_label: layout.table.label == Label::Dos,
             bytes: layout.disk_bytes,
+            uefi: work.node()?.boot == Boot::Uefi,
         })
         .map_err(exit::usage)?;
     let dir = &work.files.installer_dir;
@@ -221,6 +223,7 @@ pub fn ramdisk_source(work: &mut Work<'_>) -> anyhow::Result<()> {
         source_url: "file:///tmp/ramdisk".to_owned(),
         post_install_url: "file:///tmp/ramdisk/postinst.sh".to_owned(),
         nic: work.config.installer_nic.clone(),
+        uefi: work.node()?.boot == Boot::Uefi,
     };
     work.system.write_atomic(
         xsinst.join("answerfile.xml"),
@@ -286,6 +289,7 @@ pub fn grub_entry(work: &mut Work<'_>) -> anyhow::Result<()> {
             partition_name(&work.node()?.layout.installer_disk, 2)
         ),
         answerfile_url: "file:///tmp/ramdisk/answerfile.xml".to_owned(),
+        uefi: work.node()?.boot == Boot::Uefi,
     };
     work.system.write_atomic(
         "/etc/grub.d/45_xitc-installer",

@@ -15,21 +15,37 @@ use crate::paths::DOM0_MOUNT;
 use crate::waits;
 use crate::work::Work;
 
-/// Mounts dom0's root file system at [`DOM0_MOUNT`], found by its
-/// label (XenServer labels it `root-…`), not by a device name.
+/// Mounts dom0's root file system at [`DOM0_MOUNT`], found by its label
+/// (XenServer labels it `root-…`), not by a device name; and where dom0 was
+/// installed by UEFI, its ESP (vfat, labelled `BOOT-…`: host-installer's
+/// `bootfs_label`) at `boot/efi` under it, where dom0 mounts it and its GRUB
+/// configuration lives ([`bootloader::detect`]).
 pub fn mount_dom0(work: &mut Work<'_>) -> anyhow::Result<()> {
-    if work.system.run("mountpoint", &["-q", DOM0_MOUNT]).is_ok() {
+    // `-r`: one line per device, the columns separated by one space, an empty
+    // column empty (lsblk escapes spaces inside a value as `\x20`).
+    let listing = work.system.run("lsblk", &["-rno", "NAME,FSTYPE,LABEL"])?;
+    let find = |wanted: &dyn Fn(&str, &str) -> bool| {
+        listing.lines().find_map(|line| {
+            let mut columns = line.split(' ');
+            let (name, fs_type, label) = (columns.next()?, columns.next()?, columns.next()?);
+            wanted(fs_type, label).then(|| format!("/dev/{name}"))
+        })
+    };
+    if work.system.run("mountpoint", &["-q", DOM0_MOUNT]).is_err() {
+        let root = find(&|_, label| label.starts_with("root-"))
+            .context("no file system labelled root-… (dom0's root) was found")?;
+        work.system.create_dir_all(DOM0_MOUNT)?;
+        work.system.run("mount", &[&root, DOM0_MOUNT])?;
+    }
+    let Some(esp) = find(&|fs_type, label| fs_type == "vfat" && label.starts_with("BOOT-")) else {
+        return Ok(());
+    };
+    let esp_mount = format!("{DOM0_MOUNT}/boot/efi");
+    if work.system.run("mountpoint", &["-q", &esp_mount]).is_ok() {
         return Ok(());
     }
-    let listing = work.system.run("lsblk", &["-rno", "NAME,LABEL"])?;
-    let device = listing
-        .lines()
-        .filter_map(|line| line.split_once(' '))
-        .find(|(_, label)| label.starts_with("root-"))
-        .map(|(name, _)| format!("/dev/{name}"))
-        .context("no file system labelled root-… (dom0's root) was found")?;
-    work.system.create_dir_all(DOM0_MOUNT)?;
-    work.system.run("mount", &[&device, DOM0_MOUNT]).map(drop)
+    work.system.create_dir_all(&esp_mount)?;
+    work.system.run("mount", &[&esp, &esp_mount]).map(drop)
 }
 
 /// Waits until there is a default route and the appliance's host name

@@ -330,7 +330,7 @@ impl Node {
         script(&bin.join("mountpoint"), "[ -L \"$XITC_ROOT$2\" ]");
         script(
             &bin.join("lsblk"),
-            "printf 'xvda1 cloudimg-rootfs\\nxvda2 \\nxvda3 root-vgdorj\\n'",
+            "printf 'xvda1 ext4 cloudimg-rootfs\\nxvda2  \\nxvda3 ext3 root-vgdorj\\n'",
         );
         script(
             &bin.join("mount"),
