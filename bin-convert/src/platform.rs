@@ -32,8 +32,9 @@ pub enum Firmware {
 pub enum SecureBoot {
     On,
     Off,
-    /// The variable is there but says nothing we know (its bytes).
-    Unknown(Vec<u8>),
+    /// The variable is there but cannot be read, or says nothing we know
+    /// (why, for the refusal).
+    Unknown(String),
 }
 
 impl Firmware {
@@ -41,14 +42,23 @@ impl Firmware {
         if !system.exists("/sys/firmware/efi") {
             return Firmware::Bios;
         }
-        let secure_boot = match system.read_tail(SECURE_BOOT_VARIABLE, 64) {
-            // No variable: firmware without Secure Boot at all.
-            Ok(None) | Err(_) => SecureBoot::Off,
-            Ok(Some(bytes)) => match bytes.get(4) {
-                Some(1) => SecureBoot::On,
-                Some(0) => SecureBoot::Off,
-                _ => SecureBoot::Unknown(bytes),
-            },
+        let variable = system.path(SECURE_BOOT_VARIABLE);
+        // No variable: firmware without Secure Boot at all. Read front to
+        // back, never by seeking: efivarfs files cannot seek (a tail read
+        // failed there in the real-VM test and took Secure Boot for off).
+        let secure_boot = if !variable.exists() {
+            SecureBoot::Off
+        } else {
+            match xitc_common::files::read_bounded(&variable, "the UEFI variable", 64) {
+                Err(error) => SecureBoot::Unknown(format!("{error:#}")),
+                Ok(bytes) => match bytes.get(4) {
+                    Some(1) => SecureBoot::On,
+                    Some(0) => SecureBoot::Off,
+                    _ => SecureBoot::Unknown(format!(
+                        "the UEFI variable SecureBoot holds {bytes:02x?}, not 0 or 1"
+                    )),
+                },
+            }
         };
         Firmware::Uefi { secure_boot }
     }
@@ -78,11 +88,8 @@ impl Boot {
                     .to_owned(),
             ),
             Firmware::Uefi {
-                secure_boot: SecureBoot::Unknown(bytes),
-            } => Err(format!(
-                "cannot tell whether Secure Boot is on: the UEFI variable SecureBoot holds \
-                 {bytes:02x?}, not 0 or 1"
-            )),
+                secure_boot: SecureBoot::Unknown(why),
+            } => Err(format!("cannot tell whether Secure Boot is on: {why}")),
             Firmware::Uefi {
                 secure_boot: SecureBoot::Off,
             } if system.exists(MULTIBOOT2_MODULE) => Ok(Boot::Uefi),
@@ -208,7 +215,12 @@ mod tests {
         for (value, expected) in [
             (1u8, SecureBoot::On),
             (0, SecureBoot::Off),
-            (7, SecureBoot::Unknown(vec![6, 0, 0, 0, 7])),
+            (
+                7,
+                SecureBoot::Unknown(
+                    "the UEFI variable SecureBoot holds [06, 00, 00, 00, 07], not 0 or 1".into(),
+                ),
+            ),
         ] {
             std::fs::write(&variable, [6, 0, 0, 0, value]).unwrap();
             assert_eq!(Firmware::read(&system), uefi(expected), "{value}");
