@@ -237,6 +237,15 @@ mod tests {
                 .unwrap_err()
                 .contains("holds [06, 00, 00, 00, 07]")
         );
+        // Unreadable: refused, never taken for off.
+        std::fs::remove_file(&variable).unwrap();
+        std::fs::create_dir(&variable).unwrap();
+        assert!(
+            Boot::read(&system)
+                .unwrap_err()
+                .starts_with("cannot tell whether Secure Boot is on: the UEFI variable ")
+        );
+        std::fs::remove_dir(&variable).unwrap();
         std::fs::write(&variable, [6, 0, 0, 0, 0]).unwrap();
         assert!(
             Boot::read(&system)
