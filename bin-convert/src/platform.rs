@@ -46,9 +46,7 @@ impl Firmware {
         // No variable: firmware without Secure Boot at all. Read front to
         // back, never by seeking: efivarfs files cannot seek (a tail read
         // failed there in the real-VM test and took Secure Boot for off).
-        let secure_boot = if !variable.exists() {
-            SecureBoot::Off
-        } else {
+        let secure_boot = if variable.exists() {
             match xitc_common::files::read_bounded(&variable, "the UEFI variable", 64) {
                 Err(error) => SecureBoot::Unknown(format!("{error:#}")),
                 Ok(bytes) => match bytes.get(4) {
@@ -59,6 +57,8 @@ impl Firmware {
                     )),
                 },
             }
+        } else {
+            SecureBoot::Off
         };
         Firmware::Uefi { secure_boot }
     }
