@@ -307,6 +307,16 @@ fn dom0_hook(ramdisk: &Path) -> bin_convert::render::Dom0Hook {
     }
 }
 
+/// Runs the post-install script as the installer does: `sh SCRIPT NEW_ROOT`.
+fn run_post_install(script: &Path, new_root: &Path) {
+    let status = Command::new("sh")
+        .arg(script)
+        .arg(new_root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 #[test]
 fn the_post_install_script_installs_the_dom0_hook_for_systemd_and_rc_local() {
     let ramdisk = tempfile::tempdir().unwrap();
@@ -344,12 +354,7 @@ fn the_post_install_script_installs_the_dom0_hook_for_systemd_and_rc_local() {
             .unwrap();
         }
         std::fs::create_dir_all(root.join("root")).unwrap();
-        let status = Command::new("sh")
-            .arg(&postinst)
-            .arg(root)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        run_post_install(&postinst, root);
         assert_eq!(
             std::fs::read_to_string(root.join("root/cloud-settings.json")).unwrap(),
             "{\"version\": 1}\n"
@@ -401,12 +406,7 @@ fn the_post_install_script_gives_a_uefi_dom0_the_removable_media_path() {
     .unwrap();
     let run = |root: &Path| {
         std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
-        let status = Command::new("sh")
-            .arg(&postinst)
-            .arg(root)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        run_post_install(&postinst, root);
         std::fs::read_to_string(root.join("root/xitc-postinst.log")).unwrap()
     };
     // XenServer's package: only EFI/xenserver.
