@@ -305,6 +305,13 @@ fn first_run_arguments(cli: &Cli) -> anyhow::Result<(Secret, String, String)> {
     Ok((Secret::new(password), appliance_url, appliance_label))
 }
 
+/// The command line as clap defines it: what `--help` prints, and what the
+/// man page and shell completions are generated from (`xtask`), so the three
+/// never disagree.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

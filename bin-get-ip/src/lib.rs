@@ -248,6 +248,13 @@ fn is_globally_routable(address: &IpAddr) -> bool {
     }
 }
 
+/// The command line as clap defines it: what `--help` prints, and what the
+/// man page and shell completions are generated from (`xtask`), so the three
+/// never disagree.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

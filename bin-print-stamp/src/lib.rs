@@ -41,6 +41,13 @@ where
         .context("writing to stdout")
 }
 
+/// The command line as clap defines it: what `--help` prints, and what the
+/// man page and shell completions are generated from (`xtask`), so the three
+/// never disagree.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

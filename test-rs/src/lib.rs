@@ -229,6 +229,13 @@ fn check_arguments(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The command line as clap defines it: what `--help` prints, and what the
+/// man page and shell completions are generated from (`xtask`), so the three
+/// never disagree.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Parses `args` (program name first) and runs the test.
 pub fn run<I, T>(args: I) -> anyhow::Result<()>
 where
