@@ -19,7 +19,8 @@ use crate::Cli;
 use crate::cleanup::Created;
 use crate::names::Names;
 use crate::programs::{
-    self, CONVERT, GET_IP, WAIT_DONE, check_interrupted, find_sibling, run_interruptibly,
+    self, CONVERT, GET_IP, WAIT_DONE, check_interrupted, find_convert, find_sibling,
+    run_interruptibly,
 };
 use crate::steps::Steps;
 
@@ -52,7 +53,7 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
                 path.display()
             )));
         }
-        None => find_sibling(CONVERT)?,
+        None => find_convert()?,
     };
     let stamp = stamp::stamp_path()?;
     // A given key is checked now (readable, its public half, its passphrase),

@@ -96,7 +96,8 @@ pub struct Cli {
     #[arg(long, default_value = "/opt/xenapi-in-the-cloud")]
     pub install_dir: String,
 
-    /// The xitc-convert binary to upload [default: next to test-rs, then PATH].
+    /// The xitc-convert binary to upload [default: next to test-rs, then PATH,
+    /// then /usr/lib/xitc/xitc-convert (the xitc-convert package)].
     #[arg(long, value_name = "PATH")]
     pub convert_binary: Option<PathBuf>,
 

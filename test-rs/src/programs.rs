@@ -50,6 +50,25 @@ pub fn find_sibling(name: &str) -> anyhow::Result<PathBuf> {
     })
 }
 
+/// Where the xitc-convert Debian package (scripts/build-deb) puts the static
+/// binary: a payload to copy to nodes, not a command of this machine.
+pub const PACKAGED_CONVERT: &str = "/usr/lib/xitc/xitc-convert";
+
+/// The xitc-convert to upload: a sibling ([`find_sibling`]), else the
+/// package's payload.
+pub fn find_convert() -> anyhow::Result<PathBuf> {
+    find_sibling(CONVERT).or_else(|error| {
+        let packaged = Path::new(PACKAGED_CONVERT);
+        if packaged.is_file() {
+            Ok(packaged.to_path_buf())
+        } else {
+            Err(exit::usage(format!(
+                "{error:#}; nor at {PACKAGED_CONVERT} (the xitc-convert package)"
+            )))
+        }
+    })
+}
+
 /// Runs a sibling tool to its end, or kills it on Ctrl-C (which in a terminal
 /// reaches it too, but not when only test-rs is signalled, as by a CI runner).
 /// Returns its status and, when piped, its stdout.

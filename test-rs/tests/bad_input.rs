@@ -347,6 +347,12 @@ fn missing_sibling_tools_are_named_with_where_they_were_looked_for() {
         2,
         "xitc-convert not found",
     );
+    // Nor where its Debian package puts it (scripts/build-deb).
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("; nor at /usr/lib/xitc/xitc-convert (the xitc-convert package)"),
+        "{output:?}"
+    );
 }
 
 #[test]
