@@ -44,6 +44,7 @@ pub mod state;
 // 10: the node's disk layout, and the plan for it
 pub mod layout;
 // 11: the live node, read
+pub mod config_drive;
 pub mod disk;
 pub mod network;
 pub mod platform;

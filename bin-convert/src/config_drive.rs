@@ -1,0 +1,293 @@
+//! The cloud's network for one NIC, as a Nova config drive states it in
+//! `openstack/latest/network_data.json` (the `--network config-drive` source
+//! of the direct mode; the drive is found by its label, `config-2`, and read
+//! read-only by its caller). Parsed with serde; only what xitc needs is read,
+//! everything else in the file is ignored. The parser alone so far: no
+//! state reads a config drive yet.
+//!
+//! The format (Nova's network metadata, since 2015; what cloud-init's
+//! ConfigDrive source reads): `links` (each with an `id`, its
+//! `ethernet_mac_address`, `mtu` (may be null), and a `type`: a NIC (`phy`,
+//! `ovs`, `bridge`, `tap`, `vif`, …), or a `vlan` or `bond` built on others);
+//! `networks` (each on a `link`, of a `type`: `ipv4` with `ip_address`,
+//! `netmask` and `routes` (`network`, `netmask`, `gateway`), or
+//! `ipv4_dhcp`, or IPv6 kinds; optional `services`); top-level `services`
+//! (`type` `dns` with an `address`). Links are matched to NICs by MAC, as
+//! cloud-init does.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::Deserialize;
+
+/// The file on the drive, from its root.
+pub const NETWORK_DATA: &str = "openstack/latest/network_data.json";
+/// The drive's file system label (iso9660; vfat drives may show it in upper
+/// case).
+pub const LABEL: &str = "config-2";
+
+#[derive(Debug, Deserialize)]
+struct NetworkData {
+    #[serde(default)]
+    links: Vec<Link>,
+    #[serde(default)]
+    networks: Vec<Network>,
+    #[serde(default)]
+    services: Vec<Service>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Link {
+    id: String,
+    ethernet_mac_address: Option<String>,
+    mtu: Option<u32>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Network {
+    link: String,
+    #[serde(rename = "type")]
+    kind: String,
+    ip_address: Option<String>,
+    netmask: Option<String>,
+    #[serde(default)]
+    routes: Vec<Route>,
+    #[serde(default)]
+    services: Vec<Service>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Route {
+    network: String,
+    netmask: String,
+    gateway: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Service {
+    #[serde(rename = "type")]
+    kind: String,
+    address: String,
+}
+
+/// How the config drive says to configure one NIC's IPv4.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ipv4Config {
+    /// `ipv4_dhcp`: the cloud's DHCP gives the address.
+    Dhcp { mac: String, mtu: Option<u32> },
+    Static {
+        mac: String,
+        mtu: Option<u32>,
+        address: Ipv4Addr,
+        prefix: u8,
+        netmask: Ipv4Addr,
+        gateway: Ipv4Addr,
+        nameservers: Vec<IpAddr>,
+    },
+}
+
+/// The IPv4 configuration of the NIC with `mac` (any case), or without one
+/// of the first link that has an IPv4 network. Errors say what is missing or
+/// not supported (a VLAN or bond link, no IPv4, no default route…), for the
+/// caller to fall back to another network source.
+pub fn ipv4_config(json: &str, mac: Option<&str>) -> Result<Ipv4Config, String> {
+    let data: NetworkData = serde_json::from_str(json)
+        .map_err(|error| format!("{NETWORK_DATA} is not valid: {error}"))?;
+    let is_ipv4 = |network: &&Network| matches!(network.kind.as_str(), "ipv4" | "ipv4_dhcp");
+    let link = match mac {
+        Some(mac) => data
+            .links
+            .iter()
+            .find(|link| {
+                link.ethernet_mac_address
+                    .as_deref()
+                    .is_some_and(|address| address.eq_ignore_ascii_case(mac))
+            })
+            .ok_or_else(|| format!("{NETWORK_DATA} has no link with the MAC {mac}"))?,
+        None => data
+            .links
+            .iter()
+            .find(|link| {
+                data.networks
+                    .iter()
+                    .filter(is_ipv4)
+                    .any(|network| network.link == link.id)
+            })
+            .ok_or_else(|| format!("{NETWORK_DATA} has no link with an IPv4 network"))?,
+    };
+    if let Some(kind @ ("vlan" | "bond")) = link.kind.as_deref() {
+        return Err(format!(
+            "{NETWORK_DATA}: link {} is a {kind}, which xitc does not configure",
+            link.id
+        ));
+    }
+    let mac = link
+        .ethernet_mac_address
+        .clone()
+        .ok_or_else(|| format!("{NETWORK_DATA}: link {} has no MAC", link.id))?
+        .to_ascii_lowercase();
+    let network = data
+        .networks
+        .iter()
+        .filter(is_ipv4)
+        .find(|network| network.link == link.id)
+        .ok_or_else(|| format!("{NETWORK_DATA}: link {} has no IPv4 network", link.id))?;
+    if network.kind == "ipv4_dhcp" {
+        return Ok(Ipv4Config::Dhcp { mac, mtu: link.mtu });
+    }
+    let parse = |what: &str, text: Option<&str>| -> Result<Ipv4Addr, String> {
+        let text = text.ok_or_else(|| format!("{NETWORK_DATA}: the IPv4 network has no {what}"))?;
+        text.parse()
+            .map_err(|_| format!("{NETWORK_DATA}: {what} {text:?} is not an IPv4 address"))
+    };
+    let address = parse("ip_address", network.ip_address.as_deref())?;
+    let netmask = parse("netmask", network.netmask.as_deref())?;
+    let bits = u32::from(netmask);
+    if bits.leading_ones() + bits.trailing_zeros() != 32 {
+        return Err(format!(
+            "{NETWORK_DATA}: netmask {netmask} is not contiguous"
+        ));
+    }
+    let default_route = network
+        .routes
+        .iter()
+        .find(|route| route.network == "0.0.0.0" && route.netmask == "0.0.0.0")
+        .ok_or_else(|| format!("{NETWORK_DATA}: the IPv4 network has no default route"))?;
+    let gateway = parse("gateway", Some(&default_route.gateway))?;
+    let nameservers = network
+        .services
+        .iter()
+        .chain(&data.services)
+        .filter(|service| service.kind == "dns")
+        .filter_map(|service| service.address.parse().ok())
+        .fold(Vec::new(), |mut all: Vec<IpAddr>, address| {
+            if !all.contains(&address) {
+                all.push(address);
+            }
+            all
+        });
+    Ok(Ipv4Config::Static {
+        mac,
+        mtu: link.mtu,
+        address,
+        // A contiguous mask's ones: at most 32.
+        prefix: u8::try_from(bits.leading_ones()).unwrap_or(32),
+        netmask,
+        gateway,
+        nameservers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shaped as Nova writes it for a Neutron port with a fixed address.
+    const STATIC: &str = r#"{
+        "links": [
+            {"id": "tap1a2b3c4d-5e", "vif_id": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+             "type": "ovs", "mtu": 1450, "ethernet_mac_address": "FA:16:3E:12:34:56"}
+        ],
+        "networks": [
+            {"id": "network0", "type": "ipv4", "link": "tap1a2b3c4d-5e",
+             "ip_address": "203.0.113.7", "netmask": "255.255.255.0",
+             "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "203.0.113.1"},
+                        {"network": "10.0.0.0", "netmask": "255.0.0.0", "gateway": "203.0.113.254"}],
+             "network_id": "9f8e7d6c-5b4a-4392-8180-7f6e5d4c3b2a", "services": []},
+            {"id": "network1", "type": "ipv6", "link": "tap1a2b3c4d-5e",
+             "ip_address": "2001:db8::7", "netmask": "ffff:ffff:ffff:ffff::",
+             "routes": [], "network_id": "9f8e7d6c-5b4a-4392-8180-7f6e5d4c3b2a"}
+        ],
+        "services": [{"type": "dns", "address": "203.0.113.53"},
+                     {"type": "dns", "address": "2001:db8::53"}]
+    }"#;
+
+    #[test]
+    fn a_static_network_gives_address_gateway_and_name_servers() {
+        let expected = Ipv4Config::Static {
+            mac: "fa:16:3e:12:34:56".into(),
+            mtu: Some(1450),
+            address: "203.0.113.7".parse().unwrap(),
+            prefix: 24,
+            netmask: "255.255.255.0".parse().unwrap(),
+            gateway: "203.0.113.1".parse().unwrap(),
+            nameservers: vec![
+                "203.0.113.53".parse().unwrap(),
+                "2001:db8::53".parse().unwrap(),
+            ],
+        };
+        assert_eq!(
+            ipv4_config(STATIC, Some("fa:16:3e:12:34:56")),
+            Ok(expected.clone())
+        );
+        assert_eq!(ipv4_config(STATIC, None), Ok(expected));
+    }
+
+    #[test]
+    fn dhcp_is_said_as_such() {
+        let json = r#"{"links": [{"id": "tap0", "type": "phy", "mtu": null,
+            "ethernet_mac_address": "fa:16:3e:99:59:c6"}],
+            "networks": [{"id": "network0", "type": "ipv4_dhcp", "link": "tap0"}],
+            "services": []}"#;
+        assert_eq!(
+            ipv4_config(json, Some("FA:16:3E:99:59:C6")),
+            Ok(Ipv4Config::Dhcp {
+                mac: "fa:16:3e:99:59:c6".into(),
+                mtu: None
+            })
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_used_is_said_not_guessed() {
+        for (json, mac, says) in [
+            ("{", None, "is not valid"),
+            (
+                STATIC,
+                Some("fa:16:3e:00:00:00"),
+                "no link with the MAC fa:16:3e:00:00:00",
+            ),
+            (
+                r#"{"links": [], "networks": []}"#,
+                None,
+                "no link with an IPv4 network",
+            ),
+            (
+                r#"{"links": [{"id": "v", "type": "vlan", "ethernet_mac_address": "aa:bb:cc:dd:ee:ff"}],
+                    "networks": [{"link": "v", "type": "ipv4_dhcp"}]}"#,
+                None,
+                "link v is a vlan",
+            ),
+            (
+                r#"{"links": [{"id": "l", "ethernet_mac_address": "aa:bb:cc:dd:ee:ff"}],
+                    "networks": [{"link": "l", "type": "ipv6_dhcp"}]}"#,
+                Some("aa:bb:cc:dd:ee:ff"),
+                "link l has no IPv4 network",
+            ),
+            (
+                r#"{"links": [{"id": "l", "ethernet_mac_address": "aa:bb:cc:dd:ee:ff"}],
+                    "networks": [{"link": "l", "type": "ipv4", "ip_address": "10.0.0.5",
+                                  "netmask": "255.255.255.0", "routes": []}]}"#,
+                None,
+                "no default route",
+            ),
+            (
+                r#"{"links": [{"id": "l", "ethernet_mac_address": "aa:bb:cc:dd:ee:ff"}],
+                    "networks": [{"link": "l", "type": "ipv4", "ip_address": "10.0.0.5",
+                                  "netmask": "255.0.255.0", "routes": []}]}"#,
+                None,
+                "not contiguous",
+            ),
+            (
+                r#"{"links": [{"id": "l", "ethernet_mac_address": "aa:bb:cc:dd:ee:ff"}],
+                    "networks": [{"link": "l", "type": "ipv4", "netmask": "255.255.255.0"}]}"#,
+                None,
+                "has no ip_address",
+            ),
+        ] {
+            let error = ipv4_config(json, mac).unwrap_err();
+            assert!(error.contains(says), "{says:?} not in {error}");
+        }
+    }
+}
