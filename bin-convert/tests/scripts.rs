@@ -14,18 +14,9 @@ use bin_convert::render::{SHRINK_HOOK, SHRINK_MARGIN_SECTORS, Shrink, shrink_pre
 const START_SECTOR: u64 = 2048;
 
 fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|error| {
-            panic!("{program}: {error} (scripts/install-test-deps installs it)")
-        });
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let mut command = Command::new(program);
+    command.args(args);
+    xitc_test_support::stdout_of(command)
 }
 
 /// A disk image with partition 1 over all of it but the first MiB, an ext file

@@ -23,3 +23,20 @@ pub fn command_under_test(binary: impl AsRef<Path>) -> Command {
     command.env_clear();
     command
 }
+
+/// The stdout of a real program a test runs for its verdict (shellcheck,
+/// man, a shell): the test fails, naming the program and its stderr, when
+/// it fails or is not installed (scripts/install-test-deps installs them).
+pub fn stdout_of(mut command: Command) -> String {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = command.output().unwrap_or_else(|error| {
+        panic!("{program}: {error} (scripts/install-test-deps installs it)")
+    });
+    assert!(
+        output.status.success(),
+        "{program} {:?}: {}",
+        command.get_args().collect::<Vec<_>>(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

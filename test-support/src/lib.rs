@@ -43,7 +43,7 @@ mod sshd;
 
 pub use agent::SshAgent;
 pub use assertions::{assert_one_line_error, documented_exit_codes, documented_exit_status};
-pub use command::command_under_test;
+pub use command::{command_under_test, stdout_of};
 pub use fake_http::{FakeHttp, Reply, Request};
 pub use keystone::{Answer, Keystone, REGION as KEYSTONE_REGION};
 pub use mimic::Mimic;

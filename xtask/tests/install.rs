@@ -16,19 +16,9 @@ const TOOLS: [&str; 5] = [
 ];
 
 fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .env("MANWIDTH", "200")
-        .output()
-        .unwrap_or_else(|error| {
-            panic!("{program}: {error} (scripts/install-test-deps installs it)")
-        });
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    let mut command = Command::new(program);
+    command.args(args).env("MANWIDTH", "200");
+    xitc_test_support::stdout_of(command)
 }
 
 fn install_docs() -> tempfile::TempDir {
