@@ -129,14 +129,20 @@ pub fn installer_disk_name(disk: &str) -> String {
     }
 }
 
-/// The identities of a disk's file systems and partitions, from `lsblk -rno
-/// NAME,UUID,PARTUUID,LABEL DISK` (lsblk escapes spaces as `\x20`).
+/// The columns every `lsblk -rno` of xitc-convert asks for, in this order;
+/// [`parse_lsblk`] reads them.
+pub const LSBLK_COLUMNS: &str = "NAME,UUID,PARTUUID,LABEL,FSTYPE";
+
+/// The identities of file systems and partitions, from `lsblk -rno`
+/// [`LSBLK_COLUMNS`] (`-r`: one line per device, one space between columns,
+/// an empty column empty; lsblk escapes spaces inside a value as `\x20`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     pub name: String,
     pub uuid: String,
     pub partuuid: String,
     pub label: String,
+    pub fs_type: String,
 }
 
 pub fn parse_lsblk(output: &str) -> Vec<Identity> {
@@ -157,6 +163,10 @@ pub fn parse_lsblk(output: &str) -> Vec<Identity> {
                     .unwrap_or_default(),
                 label: fields
                     .get(3)
+                    .map(|field| unescape(field))
+                    .unwrap_or_default(),
+                fs_type: fields
+                    .get(4)
                     .map(|field| unescape(field))
                     .unwrap_or_default(),
             })
@@ -380,10 +390,12 @@ mod tests {
     fn fstab_specs_resolve_to_partitions() {
         let identities = parse_lsblk(
             "vda  \nvda1 4bd1-uuid 4bd1-part cloudimg-rootfs\nvda15 B2C4 5954-part UEFI\n\
-             vda16 9e1f-uuid 7a2b-part BOOT\\x20ME\n",
+             vda16 9e1f-uuid 7a2b-part BOOT\\x20ME ext4\n",
         );
         assert_eq!(identities.len(), 4);
         assert_eq!(identities[3].label, "BOOT ME");
+        assert_eq!(identities[3].fs_type, "ext4");
+        assert_eq!(identities[1].fs_type, "");
         let fstab = parse_fstab(
             "# comment\nLABEL=cloudimg-rootfs / ext4 defaults 0 1\nLABEL=BOOT\\040ME /boot ext4 defaults 0 2\n\
              LABEL=UEFI /boot/efi vfat umask=0077 0 1\nUUID=9E1F-UUID /srv ext4 defaults 0 0\n\

@@ -26,8 +26,8 @@
 //!   and restored after.
 
 use crate::disk::{
-    FstabEntry, Identity, PartitionTable, installer_disk_name, parse_dump, parse_fstab,
-    parse_lsblk, partition_of, resolve_spec,
+    FstabEntry, Identity, LSBLK_COLUMNS, PartitionTable, installer_disk_name, parse_dump,
+    parse_fstab, parse_lsblk, partition_of, resolve_spec,
 };
 use crate::system::System;
 
@@ -153,10 +153,7 @@ pub fn read(system: &System, expect: Expect<'_>) -> Result<Layout, Vec<String>> 
     };
 
     let identities = system
-        .run(
-            "lsblk",
-            &["-rno", "NAME,UUID,PARTUUID,LABEL", &format!("/dev/{disk}")],
-        )
+        .run("lsblk", &["-rno", LSBLK_COLUMNS, &format!("/dev/{disk}")])
         .map(|output| parse_lsblk(&output))
         .unwrap_or_default();
     let fstab = system.read_to_string("/etc/fstab").unwrap_or_default();

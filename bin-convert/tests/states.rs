@@ -35,9 +35,9 @@ fn ubuntu_state_on(uefi: bool) {
         (
             "lsblk",
             format!(
-                "printf 'xvda  \\nxvda1 ext4 cloudimg-rootfs\\nxvda2 ext3 root-vgdorj\\n{}'",
+                "printf 'xvda    \\nxvda1 u1 p1 cloudimg-rootfs ext4\\nxvda2 u2 p2 root-vgdorj ext3\\n{}'",
                 if uefi {
-                    "xvda5 vfat BOOT-VGDORJ\\n"
+                    "xvda5 u5 p5 BOOT-VGDORJ vfat\\n"
                 } else {
                     ""
                 }

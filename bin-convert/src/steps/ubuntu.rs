@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use xitc_common::poll::SystemClock;
 
 use crate::bootloader;
+use crate::disk::{Identity, LSBLK_COLUMNS, parse_lsblk};
 use crate::handover::hand_over;
 use crate::network;
 use crate::paths::DOM0_MOUNT;
@@ -21,23 +22,22 @@ use crate::work::Work;
 /// `bootfs_label`) at `boot/efi` under it, where dom0 mounts it and its GRUB
 /// configuration lives ([`bootloader::detect`]).
 pub fn mount_dom0(work: &mut Work<'_>) -> anyhow::Result<()> {
-    // `-r`: one line per device, the columns separated by one space, an empty
-    // column empty (lsblk escapes spaces inside a value as `\x20`).
-    let listing = work.system.run("lsblk", &["-rno", "NAME,FSTYPE,LABEL"])?;
-    let find = |wanted: &dyn Fn(&str, &str) -> bool| {
-        listing.lines().find_map(|line| {
-            let mut columns = line.split(' ');
-            let (name, fs_type, label) = (columns.next()?, columns.next()?, columns.next()?);
-            wanted(fs_type, label).then(|| format!("/dev/{name}"))
-        })
+    let identities = parse_lsblk(&work.system.run("lsblk", &["-rno", LSBLK_COLUMNS])?);
+    let find = |wanted: &dyn Fn(&Identity) -> bool| {
+        identities
+            .iter()
+            .find(|identity| wanted(identity))
+            .map(|identity| format!("/dev/{}", identity.name))
     };
     if work.system.run("mountpoint", &["-q", DOM0_MOUNT]).is_err() {
-        let root = find(&|_, label| label.starts_with("root-"))
+        let root = find(&|identity| identity.label.starts_with("root-"))
             .context("no file system labelled root-… (dom0's root) was found")?;
         work.system.create_dir_all(DOM0_MOUNT)?;
         work.system.run("mount", &[&root, DOM0_MOUNT])?;
     }
-    let Some(esp) = find(&|fs_type, label| fs_type == "vfat" && label.starts_with("BOOT-")) else {
+    let Some(esp) =
+        find(&|identity| identity.fs_type == "vfat" && identity.label.starts_with("BOOT-"))
+    else {
         return Ok(());
     };
     let esp_mount = format!("{DOM0_MOUNT}/boot/efi");

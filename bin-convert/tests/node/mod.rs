@@ -330,7 +330,7 @@ impl Node {
         script(&bin.join("mountpoint"), "[ -L \"$XITC_ROOT$2\" ]");
         script(
             &bin.join("lsblk"),
-            "printf 'xvda1 ext4 cloudimg-rootfs\\nxvda2  \\nxvda3 ext3 root-vgdorj\\n'",
+            "printf 'xvda1 u1 p1 cloudimg-rootfs ext4\\nxvda2    \\nxvda3 u3 p3 root-vgdorj ext3\\n'",
         );
         script(
             &bin.join("mount"),
