@@ -21,9 +21,6 @@ use serde::Deserialize;
 
 /// The file on the drive, from its root.
 pub const NETWORK_DATA: &str = "openstack/latest/network_data.json";
-/// The drive's file system label (iso9660; vfat drives may show it in upper
-/// case).
-pub const LABEL: &str = "config-2";
 
 #[derive(Debug, Deserialize)]
 struct NetworkData {
@@ -81,7 +78,6 @@ pub enum Ipv4Config {
         mtu: Option<u32>,
         address: Ipv4Addr,
         prefix: u8,
-        netmask: Ipv4Addr,
         gateway: Ipv4Addr,
         nameservers: Vec<IpAddr>,
     },
@@ -173,7 +169,6 @@ pub fn ipv4_config(json: &str, mac: Option<&str>) -> Result<Ipv4Config, String> 
         address,
         // A contiguous mask's ones: at most 32.
         prefix: u8::try_from(bits.leading_ones()).unwrap_or(32),
-        netmask,
         gateway,
         nameservers,
     })
@@ -210,7 +205,6 @@ mod tests {
             mtu: Some(1450),
             address: "203.0.113.7".parse().unwrap(),
             prefix: 24,
-            netmask: "255.255.255.0".parse().unwrap(),
             gateway: "203.0.113.1".parse().unwrap(),
             nameservers: vec![
                 "203.0.113.53".parse().unwrap(),
