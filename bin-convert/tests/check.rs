@@ -7,6 +7,18 @@ use xitc_test_support::assert_one_line_error;
 mod world;
 use world::*;
 
+/// The sandbox's node booted by UEFI, its `SecureBoot` variable (efivarfs:
+/// four bytes of attributes, then the value) saying `secure_boot`.
+fn booted_by_uefi(sandbox: &Sandbox, secure_boot: u8) {
+    let efivars = sandbox.root.path().join("sys/firmware/efi/efivars");
+    std::fs::create_dir_all(&efivars).unwrap();
+    std::fs::write(
+        efivars.join("SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"),
+        [6, 0, 0, 0, secure_boot],
+    )
+    .unwrap();
+}
+
 #[test]
 fn check_reads_the_node_from_the_live_system_and_changes_nothing() {
     let sandbox = Sandbox::new();
@@ -57,13 +69,7 @@ fn check_takes_a_uefi_node_whose_grub_can_load_multiboot2() {
     let bin = node_fixture(&sandbox, "ext4", 1);
     std::os::unix::fs::chown(sandbox.root.path().join("proc/self"), Some(0), Some(0))
         .expect("this test runs as root (as CI does), to give the fixture's /proc/self to root");
-    let efivars = sandbox.root.path().join("sys/firmware/efi/efivars");
-    std::fs::create_dir_all(&efivars).unwrap();
-    std::fs::write(
-        efivars.join("SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"),
-        [6, 0, 0, 0, 0],
-    )
-    .unwrap();
+    booted_by_uefi(&sandbox, 0);
     let check = || {
         sandbox
             .convert()
@@ -122,14 +128,8 @@ fn check_reports_every_problem_at_once() {
         "#!/bin/sh\necho 'sfdisk from util-linux 2.20.1'\n",
     )
     .unwrap();
-    // Booted by UEFI, with Secure Boot on (efivarfs: attributes, then 1).
-    let efivars = sandbox.root.path().join("sys/firmware/efi/efivars");
-    std::fs::create_dir_all(&efivars).unwrap();
-    std::fs::write(
-        efivars.join("SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"),
-        [6, 0, 0, 0, 1],
-    )
-    .unwrap();
+    // Booted by UEFI, with Secure Boot on.
+    booted_by_uefi(&sandbox, 1);
     std::fs::write(
         sandbox.root.path().join("proc/net/route"),
         "Iface\tDestination\n",
