@@ -20,6 +20,10 @@
 //!   later generations install on UEFI too (`target-boot-mode`, chosen by
 //!   `/sys/firmware/efi` in the installer's dom0).
 
+use anyhow::Context as _;
+
+use crate::iso::Iso;
+
 /// Which answerfile an installer reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -202,9 +206,86 @@ pub fn who_can_install(disk: NodeDisk<'_>) -> String {
     text
 }
 
+/// Tells the installer apart by what each generation carries
+/// (this module's [`Generation`]): XenServer 7+ and XCP-ng carry `.treeinfo`, which
+/// names product and version; an ISO with none but
+/// `packages.main/XS-REPOSITORY` is XenServer 6.x, whatever platform that file
+/// names (6.2 says product `XCP`, version 1.8.0).
+pub fn identify(iso: &mut Iso) -> anyhow::Result<Installer> {
+    if let Some(treeinfo) = iso.read_text(".treeinfo")? {
+        let (product, version) = treeinfo_identity(&treeinfo)
+            .context("the ISO's .treeinfo names no family and version")?;
+        let generation = Generation::from_treeinfo(&product, &version);
+        return Ok(Installer {
+            product,
+            version,
+            generation,
+        });
+    }
+    if let Some(repository) = iso.read_text("packages.main/XS-REPOSITORY")? {
+        let document = roxmltree::Document::parse(&repository)
+            .context("the ISO's packages.main/XS-REPOSITORY is not XML")?;
+        let root = document.root_element();
+        let platform = [root.attribute("product"), root.attribute("version")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Ok(Installer {
+            product: "XenServer".to_owned(),
+            version: format!("6.x (platform {platform})"),
+            generation: Generation::XenServer6,
+        });
+    }
+    anyhow::bail!(
+        "the ISO is no XenServer or XCP-ng installer (no .treeinfo, no packages.main/XS-REPOSITORY)"
+    )
+}
+
+/// `family`/`name` and `version` from the `[general]` or `[release]` section.
+fn treeinfo_identity(text: &str) -> Option<(String, String)> {
+    let mut section = "";
+    let (mut product, mut version) = (None, None);
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
+            section = name;
+            continue;
+        }
+        if !matches!(section, "general" | "release") {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            match key.trim() {
+                "family" | "name" => product = product.or_else(|| Some(value.trim().to_owned())),
+                "version" => version = version.or_else(|| Some(value.trim().to_owned())),
+                _ => {}
+            }
+        }
+    }
+    Some((product?, version?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn treeinfo_sections() {
+        let xcp = "[general]\nfamily = XCP-ng\nversion = 8.3.0\narch = x86_64\n";
+        assert_eq!(
+            treeinfo_identity(xcp),
+            Some(("XCP-ng".into(), "8.3.0".into()))
+        );
+        let newer = "[header]\nversion = 1.2\n[release]\nname = XenServer\nversion = 8.4.0\n";
+        assert_eq!(
+            treeinfo_identity(newer),
+            Some(("XenServer".into(), "8.4.0".into()))
+        );
+        assert_eq!(treeinfo_identity("[general]\narch = x86_64\n"), None);
+    }
 
     #[test]
     fn generations_by_product_and_version() {

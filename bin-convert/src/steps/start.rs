@@ -19,8 +19,8 @@ use xitc_common::poll::Deadline;
 
 use crate::bootloader;
 use crate::disk::{Label, parse_df, partition_name};
-use crate::installer::NodeDisk;
-use crate::iso::{self, Iso};
+use crate::installer::{self, NodeDisk};
+use crate::iso::Iso;
 use crate::paths::{INITRD_BOOT_DROP_IN, UBUNTU_MOUNT};
 use crate::platform::Boot;
 use crate::preflight::{self, MARGIN_BYTES};
@@ -177,7 +177,7 @@ fn open_iso(work: &Work<'_>) -> anyhow::Result<Iso> {
 
 pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
     let mut iso = open_iso(work)?;
-    let installer = iso::identify(&mut iso)?;
+    let installer = installer::identify(&mut iso)?;
     work.log.line(&format!(
         "installer: {} {}",
         installer.product, installer.version
@@ -211,7 +211,7 @@ pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
 
 pub fn ramdisk_source(work: &mut Work<'_>) -> anyhow::Result<()> {
     let mut iso = open_iso(work)?;
-    let installer = iso::identify(&mut iso)?;
+    let installer = installer::identify(&mut iso)?;
     let xsinst = &work.files.xsinst;
     work.system.create_dir_all(xsinst)?;
     work.system
