@@ -12,7 +12,7 @@ use xitc_common::exit::{self, EXIT_STATUS_HELP};
 use xitc_common::secret::Secret;
 
 use crate::commands;
-use crate::config::{self, Config};
+use crate::config::{self, Config, Mode, NetworkSource};
 use crate::log::TOOL;
 use crate::paths::Files;
 use crate::state::{self, State};
@@ -35,16 +35,30 @@ const PASSWORD_ENV: &str = "XENSERVER_PASSWORD";
     version,
     args_override_self = true,
     override_usage = "xitc-convert [OPTIONS] [PASSWORD] APPLIANCE_URL APPLIANCE_NAME_LABEL\n       \
+                      xitc-convert --mode direct [OPTIONS] [PASSWORD]\n       \
                       xitc-convert [OPTIONS]   (boot-time runs: the saved config)",
     after_help = EXIT_STATUS_HELP
 )]
 struct Cli {
-    /// [PASSWORD] APPLIANCE_URL APPLIANCE_NAME_LABEL, as in 2014. PASSWORD is the
-    /// XenServer root password (visible in `ps`: prefer XENSERVER_PASSWORD or
-    /// --password-file, and leave it out here); APPLIANCE_URL the appliance VM
-    /// (XVA) to import; APPLIANCE_NAME_LABEL its name label.
+    /// [PASSWORD] APPLIANCE_URL APPLIANCE_NAME_LABEL, as in 2014 (the direct
+    /// mode: [PASSWORD] only). PASSWORD is the XenServer root password
+    /// (visible in `ps`: prefer XENSERVER_PASSWORD or --password-file, and
+    /// leave it out here); APPLIANCE_URL the appliance VM (XVA) to import;
+    /// APPLIANCE_NAME_LABEL its name label.
     #[arg(value_name = "ARGS", num_args = 0..=3)]
     arguments: Vec<String>,
+
+    /// appliance: dom0 behind the appliance VM, which takes the cloud's
+    /// address (2014). direct: dom0's own xapi at the cloud's address, no
+    /// appliance, no Ubuntu boot after the install.
+    #[arg(long, value_enum, default_value_t = ModeArg::Appliance)]
+    mode: ModeArg,
+
+    /// Where dom0 learns the cloud's network on each boot. auto: the config
+    /// drive if it describes the NIC, else DHCP (direct mode) or the bounce
+    /// (appliance mode); START records the choice.
+    #[arg(long, value_enum, default_value_t = NetworkArg::Auto)]
+    network: NetworkArg,
 
     /// Read the password from this file (first line).
     #[arg(long, value_name = "FILE")]
@@ -104,6 +118,48 @@ struct Cli {
     /// Run START's preflight checks and print what they found; change nothing.
     #[arg(long, conflicts_with_all = ["status", "dry_run"])]
     check: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ModeArg {
+    Appliance,
+    Direct,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum NetworkArg {
+    Auto,
+    Dhcp,
+    ConfigDrive,
+    Bounce,
+}
+
+/// The mode and network source asked for, or why they do not go together.
+fn mode_and_network(cli: &Cli) -> anyhow::Result<(Mode, NetworkSource)> {
+    let mode = match cli.mode {
+        ModeArg::Appliance => Mode::Appliance,
+        ModeArg::Direct => Mode::Direct,
+    };
+    let network = match cli.network {
+        NetworkArg::Auto => NetworkSource::Auto,
+        NetworkArg::Dhcp => NetworkSource::Dhcp,
+        NetworkArg::ConfigDrive => NetworkSource::ConfigDrive,
+        NetworkArg::Bounce => NetworkSource::Bounce,
+    };
+    match (mode, network) {
+        (Mode::Direct, NetworkSource::Bounce) => Err(exit::usage(
+            "--network bounce needs the appliance mode: the direct mode never boots Ubuntu \
+             after the install",
+        )),
+        (Mode::Appliance, NetworkSource::Dhcp | NetworkSource::ConfigDrive) => {
+            Err(exit::usage(format!(
+                "--network {} works with --mode direct only, so far: the appliance mode \
+                 learns the network by the bounce (--network bounce or auto)",
+                network.name()
+            )))
+        }
+        _ => Ok((mode, network)),
+    }
 }
 
 /// Parses `2G`, `512M`, `1048576`: bytes, or binary units K, M, G, T.
@@ -189,14 +245,23 @@ fn config_from_arguments(cli: &Cli, state: State) -> anyhow::Result<Config> {
             "state {state} needs the config that START saved, and there is none"
         )));
     }
-    let (password, appliance_url, appliance_label) = first_run_arguments(cli)?;
-    for (what, url) in [
-        ("APPLIANCE_URL", &appliance_url),
-        ("--iso-url", &cli.iso_url),
-    ] {
-        convert_rules::check_url(what, url)?;
+    let (mode, network) = mode_and_network(cli)?;
+    let (password, appliance_url, appliance_label) = first_run_arguments(cli, mode)?;
+    convert_rules::check_url("--iso-url", &cli.iso_url)?;
+    if mode == Mode::Appliance {
+        convert_rules::check_url("APPLIANCE_URL", &appliance_url)?;
+        convert_rules::check_label("APPLIANCE_NAME_LABEL", &appliance_label)?;
+    } else if let Some(option) = [
+        ("--appliance-sha256", cli.appliance_sha256.is_some()),
+        ("--appliance-vcpus", cli.appliance_vcpus.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(option, given)| given.then_some(option))
+    {
+        return Err(exit::usage(format!(
+            "{option} is for the appliance mode: the direct mode has no appliance"
+        )));
     }
-    convert_rules::check_label("APPLIANCE_NAME_LABEL", &appliance_label)?;
     for (what, sum) in [
         ("--iso-sha256", &cli.iso_sha256),
         ("--appliance-sha256", &cli.appliance_sha256),
@@ -237,6 +302,8 @@ fn config_from_arguments(cli: &Cli, state: State) -> anyhow::Result<Config> {
         )));
     }
     Ok(Config {
+        mode,
+        network,
         appliance_url,
         appliance_label,
         iso_url: cli.iso_url.clone(),
@@ -256,10 +323,11 @@ fn config_from_arguments(cli: &Cli, state: State) -> anyhow::Result<Config> {
 }
 
 /// PASSWORD (from the arguments, XENSERVER_PASSWORD or --password-file: one of
-/// them), APPLIANCE_URL and APPLIANCE_NAME_LABEL. With the password from the
-/// environment or a file, the arguments are just the URL and the label.
+/// them), APPLIANCE_URL and APPLIANCE_NAME_LABEL (empty in the direct mode).
+/// With the password from the environment or a file, the arguments are just
+/// the URL and the label (none in the direct mode).
 /// The installer reads its answerfile as ASCII (Python 2 on XS 8 / XCP-ng 8.3).
-fn first_run_arguments(cli: &Cli) -> anyhow::Result<(Secret, String, String)> {
+fn first_run_arguments(cli: &Cli, mode: Mode) -> anyhow::Result<(Secret, String, String)> {
     let from_env = std::env::var(PASSWORD_ENV)
         .ok()
         .filter(|value| !value.is_empty());
@@ -275,7 +343,18 @@ fn first_run_arguments(cli: &Cli) -> anyhow::Result<(Secret, String, String)> {
         None => None,
     };
     let mut arguments = cli.arguments.clone();
-    let from_arguments = (arguments.len() == 3).then(|| arguments.remove(0));
+    let with_password = match mode {
+        Mode::Appliance => 3,
+        Mode::Direct => 1,
+    };
+    if mode == Mode::Direct && arguments.len() > 1 {
+        return Err(exit::usage(format!(
+            "the direct mode takes no APPLIANCE_URL or APPLIANCE_NAME_LABEL (it imports no \
+             appliance): give at most PASSWORD, got {} arguments",
+            arguments.len()
+        )));
+    }
+    let from_arguments = (arguments.len() == with_password).then(|| arguments.remove(0));
     let given: Vec<String> = [from_arguments, from_env, from_file]
         .into_iter()
         .flatten()
@@ -295,6 +374,9 @@ fn first_run_arguments(cli: &Cli) -> anyhow::Result<(Secret, String, String)> {
         }
     };
     convert_rules::check_password(&password)?;
+    if mode == Mode::Direct {
+        return Ok((Secret::new(password), String::new(), String::new()));
+    }
     let mut rest = arguments.into_iter();
     let appliance_url = rest
         .next()

@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::disk::Label;
 use crate::installer::{self, NodeDisk};
 use crate::log::TOOL;
 use crate::paths::Files;
 use crate::plan;
 use crate::platform::Boot;
+use crate::platform::Virtualization;
 use crate::preflight;
 use crate::runner;
 use crate::state::{self, State};
@@ -63,12 +64,18 @@ pub fn dry_run(
     config: &Config,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let (next, reboots) = state.next();
+    let (next, reboots) = plan::next(state, config.mode);
+    let what = match config.mode {
+        Mode::Appliance => format!(
+            "appliance {:?} from {}",
+            config.appliance_label, config.appliance_url
+        ),
+        Mode::Direct => "direct mode (xapi at the cloud's address, no appliance)".to_owned(),
+    };
     let mut text = format!(
-        "{TOOL} --dry-run: state {state} (runs on {}), appliance {:?} from {}; would run:\n",
+        "{TOOL} --dry-run: state {state} (runs on {}), {what}, network source {}; would run:\n",
         state.runs_on(),
-        config.appliance_label,
-        config.appliance_url
+        config.network.name()
     );
     // The states that change the disk plan for its layout: show the plan.
     let layout_stage = match state {
@@ -86,7 +93,7 @@ pub fn dry_run(
             }
         }
     }
-    for (number, step) in plan::steps(state).iter().enumerate() {
+    for (number, step) in plan::steps(state, config.mode).iter().enumerate() {
         let _ = writeln!(text, "  {}. {}: {}", number + 1, step.name, step.does);
     }
     let _ = writeln!(
@@ -94,7 +101,7 @@ pub fn dry_run(
         "then: state {next}{}",
         if reboots { ", reboot" } else { "" }
     );
-    let after = plan::after_recording(state);
+    let after = plan::after_recording(state, config.mode);
     for (number, step) in after.iter().enumerate() {
         let _ = writeln!(text, "  {}. {}: {}", number + 1, step.name, step.does);
     }
@@ -122,7 +129,8 @@ pub fn check(
         "preflight: the node can be converted\n  root: {} ({}), partition 1 of {}\n  \
          layout: {}\n  installers: {}\n  \
          space on /: {} bytes used, {} bytes free\n  network: {} {}/{} via {}, MAC {}, \
-         name servers {}\n  boot: {}\n  virtualization: {}\nnothing was changed\n",
+         name servers {}\n  mode: {}\n  network source: {} ({})\n  boot: {}\n  \
+         virtualization: {}{}\nnothing was changed\n",
         node.root_device,
         node.fs_type,
         node.disk,
@@ -141,12 +149,27 @@ pub fn check(
         network.gateway,
         network.mac,
         nameservers.join(", "),
+        config.mode.name(),
+        node.network_source.name(),
+        node.network_reason,
         node.boot.describe(),
         node.virtualization.describe(),
+        direct_mode_warning(config, &node),
     );
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("writing to stdout")
+}
+
+/// The direct mode's guests run on this host itself: without hardware
+/// virtualization only PV guests do (XCP-ng's HVM guests do not start).
+fn direct_mode_warning(config: &Config, node: &preflight::Node) -> &'static str {
+    if config.mode == Mode::Direct && node.virtualization == Virtualization::Absent {
+        "\n  warning: no hardware virtualization (vmx/svm): in the direct mode this host \
+         will run PV guests only"
+    } else {
+        ""
+    }
 }
 
 /// How much of the log's end `--status` reads for its last line.

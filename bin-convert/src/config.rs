@@ -13,9 +13,68 @@ use xitc_common::secret::Secret;
 
 use crate::system::System;
 
+/// What the node becomes (README "Modes").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The 2014 design: dom0 behind an appliance VM that takes the cloud's
+    /// address; Ubuntu boots between dom0 boots (the bounce).
+    #[default]
+    Appliance,
+    /// dom0's own xapi at the cloud's address; no appliance, no Ubuntu boot
+    /// after the install.
+    Direct,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Appliance => "appliance",
+            Mode::Direct => "direct",
+        }
+    }
+}
+
+/// Where dom0 learns the cloud's network on each boot (README "Network
+/// sources").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkSource {
+    /// The first run's choice, made by START's preflight and saved in its
+    /// place: the config drive if it describes the node's NIC, else DHCP in
+    /// the direct mode, the bounce in the appliance mode.
+    Auto,
+    /// The cloud's DHCP.
+    Dhcp,
+    /// The config drive's `network_data.json`, read on every boot.
+    ConfigDrive,
+    /// Ubuntu boots between dom0 boots and saves what the cloud gave it (2014).
+    #[default]
+    Bounce,
+}
+
+impl NetworkSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            NetworkSource::Auto => "auto",
+            NetworkSource::Dhcp => "dhcp",
+            NetworkSource::ConfigDrive => "config-drive",
+            NetworkSource::Bounce => "bounce",
+        }
+    }
+}
+
 /// Everything a run needs besides the live system.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
+    /// Configs saved before the direct mode existed are the appliance mode's.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Never `Auto` once START has saved the config.
+    #[serde(default)]
+    pub network: NetworkSource,
+    /// Empty in the direct mode, which has no appliance (as are the other
+    /// `appliance_*` settings, unused there).
     pub appliance_url: String,
     pub appliance_label: String,
     pub iso_url: String,
@@ -68,6 +127,8 @@ impl Config {
     #[cfg(test)]
     pub fn example() -> Config {
         Config {
+            mode: Mode::Appliance,
+            network: NetworkSource::Bounce,
             appliance_url: "http://127.0.0.1:9/a.xva".into(),
             appliance_label: "Devstack".into(),
             iso_url: "http://127.0.0.1:9/x.iso".into(),
@@ -101,11 +162,14 @@ impl Config {
         let or_none =
             |value: &Option<String>| value.clone().unwrap_or_else(|| "(not checked)".into());
         format!(
-            "  appliance URL:    {}\n  appliance label:  {}\n  ISO URL:          {}\n  \
+            "  mode:             {}\n  network:          {}\n  \
+             appliance URL:    {}\n  appliance label:  {}\n  ISO URL:          {}\n  \
              ISO SHA-256:      {}\n  appliance SHA-256: {}\n  Ubuntu size:      {}\n  \
              installer disk:   {}\n  installer NIC:    {}\n  appliance VCPUs:  {}\n  \
              appliance user:   {}\n  stamp:            {}\n  root password:    set (SHA-512 crypt hash; \
              the plaintext is not stored)\n",
+            self.mode.name(),
+            self.network.name(),
             self.appliance_url,
             self.appliance_label,
             self.iso_url,

@@ -1,9 +1,15 @@
 //! The cloud's network for one NIC, as a Nova config drive states it in
-//! `openstack/latest/network_data.json` (the `--network config-drive` source
-//! of the direct mode; the drive is found by its label, `config-2`, and read
-//! read-only by its caller). Parsed with serde; only what xitc needs is read,
-//! everything else in the file is ignored. The parser alone so far: no
-//! state reads a config drive yet.
+//! `openstack/latest/network_data.json` (the `--network config-drive` source).
+//! Parsed with serde; only what xitc needs is read, everything else in the
+//! file is ignored.
+//!
+//! The drive is found by its file system label, `config-2` (vfat drives may
+//! carry it in capitals, as cloud-init accepts), and read in userspace,
+//! through a descriptor opened read-only: the ISO 9660 reader
+//! ([`crate::iso`]) or the `fatfs` crate behind [`ReadOnly`], which refuses
+//! every write. Nothing is mounted, so nothing on the node changes, in Ubuntu
+//! (cloud-init has unmounted the drive) as in dom0, and the tests read real
+//! images made by xorriso and mtools.
 //!
 //! The format (Nova's network metadata, since 2015; what cloud-init's
 //! ConfigDrive source reads): `links` (each with an `id`, its
@@ -15,9 +21,22 @@
 //! (`type` `dns` with an `address`). Links are matched to NICs by MAC, as
 //! cloud-init does.
 
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 
+use anyhow::Context as _;
 use serde::Deserialize;
+
+use crate::disk::{LSBLK_COLUMNS, parse_lsblk};
+use crate::iso::Iso;
+use crate::system::System;
+
+/// The label Nova gives the drive (`CONFIG-2` on some vfat drives).
+pub const LABEL: &str = "config-2";
+
+/// network_data.json is a few KiB; more is not a config drive's.
+const NETWORK_DATA_LIMIT: u64 = 1 << 20;
 
 /// The file on the drive, from its root.
 pub const NETWORK_DATA: &str = "openstack/latest/network_data.json";
@@ -172,6 +191,136 @@ pub fn ipv4_config(json: &str, mac: Option<&str>) -> Result<Ipv4Config, String> 
         gateway,
         nameservers,
     })
+}
+
+/// The device (`/dev/sr0`) whose file system is labelled [`LABEL`], if any.
+pub fn find(system: &System) -> anyhow::Result<Option<String>> {
+    let listing = system
+        .run("lsblk", &["-rno", LSBLK_COLUMNS])
+        .context("listing block devices to find the config drive")?;
+    Ok(parse_lsblk(&listing)
+        .into_iter()
+        .find(|device| device.label.eq_ignore_ascii_case(LABEL))
+        .map(|device| format!("/dev/{}", device.name)))
+}
+
+/// [`NETWORK_DATA`] from the drive at `device` (iso9660 or vfat), read
+/// without mounting it; `None` when the drive has no such file (Nova before
+/// 2015).
+pub fn read_network_data(system: &System, device: &str) -> anyhow::Result<Option<String>> {
+    let path = system.path(device);
+    if is_iso9660(&path)? {
+        let mut iso = Iso::open(&path)?;
+        if let Some(entry) = iso.find(NETWORK_DATA)? {
+            anyhow::ensure!(
+                entry.length <= NETWORK_DATA_LIMIT,
+                "{device}: {NETWORK_DATA} claims {} bytes, more than a config drive holds",
+                entry.length
+            );
+        }
+        return iso.read_text(NETWORK_DATA);
+    }
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {device}"))?;
+    let fs = fatfs::FileSystem::new(ReadOnly(file), fatfs::FsOptions::new())
+        .with_context(|| format!("{device} (labelled {LABEL}) is neither iso9660 nor vfat"))?;
+    let file = match fs.root_dir().open_file(NETWORK_DATA) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).with_context(|| format!("{device}: {NETWORK_DATA}")),
+    };
+    let mut bytes = Vec::new();
+    file.take(NETWORK_DATA_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {NETWORK_DATA} from {device}"))?;
+    anyhow::ensure!(
+        bytes.len() as u64 <= NETWORK_DATA_LIMIT,
+        "{device}: {NETWORK_DATA} is larger than a config drive's (over 1 MiB)"
+    );
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// The IPv4 configuration the config drive gives the NIC with `mac`, and
+/// the drive's device; `None` when there is no drive, or it has no
+/// [`NETWORK_DATA`]. An error when the drive cannot be read or does not
+/// describe the NIC in a way xitc can configure.
+pub fn for_nic(system: &System, mac: &str) -> anyhow::Result<Option<(String, Ipv4Config)>> {
+    let Some(device) = find(system)? else {
+        return Ok(None);
+    };
+    let Some(json) = read_network_data(system, &device)? else {
+        return Ok(None);
+    };
+    let config = ipv4_config(&json, Some(mac))
+        .map_err(|problem| anyhow::anyhow!("the config drive {device}: {problem}"))?;
+    Ok(Some((device, config)))
+}
+
+impl Ipv4Config {
+    /// One line for the log and `--check`.
+    pub fn describe(&self) -> String {
+        match self {
+            Ipv4Config::Dhcp { mac, .. } => format!("DHCP on {mac}"),
+            Ipv4Config::Static {
+                mac,
+                address,
+                prefix,
+                gateway,
+                nameservers,
+                ..
+            } => format!(
+                "{address}/{prefix} via {gateway} on {mac}, name servers {}",
+                nameservers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        }
+    }
+}
+
+/// An ISO 9660 volume descriptor at sector 16 (`CD001`).
+fn is_iso9660(path: &Path) -> anyhow::Result<bool> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut magic = [0u8; 5];
+    file.seek(SeekFrom::Start(16 * 2048 + 1))?;
+    match file.read_exact(&mut magic) {
+        Ok(()) => Ok(&magic == b"CD001"),
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// A reader that `fatfs` may take for a disk (it asks for `Write`) but that
+/// refuses every write, so reading a drive can never change it; the file
+/// under it is opened read-only as well.
+#[derive(Debug)]
+pub struct ReadOnly<T>(pub T);
+
+impl<T: Read> Read for ReadOnly<T> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buffer)
+    }
+}
+
+impl<T: Seek> Seek for ReadOnly<T> {
+    fn seek(&mut self, position: SeekFrom) -> io::Result<u64> {
+        self.0.seek(position)
+    }
+}
+
+impl<T> Write for ReadOnly<T> {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the config drive is read read-only",
+        ))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! when all have succeeded, so a crash or power loss anywhere re-runs the
 //! state; every step is idempotent for that reason.
 
-use crate::shared::{self, appliance, dom0};
+use crate::config::Mode;
+use crate::shared::{self, appliance, direct, dom0};
 use crate::state::State;
 use crate::steps::{setup_installer, start, ubuntu, xenserver_firstboot};
 use crate::work::{Action, Step};
@@ -12,8 +13,21 @@ const fn step(name: &'static str, does: &'static str, action: Action) -> Step {
     Step::new(name, does, action)
 }
 
-/// The steps of `state`, in order.
-pub fn steps(state: State) -> &'static [Step] {
+/// The state after `state`'s steps in `mode`, and whether the node reboots
+/// then. The direct mode stays in XENSERVER once dom0 runs: no Ubuntu boot,
+/// no reboot.
+pub fn next(state: State, mode: Mode) -> (State, bool) {
+    match (mode, state) {
+        (Mode::Direct, State::XenserverFirstboot | State::Xenserver) => (State::Xenserver, false),
+        _ => state.next(),
+    }
+}
+
+/// The steps of `state` in `mode`, in order.
+pub fn steps(state: State, mode: Mode) -> &'static [Step] {
+    if mode == Mode::Direct && matches!(state, State::XenserverFirstboot | State::Xenserver) {
+        return &DIRECT_DOM0;
+    }
     match state {
         State::Start => &START,
         State::SetupInstaller => &SETUP_INSTALLER,
@@ -234,6 +248,33 @@ const XENSERVER: [Step; 8] = [
     BOOT_UBUNTU_NEXT,
 ];
 
+// The direct mode's dom0 states, on every boot (shared/direct.rs says why
+// each).
+const DIRECT_DOM0: [Step; 4] = [
+    step(
+        "clear-stamp",
+        "remove an earlier run's stamp: it says ready again only after this boot's checks",
+        direct::clear_stamp,
+    ),
+    WAIT_XAPI,
+    step(
+        "management",
+        "dom0's management interface on the cloud NIC with this boot's MAC, configured from the network source (DHCP or the config drive)",
+        direct::management,
+    ),
+    step(
+        "wait-ready",
+        "wait until xe host-list answers and the pool has a default SR",
+        direct::wait_ready,
+    ),
+];
+
+const DIRECT_STAMP: Step = step(
+    "stamp",
+    "touch the stamp in dom0, where xitc-wait-until-done looks for it at the cloud's address",
+    direct::stamp,
+);
+
 /// What a dom0 boot in state UBUNTU runs when it has no network settings to
 /// start the appliance with: Ubuntu next, then the runner reboots (the bounce).
 pub const BOUNCE_AGAIN: [Step; 1] = [BOOT_UBUNTU_NEXT];
@@ -242,7 +283,10 @@ pub const BOUNCE_AGAIN: [Step; 1] = [BOOT_UBUNTU_NEXT];
 /// sync, touch stamp"). The stamp tells the user the node is ready; if touching it
 /// fails, the conversion itself is done and the next boot goes on with the
 /// cycle, so it must not make the state run again.
-pub fn after_recording(state: State) -> &'static [Step] {
+pub fn after_recording(state: State, mode: Mode) -> &'static [Step] {
+    if mode == Mode::Direct && matches!(state, State::XenserverFirstboot | State::Xenserver) {
+        return &[DIRECT_STAMP];
+    }
     match state {
         State::XenserverFirstboot | State::Xenserver => &[STAMP],
         State::Start | State::SetupInstaller | State::Ubuntu => &[],
@@ -255,17 +299,48 @@ mod tests {
 
     #[test]
     fn every_state_has_steps_with_unique_names() {
-        for state in State::ALL {
-            let names: Vec<&str> = steps(state)
+        for (state, mode) in State::ALL
+            .into_iter()
+            .flat_map(|state| [(state, Mode::Appliance), (state, Mode::Direct)])
+        {
+            let names: Vec<&str> = steps(state, mode)
                 .iter()
-                .chain(after_recording(state))
+                .chain(after_recording(state, mode))
                 .map(|step| step.name)
                 .collect();
-            assert!(!names.is_empty(), "{state}");
+            assert!(!names.is_empty(), "{state} {mode:?}");
             let mut unique = names.clone();
             unique.sort_unstable();
             unique.dedup();
-            assert_eq!(unique.len(), names.len(), "{state}: {names:?}");
+            assert_eq!(unique.len(), names.len(), "{state} {mode:?}: {names:?}");
+        }
+    }
+
+    #[test]
+    fn the_direct_mode_never_leaves_dom0_after_the_install() {
+        let mut state = State::Start;
+        let mut reboots = 0;
+        for _ in 0..6 {
+            let (next, reboot) = next(state, Mode::Direct);
+            reboots += u32::from(reboot);
+            state = next;
+        }
+        assert_eq!(state, State::Xenserver);
+        assert_eq!(
+            reboots, 2,
+            "START and SETUP_INSTALLER reboot; dom0 does not"
+        );
+        for dom0_state in [State::XenserverFirstboot, State::Xenserver] {
+            let names: Vec<&str> = steps(dom0_state, Mode::Direct)
+                .iter()
+                .map(|step| step.name)
+                .collect();
+            assert!(
+                !names
+                    .iter()
+                    .any(|name| name.contains("appliance") || name.contains("ubuntu")),
+                "{names:?}"
+            );
         }
     }
 }

@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use xitc_common::exit;
 
 use crate::config::Config;
+use crate::config::{Mode, NetworkSource};
+use crate::config_drive::{self, Ipv4Config};
 use crate::disk::{parse_df, partition_of, root_mount, sfdisk_version};
 use crate::layout::{self, Expect, Layout};
 use crate::network::{Network, network};
@@ -39,6 +41,12 @@ pub struct Node {
     pub virtualization: Virtualization,
     /// BIOS or UEFI, as the installer will be booted.
     pub boot: Boot,
+    /// Where dom0 learns the network: the config's choice, `auto` resolved.
+    pub network_source: NetworkSource,
+    /// What the config drive says about the NIC, when it is the source.
+    pub drive_network: Option<Ipv4Config>,
+    /// Why that source, for `--check` and the log.
+    pub network_reason: String,
 }
 
 /// Which state reads the node: START, before any change, or SETUP_INSTALLER,
@@ -132,8 +140,23 @@ pub fn check(
         }
     };
 
-    match (problems.is_empty(), network, layout, boot) {
-        (true, Some(network), Some(layout), Some(boot)) => Ok(Node {
+    let source = network.as_ref().and_then(|network| {
+        network_source(system, config, network)
+            .map_err(&mut note)
+            .ok()
+    });
+
+    match (problems.is_empty(), network, layout, boot, source) {
+        (
+            true,
+            Some(network),
+            Some(layout),
+            Some(boot),
+            Some((network_source, drive_network, network_reason)),
+        ) => Ok(Node {
+            network_source,
+            drive_network,
+            network_reason,
             boot,
             virtualization: Virtualization::read(system),
             root_device,
@@ -148,6 +171,66 @@ pub fn check(
             "the node cannot be converted, nothing was changed: {}",
             problems.join("; ")
         ))),
+    }
+}
+
+/// The network source the config asks for, `auto` resolved: the config
+/// drive when one describes the node's NIC (by its MAC), else DHCP in the
+/// direct mode and the bounce in the appliance mode. With the source, what
+/// the drive says (when it is the source) and a line saying why.
+fn network_source(
+    system: &System,
+    config: &Config,
+    network: &Network,
+) -> Result<(NetworkSource, Option<Ipv4Config>, String), String> {
+    let drive = || config_drive::for_nic(system, &network.mac);
+    match (config.mode, config.network) {
+        (Mode::Appliance, NetworkSource::Auto | NetworkSource::Bounce) => Ok((
+            NetworkSource::Bounce,
+            None,
+            "Ubuntu boots between dom0 boots and saves the network it was given".to_owned(),
+        )),
+        (Mode::Direct, NetworkSource::Dhcp) => Ok((
+            NetworkSource::Dhcp,
+            None,
+            "the cloud's DHCP (asked for)".to_owned(),
+        )),
+        (Mode::Direct, NetworkSource::ConfigDrive) => match drive() {
+            Ok(Some((device, found))) => Ok((
+                NetworkSource::ConfigDrive,
+                Some(found.clone()),
+                format!("the config drive {device}: {}", found.describe()),
+            )),
+            Ok(None) => Err(format!(
+                "--network config-drive: no drive labelled {} with {} (is the server booted \
+                 with a config drive?)",
+                config_drive::LABEL,
+                config_drive::NETWORK_DATA
+            )),
+            Err(error) => Err(format!("--network config-drive: {error:#}")),
+        },
+        (Mode::Direct, NetworkSource::Auto) => match drive() {
+            Ok(Some((device, found))) => Ok((
+                NetworkSource::ConfigDrive,
+                Some(found.clone()),
+                format!("the config drive {device}: {}", found.describe()),
+            )),
+            Ok(None) => Ok((
+                NetworkSource::Dhcp,
+                None,
+                "the cloud's DHCP (no config drive with network data)".to_owned(),
+            )),
+            Err(error) => Ok((
+                NetworkSource::Dhcp,
+                None,
+                format!("the cloud's DHCP ({error:#})"),
+            )),
+        },
+        (mode, source) => Err(format!(
+            "--network {} does not go with --mode {}",
+            source.name(),
+            mode.name()
+        )),
     }
 }
 
@@ -257,12 +340,14 @@ fn bytes_still_to_download(system: &System, downloads: &[(String, PathBuf)]) -> 
         .sum()
 }
 
-/// The downloads as (URL, node path) pairs.
+/// The downloads as (URL, node path) pairs: the ISO, and the appliance in
+/// the appliance mode.
 pub fn downloads(config: &Config, files: &Files) -> Vec<(String, PathBuf)> {
-    vec![
-        (config.iso_url.clone(), files.iso.clone()),
-        (config.appliance_url.clone(), files.appliance_xva.clone()),
-    ]
+    let mut downloads = vec![(config.iso_url.clone(), files.iso.clone())];
+    if config.mode == Mode::Appliance {
+        downloads.push((config.appliance_url.clone(), files.appliance_xva.clone()));
+    }
+    downloads
 }
 
 #[cfg(test)]

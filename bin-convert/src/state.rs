@@ -50,7 +50,9 @@ impl State {
         }
     }
 
-    /// The state after this one's steps, and whether the node reboots then.
+    /// The state after this one's steps in the appliance mode (the 2014
+    /// cycle), and whether the node reboots then; [`crate::plan::next`] has
+    /// the direct mode's.
     pub fn next(self) -> (State, bool) {
         match self {
             State::Start => (State::SetupInstaller, true),

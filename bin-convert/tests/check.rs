@@ -53,6 +53,9 @@ fn check_reads_the_node_from_the_live_system_and_changes_nothing() {
          space on /: 2147483648 bytes used, 30064771072 bytes free\n  \
          network: eth0 203.0.171.17/24 via 203.15.171.1, MAC bc:76:4e:20:1a:2b, \
          name servers 203.0.113.53, 198.51.100.53\n  \
+         mode: appliance\n  \
+         network source: bounce (Ubuntu boots between dom0 boots and saves the network it was \
+         given)\n  \
          boot: BIOS: GRUB boots Xen for the installer by multiboot\n  \
          virtualization: Intel VT-x (vmx): HVM and PV guests can run\nnothing was changed\n"
     );

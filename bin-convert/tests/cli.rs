@@ -120,6 +120,58 @@ fn dry_run_in_a_later_state_uses_the_saved_config() {
     assert_eq!(sandbox.tree(), before);
 }
 
+/// A config saved by START in the direct mode (an old config has no mode:
+/// the appliance mode, as the test above shows): dom0 stays in XENSERVER,
+/// with the direct mode's steps and its stamp in dom0.
+#[test]
+fn dry_run_in_the_direct_mode_plans_no_appliance_and_no_ubuntu() {
+    use bin_convert::config::{Config, Mode, NetworkSource};
+    let sandbox = Sandbox::new();
+    let config = Config {
+        mode: Mode::Direct,
+        network: NetworkSource::Dhcp,
+        appliance_url: String::new(),
+        appliance_label: String::new(),
+        ..sandbox.save_config()
+    };
+    config
+        .save(
+            &sandbox.system(),
+            &std::path::Path::new(INSTALL).join("xitc-convert.config"),
+        )
+        .unwrap();
+    for state in ["XENSERVER_FIRSTBOOT", "XENSERVER"] {
+        sandbox.set_state(state);
+        let output = sandbox.convert().arg("--dry-run").output().unwrap();
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{stderr}");
+        let steps: Vec<&str> = stdout
+            .lines()
+            .filter_map(|line| line.trim_start().split_once(". "))
+            .map(|(_, rest)| rest.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "clear-stamp",
+                "wait-xapi",
+                "management",
+                "wait-ready",
+                "stamp"
+            ],
+            "{stdout}"
+        );
+        assert!(
+            stdout.starts_with(&format!(
+                "xitc-convert --dry-run: state {state} (runs on dom0), direct mode (xapi at the \
+                 cloud's address, no appliance), network source dhcp; would run:\n"
+            )),
+            "{stdout}"
+        );
+        assert!(stdout.contains("\nthen: state XENSERVER\n"), "{stdout}");
+    }
+}
+
 #[test]
 fn a_real_run_on_a_node_that_fails_preflight_changes_nothing() {
     let sandbox = Sandbox::new();
@@ -425,6 +477,48 @@ fn bad_input_is_refused_and_changes_nothing() {
             vec![],
             2,
             "invalid value 'many' for '--appliance-vcpus <N>'",
+        ),
+        (
+            "direct mode with an appliance",
+            vec!["--mode", "direct", "pw", URL, "L"],
+            vec![],
+            2,
+            "the direct mode takes no APPLIANCE_URL or APPLIANCE_NAME_LABEL",
+        ),
+        (
+            "direct mode with the bounce",
+            vec!["--mode", "direct", "--network", "bounce", "pw"],
+            vec![],
+            2,
+            "--network bounce needs the appliance mode",
+        ),
+        (
+            "direct mode with appliance VCPUs",
+            vec!["--mode", "direct", "--appliance-vcpus", "2", "pw"],
+            vec![],
+            2,
+            "--appliance-vcpus is for the appliance mode",
+        ),
+        (
+            "appliance mode with DHCP",
+            vec!["--network", "dhcp", "pw", URL, "L"],
+            vec![],
+            2,
+            "--network dhcp works with --mode direct only",
+        ),
+        (
+            "unknown mode",
+            vec!["--mode", "indirect", "pw"],
+            vec![],
+            2,
+            "invalid value 'indirect' for '--mode <MODE>'",
+        ),
+        (
+            "unknown network source",
+            vec!["--mode", "direct", "--network", "carrier-pigeon", "pw"],
+            vec![],
+            2,
+            "invalid value 'carrier-pigeon' for '--network <NETWORK>'",
         ),
         (
             "relative stamp path",

@@ -4,6 +4,7 @@
 //! hostile values through xe and SSH. Each ends as an uninterrupted run does,
 //! or fails with a clear log and nothing changed. The node: node/mod.rs.
 
+use bin_convert::config::Mode;
 use bin_convert::state::State;
 
 mod node;
@@ -205,10 +206,11 @@ fn killed_at_stamp_the_stamp_is_touched_by_the_rerun() {
 
 #[test]
 fn every_step_of_firstboot_has_a_kill_test() {
-    let names: Vec<&str> = bin_convert::plan::steps(State::XenserverFirstboot)
+    let names: Vec<&str> = bin_convert::plan::steps(State::XenserverFirstboot, Mode::Appliance)
         .iter()
         .chain(bin_convert::plan::after_recording(
             State::XenserverFirstboot,
+            Mode::Appliance,
         ))
         .map(|step| step.name)
         .collect();

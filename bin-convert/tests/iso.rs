@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use bin_convert::installer::identify;
 use bin_convert::installer::{Dialect, Generation};
-use bin_convert::iso::{Iso, identify};
+use bin_convert::iso::Iso;
 
 fn content(length: usize, seed: u8) -> Vec<u8> {
     (0..length)

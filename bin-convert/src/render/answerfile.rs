@@ -2,6 +2,7 @@
 //! found on the ISO ([`Dialect`]).
 
 use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
 
 use xitc_common::exit;
 
@@ -20,14 +21,44 @@ pub struct Answers {
     /// The post-install script (`file:///tmp/ramdisk/postinst.sh`).
     pub post_install_url: String,
     pub nic: String,
+    /// How dom0's management interface on `nic` gets its address.
+    pub admin: Admin,
     /// The installer is booted by UEFI: it then installs dom0's GRUB on a new
     /// ESP, and is told not to write a UEFI boot entry (see [`answerfile`]).
     pub uefi: bool,
 }
 
+/// dom0's management interface, as installed (`<admin-interface>`, and
+/// `<nameserver>` for a static one; host-installer's answerfile.py,
+/// `parseInterface` and `parseNSConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admin {
+    /// The appliance mode: a temporary static address (2014's choice); the
+    /// first boot moves dom0 behind the appliance.
+    Temporary,
+    /// The direct mode on a DHCP cloud.
+    Dhcp,
+    /// The direct mode with the config drive's static settings.
+    Static {
+        address: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+        nameservers: Vec<IpAddr>,
+    },
+}
+
 /// The temporary static address of dom0 during the install (2014's choice; the
 /// real networking is set up by the first boot).
 const INSTALL_ADDRESS: (&str, &str, &str) = ("192.168.34.2", "255.255.255.0", "192.168.34.1");
+
+/// The dotted netmask of a prefix length (24 → 255.255.255.0).
+pub fn netmask(prefix: u8) -> Ipv4Addr {
+    Ipv4Addr::from(
+        u32::MAX
+            .checked_shl(32 - u32::from(prefix.min(32)))
+            .unwrap_or(0),
+    )
+}
 
 /// Escapes text for XML element content and attribute values.
 pub fn xml_escape(text: &str) -> String {
@@ -66,7 +97,6 @@ pub fn answerfile(answers: &Answers) -> anyhow::Result<String> {
         }
     }
     let e = xml_escape;
-    let (address, netmask, gateway) = INSTALL_ADDRESS;
     let (sr_attribute, address_tags, bootloader) = match answers.dialect {
         Dialect::XenServer6 => ("srtype", ("ip", "subnet-mask"), "extlinux"),
         Dialect::XenServer7 => ("sr-type", ("ipaddr", "subnet"), "grub2"),
@@ -89,15 +119,8 @@ pub fn answerfile(answers: &Answers) -> anyhow::Result<String> {
         "  <source type=\"url\">{}</source>",
         e(&answers.source_url)
     );
-    let _ = writeln!(
-        xml,
-        "  <admin-interface name=\"{}\" proto=\"static\">",
-        e(&answers.nic)
-    );
-    let _ = writeln!(xml, "    <{0}>{address}</{0}>", address_tags.0);
-    let _ = writeln!(xml, "    <{0}>{netmask}</{0}>", address_tags.1);
-    let _ = writeln!(xml, "    <gateway>{gateway}</gateway>");
-    xml.push_str("  </admin-interface>\n  <timezone>UTC</timezone>\n");
+    admin_interface(&mut xml, answers, address_tags);
+    xml.push_str("  <timezone>UTC</timezone>\n");
     let _ = writeln!(
         xml,
         "  <script stage=\"filesystem-populated\" type=\"url\">{}</script>",
@@ -127,6 +150,55 @@ pub fn answerfile(answers: &Answers) -> anyhow::Result<String> {
     Ok(xml)
 }
 
+/// `<admin-interface>` (and `<nameserver>`s) for `answers.admin`, with the
+/// dialect's names of the address and netmask elements.
+fn admin_interface(xml: &mut String, answers: &Answers, address_tags: (&str, &str)) {
+    let (address, mask, gateway, nameservers) = match &answers.admin {
+        Admin::Dhcp => {
+            let _ = writeln!(
+                xml,
+                "  <admin-interface name=\"{}\" proto=\"dhcp\"/>",
+                xml_escape(&answers.nic)
+            );
+            (None, None, None, &[][..])
+        }
+        Admin::Temporary => {
+            let (address, mask, gateway) = INSTALL_ADDRESS;
+            (
+                Some(address.to_owned()),
+                Some(mask.to_owned()),
+                Some(gateway.to_owned()),
+                &[][..],
+            )
+        }
+        Admin::Static {
+            address,
+            prefix,
+            gateway,
+            nameservers,
+        } => (
+            Some(address.to_string()),
+            Some(netmask(*prefix).to_string()),
+            Some(gateway.to_string()),
+            nameservers.as_slice(),
+        ),
+    };
+    if let (Some(address), Some(mask), Some(gateway)) = (address, mask, gateway) {
+        let _ = writeln!(
+            xml,
+            "  <admin-interface name=\"{}\" proto=\"static\">",
+            xml_escape(&answers.nic)
+        );
+        let _ = writeln!(xml, "    <{0}>{address}</{0}>", address_tags.0);
+        let _ = writeln!(xml, "    <{0}>{mask}</{0}>", address_tags.1);
+        let _ = writeln!(xml, "    <gateway>{gateway}</gateway>");
+        xml.push_str("  </admin-interface>\n");
+    }
+    for server in nameservers {
+        let _ = writeln!(xml, "  <nameserver>{server}</nameserver>");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,7 +211,81 @@ mod tests {
             source_url: "file:///tmp/ramdisk".into(),
             post_install_url: "file:///tmp/ramdisk/postinst.sh".into(),
             nic: "eth0".into(),
+            admin: Admin::Temporary,
             uefi: false,
+        }
+    }
+
+    fn parse(xml: &str) -> roxmltree::Document<'_> {
+        roxmltree::Document::parse(xml).unwrap()
+    }
+
+    #[test]
+    fn the_direct_mode_installs_dom0_on_the_clouds_network() {
+        let dhcp = answerfile(&Answers {
+            admin: Admin::Dhcp,
+            ..answers(Dialect::XenServer7)
+        })
+        .unwrap();
+        let document = parse(&dhcp);
+        let interface = document
+            .descendants()
+            .find(|node| node.tag_name().name() == "admin-interface")
+            .unwrap();
+        assert_eq!(interface.attribute("name"), Some("eth0"));
+        assert_eq!(interface.attribute("proto"), Some("dhcp"));
+        assert_eq!(interface.children().count(), 0, "{dhcp}");
+        assert!(!dhcp.contains("nameserver"), "{dhcp}");
+
+        for (dialect, address_tag, mask_tag) in [
+            (Dialect::XenServer7, "ipaddr", "subnet"),
+            (Dialect::XenServer6, "ip", "subnet-mask"),
+        ] {
+            let fixed = answerfile(&Answers {
+                admin: Admin::Static {
+                    address: "203.0.113.7".parse().unwrap(),
+                    prefix: 22,
+                    gateway: "203.0.113.1".parse().unwrap(),
+                    nameservers: vec![
+                        "203.0.113.53".parse().unwrap(),
+                        "2001:db8::53".parse().unwrap(),
+                    ],
+                },
+                ..answers(dialect)
+            })
+            .unwrap();
+            let document = parse(&fixed);
+            let text = |name: &str| -> Vec<&str> {
+                document
+                    .descendants()
+                    .filter(|node| node.tag_name().name() == name)
+                    .filter_map(|node| node.text())
+                    .collect()
+            };
+            assert_eq!(text(address_tag), ["203.0.113.7"]);
+            assert_eq!(text(mask_tag), ["255.255.252.0"]);
+            assert_eq!(text("gateway"), ["203.0.113.1"]);
+            // Top-level, as parseNSConfig reads them.
+            let servers: Vec<&str> = document
+                .root_element()
+                .children()
+                .filter(|node| node.tag_name().name() == "nameserver")
+                .filter_map(|node| node.text())
+                .collect();
+            assert_eq!(servers, ["203.0.113.53", "2001:db8::53"]);
+        }
+    }
+
+    #[test]
+    fn netmasks_of_prefixes() {
+        for (prefix, mask) in [
+            (0, "0.0.0.0"),
+            (8, "255.0.0.0"),
+            (24, "255.255.255.0"),
+            (31, "255.255.255.254"),
+            (32, "255.255.255.255"),
+        ] {
+            assert_eq!(netmask(prefix).to_string(), mask);
         }
     }
 

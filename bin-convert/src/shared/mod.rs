@@ -1,7 +1,9 @@
 //! Steps that more than one state runs: both dom0 states' networking and
-//! appliance work, and the sync before a reboot.
+//! appliance work (the direct mode's in `direct`), and the sync before a
+//! reboot.
 
 pub mod appliance;
+pub mod direct;
 pub mod dom0;
 
 use crate::work::Work;

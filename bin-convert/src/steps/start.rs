@@ -18,13 +18,15 @@ use xitc_common::exit;
 use xitc_common::poll::Deadline;
 
 use crate::bootloader;
+use crate::config::{Config, Mode};
+use crate::config_drive::Ipv4Config;
 use crate::disk::{Label, parse_df, partition_name};
 use crate::installer::{self, NodeDisk};
 use crate::iso::Iso;
 use crate::paths::{INITRD_BOOT_DROP_IN, UBUNTU_MOUNT};
 use crate::platform::Boot;
-use crate::preflight::{self, MARGIN_BYTES};
-use crate::render::{self, Answers, Dom0Hook, InstallerEntry, Shrink};
+use crate::preflight::{self, MARGIN_BYTES, Node};
+use crate::render::{self, Admin, Answers, Dom0Hook, InstallerEntry, Shrink};
 use crate::work::Work;
 
 /// How long the downloads may take in all.
@@ -41,8 +43,21 @@ pub fn preflight(work: &mut Work<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Saves the config with the network source preflight chose in place of
+/// `auto`, so that every later run, in Ubuntu or dom0, uses that one.
 pub fn save_config(work: &mut Work<'_>) -> anyhow::Result<()> {
-    work.config.save(work.system, &work.files.config)
+    let node = work.node()?;
+    work.log.line(&format!(
+        "mode {}; network source {}: {}",
+        work.config.mode.name(),
+        node.network_source.name(),
+        node.network_reason
+    ));
+    let config = Config {
+        network: node.network_source,
+        ..work.config.clone()
+    };
+    config.save(work.system, &work.files.config)
 }
 
 /// Records what the entry dom0 adds to boot Ubuntu (XENSERVER_FIRSTBOOT)
@@ -209,6 +224,32 @@ pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// dom0's management interface as the installer sets it up: a temporary
+/// address in the appliance mode (the first boot moves dom0 behind the
+/// appliance), the cloud's network in the direct mode: DHCP, or what the
+/// config drive says (dom0 reads the drive again on every boot).
+fn admin_interface(config: &Config, node: &Node) -> Admin {
+    match (config.mode, &node.drive_network) {
+        (Mode::Appliance, _) => Admin::Temporary,
+        (
+            Mode::Direct,
+            Some(Ipv4Config::Static {
+                address,
+                prefix,
+                gateway,
+                nameservers,
+                ..
+            }),
+        ) => Admin::Static {
+            address: *address,
+            prefix: *prefix,
+            gateway: *gateway,
+            nameservers: nameservers.clone(),
+        },
+        (Mode::Direct, _) => Admin::Dhcp,
+    }
+}
+
 pub fn ramdisk_source(work: &mut Work<'_>) -> anyhow::Result<()> {
     let mut iso = open_iso(work)?;
     let installer = installer::identify(&mut iso)?;
@@ -223,6 +264,7 @@ pub fn ramdisk_source(work: &mut Work<'_>) -> anyhow::Result<()> {
         source_url: "file:///tmp/ramdisk".to_owned(),
         post_install_url: "file:///tmp/ramdisk/postinst.sh".to_owned(),
         nic: work.config.installer_nic.clone(),
+        admin: admin_interface(work.config, work.node()?),
         uefi: work.node()?.boot == Boot::Uefi,
     };
     work.system.write_atomic(

@@ -378,6 +378,8 @@ pub fn script(path: &Path, body: &str) {
 /// what they need with `..config(…)`.
 pub fn config(appliance_url: &str, iso_url: &str) -> Config {
     Config {
+        mode: bin_convert::config::Mode::Appliance,
+        network: bin_convert::config::NetworkSource::Bounce,
         appliance_url: appliance_url.into(),
         appliance_label: "Devstack".into(),
         iso_url: iso_url.into(),
