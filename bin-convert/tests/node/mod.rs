@@ -266,6 +266,12 @@ pub struct Node {
 impl Node {
     /// START and SETUP_INSTALLER as the lifecycle runs them, then the install.
     pub fn installed() -> Self {
+        Self::installed_with(|_| {})
+    }
+
+    /// [`Node::installed`], with `prepare` changing the node or its first
+    /// run's config before START (the direct mode, a config drive).
+    pub fn installed_with(prepare: impl FnOnce(&mut StartWorld)) -> Self {
         let nginx = xitc_test_support::Nginx::start();
         let scratch = tempfile::tempdir().unwrap();
         let (iso, xva) = serve_installer(&nginx, scratch.path());
@@ -273,6 +279,7 @@ impl Node {
         let appliance = Appliance::start();
         LABEL.clone_into(&mut ubuntu.config.appliance_label);
         ubuntu.config.appliance_user.clone_from(&appliance.user);
+        prepare(&mut ubuntu);
         let u = ubuntu.sandbox.root.path().to_path_buf();
         let run = |state| {
             bin_convert::runner::run_state(&ubuntu.system, &ubuntu.files, &ubuntu.config, state)
@@ -321,6 +328,14 @@ impl Node {
 
     pub fn config(&self) -> &Config {
         &self.ubuntu.config
+    }
+
+    /// The config as START saved it (the network source chosen), which every
+    /// later run reads.
+    pub fn saved_config(&self) -> Config {
+        Config::load(&self.ubuntu.system, &self.ubuntu.files.config)
+            .unwrap()
+            .expect("START saved the config")
     }
 
     /// Ubuntu's programs for the UBUNTU state: dom0's root found by its label

@@ -406,3 +406,103 @@ pub fn text(output: &std::process::Output) -> (String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// How a config drive is made: Nova makes iso9660 (genisoimage, Rock Ridge
+/// and Joliet) by default and vfat when asked (`config_drive_format`).
+#[derive(Debug, Clone, Copy)]
+pub enum DriveFormat {
+    Iso9660,
+    Vfat,
+}
+
+/// Writes a real config drive image at `image` labelled `label`, holding
+/// `openstack/latest/network_data.json` with `network_data` (none: a drive
+/// of the time before network data). iso9660 by xorriso, vfat by mtools.
+pub fn config_drive_image(
+    image: &Path,
+    format: DriveFormat,
+    label: &str,
+    network_data: Option<&str>,
+) {
+    let tree = tempfile::tempdir().unwrap();
+    let latest = tree.path().join("openstack/latest");
+    std::fs::create_dir_all(&latest).unwrap();
+    write(
+        &latest.join("meta_data.json"),
+        r#"{"uuid": "d8e02d56-2648-49a3-bf97-6be8f1204f38"}"#,
+    );
+    if let Some(json) = network_data {
+        write(&latest.join("network_data.json"), json);
+    }
+    std::fs::create_dir_all(image.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(image);
+    let run = |program: &str, args: &[&str], package: &str| {
+        let output = Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|error| panic!("{program}: {error}: apt-get install {package}"));
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let image_text = image.to_str().unwrap();
+    match format {
+        DriveFormat::Iso9660 => run(
+            "xorriso",
+            &[
+                "-as",
+                "mkisofs",
+                "-quiet",
+                "-r",
+                "-J",
+                "-V",
+                label,
+                "-o",
+                image_text,
+                tree.path().to_str().unwrap(),
+            ],
+            "xorriso",
+        ),
+        DriveFormat::Vfat => {
+            std::fs::File::create(image)
+                .unwrap()
+                .set_len(2 << 20)
+                .unwrap();
+            run("mformat", &["-i", image_text, "-v", label, "::"], "mtools");
+            run(
+                "mmd",
+                &["-i", image_text, "::/openstack", "::/openstack/latest"],
+                "mtools",
+            );
+            for name in ["meta_data.json", "network_data.json"] {
+                let file = latest.join(name);
+                if file.exists() {
+                    run(
+                        "mcopy",
+                        &[
+                            "-i",
+                            image_text,
+                            file.to_str().unwrap(),
+                            &format!("::/openstack/latest/{name}"),
+                        ],
+                        "mtools",
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Nova's network_data.json for one NIC with a fixed address (a Neutron
+/// port), as the tests' config drives carry it.
+pub fn static_network_data(mac: &str, address: &str, gateway: &str) -> String {
+    format!(
+        r#"{{"links": [{{"id": "tap0", "type": "ovs", "mtu": 1450, "ethernet_mac_address": "{mac}"}}],
+  "networks": [{{"id": "network0", "type": "ipv4", "link": "tap0", "ip_address": "{address}",
+    "netmask": "255.255.255.0",
+    "routes": [{{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "{gateway}"}}]}}],
+  "services": [{{"type": "dns", "address": "203.0.113.53"}}]}}"#
+    )
+}
