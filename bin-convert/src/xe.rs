@@ -8,6 +8,8 @@
 
 use std::net::Ipv4Addr;
 
+use anyhow::Context as _;
+
 use crate::system::System;
 
 /// `xe` for one dom0.
@@ -74,6 +76,22 @@ impl<'a> Xe<'a> {
                 several.join(", ")
             ),
         }
+    }
+
+    /// `xe pif-introduce` of the NIC `device` with `mac` on this host (the
+    /// one host of a fresh install); the new PIF's uuid.
+    pub fn introduce_pif(&self, device: &str, mac: &str) -> anyhow::Result<String> {
+        let host = self
+            .list(&["host-list"])?
+            .into_iter()
+            .next()
+            .context("xe host-list names no host")?;
+        self.call(&[
+            "pif-introduce",
+            &format!("device={device}"),
+            &format!("host-uuid={host}"),
+            &format!("mac={mac}"),
+        ])
     }
 
     /// Sets VCPUs so that VCPUs-max is never below VCPUs-at-startup on the way.

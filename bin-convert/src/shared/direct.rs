@@ -188,17 +188,7 @@ pub fn management(work: &mut Work<'_>) -> anyhow::Result<()> {
             for old in xe.list(&["pif-list", &device])? {
                 xe.call(&["pif-forget", &format!("uuid={old}")])?;
             }
-            let host = xe
-                .list(&["host-list"])?
-                .into_iter()
-                .next()
-                .context("xe host-list names no host")?;
-            xe.call(&[
-                "pif-introduce",
-                &device,
-                &format!("host-uuid={host}"),
-                &format!("mac={mac}"),
-            ])?
+            xe.introduce_pif(&nic, &mac)?
         }
     };
     let settings = IpSettings::wanted(&wanted);

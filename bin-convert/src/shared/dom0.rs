@@ -41,18 +41,8 @@ pub fn forget_networking(work: &mut Work<'_>) -> anyhow::Result<()> {
     for pif in xe.list(&["pif-list"])? {
         xe.call(&["pif-forget", &format!("uuid={pif}")])?;
     }
-    let host = xe
-        .list(&["host-list"])?
-        .into_iter()
-        .next()
-        .context("xe host-list names no host")?;
     let nic = format!("device={}", work.config.installer_nic);
-    let pif = xe.call(&[
-        "pif-introduce",
-        &nic,
-        &format!("host-uuid={host}"),
-        &format!("mac={}", settings.mac),
-    ])?;
+    let pif = xe.introduce_pif(&work.config.installer_nic, &settings.mac)?;
     let label = format!("name-label={MANAGEMENT_NETWORK}");
     let network = match xe.list(&["network-list", &label])?.into_iter().next() {
         Some(existing) => existing,
