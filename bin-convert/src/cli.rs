@@ -55,8 +55,9 @@ struct Cli {
     mode: ModeArg,
 
     /// Where dom0 learns the cloud's network on each boot. auto: the config
-    /// drive if it describes the NIC, else DHCP (direct mode) or the bounce
-    /// (appliance mode); START records the choice.
+    /// drive if it describes the NIC, else DHCP if this boot's address came
+    /// by DHCP, else the bounce (appliance mode only); START records the
+    /// choice.
     #[arg(long, value_enum, default_value_t = NetworkArg::Auto)]
     network: NetworkArg,
 
@@ -151,13 +152,6 @@ fn mode_and_network(cli: &Cli) -> anyhow::Result<(Mode, NetworkSource)> {
             "--network bounce needs the appliance mode: the direct mode never boots Ubuntu \
              after the install",
         )),
-        (Mode::Appliance, NetworkSource::Dhcp | NetworkSource::ConfigDrive) => {
-            Err(exit::usage(format!(
-                "--network {} works with --mode direct only, so far: the appliance mode \
-                 learns the network by the bounce (--network bounce or auto)",
-                network.name()
-            )))
-        }
         _ => Ok((mode, network)),
     }
 }

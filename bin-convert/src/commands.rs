@@ -64,7 +64,7 @@ pub fn dry_run(
     config: &Config,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let (next, reboots) = plan::next(state, config.mode);
+    let (next, reboots) = plan::next(state, config);
     let what = match config.mode {
         Mode::Appliance => format!(
             "appliance {:?} from {}",
@@ -93,7 +93,7 @@ pub fn dry_run(
             }
         }
     }
-    for (number, step) in plan::steps(state, config.mode).iter().enumerate() {
+    for (number, step) in plan::steps(state, config).iter().enumerate() {
         let _ = writeln!(text, "  {}. {}: {}", number + 1, step.name, step.does);
     }
     let _ = writeln!(
@@ -101,7 +101,7 @@ pub fn dry_run(
         "then: state {next}{}",
         if reboots { ", reboot" } else { "" }
     );
-    let after = plan::after_recording(state, config.mode);
+    let after = plan::after_recording(state, config);
     for (number, step) in after.iter().enumerate() {
         let _ = writeln!(text, "  {}. {}: {}", number + 1, step.name, step.does);
     }

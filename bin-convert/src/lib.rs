@@ -28,8 +28,8 @@ pub mod work;
 // 8: operations on the node
 pub mod appliance_ssh;
 pub mod bootloader;
+pub mod cloud_network;
 pub mod handover;
-pub mod iso;
 pub mod preflight;
 pub mod render;
 pub mod waits;
@@ -41,11 +41,12 @@ pub mod log;
 pub mod paths;
 pub mod settings;
 pub mod state;
-// 10: the node's disk layout, and the plan for it
-pub mod layout;
-// 11: the live node, read
+// 10: the config drive; the node's disk layout, and the plan for it
 pub mod config_drive;
+pub mod layout;
+// 11: the live node, read, and the ISO 9660 reader
 pub mod disk;
+pub mod iso;
 pub mod network;
 pub mod platform;
 // 12: the sandbox

@@ -67,6 +67,28 @@ pub fn network(system: &System) -> Result<Network, String> {
     })
 }
 
+/// Where this boot's DHCP lease of `interface` is, if its address came by
+/// DHCP: systemd-networkd's lease file (Ubuntu's cloud images, netplan's
+/// default renderer), or dhclient's (ifupdown). `None` when neither has one:
+/// the address was set statically (or by a client xitc does not know).
+pub fn dhcp_lease(system: &System, interface: &str) -> Option<String> {
+    let networkd = system
+        .read_to_string(format!("/sys/class/net/{interface}/ifindex"))
+        .ok()
+        .map(|index| format!("/run/systemd/netif/leases/{}", index.trim()));
+    networkd
+        .into_iter()
+        .chain([
+            format!("/var/lib/dhcp/dhclient.{interface}.leases"),
+            format!("/var/lib/dhclient/dhclient-{interface}.leases"),
+        ])
+        .find(|path| {
+            system
+                .metadata(path)
+                .is_ok_and(|meta| meta.is_file() && meta.len() > 0)
+        })
+}
+
 /// The interface and gateway of the default route in `/proc/net/route`.
 pub fn default_route(routes: &str) -> Option<(String, Ipv4Addr)> {
     routes.lines().skip(1).find_map(|line| {

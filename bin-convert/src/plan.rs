@@ -3,7 +3,7 @@
 //! when all have succeeded, so a crash or power loss anywhere re-runs the
 //! state; every step is idempotent for that reason.
 
-use crate::config::Mode;
+use crate::config::{Config, Mode, NetworkSource};
 use crate::shared::{self, appliance, direct, dom0};
 use crate::state::State;
 use crate::steps::{setup_installer, start, ubuntu, xenserver_firstboot};
@@ -13,20 +13,38 @@ const fn step(name: &'static str, does: &'static str, action: Action) -> Step {
     Step::new(name, does, action)
 }
 
-/// The state after `state`'s steps in `mode`, and whether the node reboots
-/// then. The direct mode stays in XENSERVER once dom0 runs: no Ubuntu boot,
-/// no reboot.
-pub fn next(state: State, mode: Mode) -> (State, bool) {
-    match (mode, state) {
-        (Mode::Direct, State::XenserverFirstboot | State::Xenserver) => (State::Xenserver, false),
-        _ => state.next(),
-    }
+/// Whether dom0 learns the network without Ubuntu: the direct mode, and the
+/// appliance mode with DHCP or the config drive as its source. Then the node
+/// stays in dom0 once it runs there: no bounce.
+pub fn stays_in_dom0(config: &Config) -> bool {
+    config.mode == Mode::Direct
+        || matches!(
+            config.network,
+            NetworkSource::Dhcp | NetworkSource::ConfigDrive
+        )
 }
 
-/// The steps of `state` in `mode`, in order.
-pub fn steps(state: State, mode: Mode) -> &'static [Step] {
-    if mode == Mode::Direct && matches!(state, State::XenserverFirstboot | State::Xenserver) {
+fn in_dom0(state: State) -> bool {
+    matches!(state, State::XenserverFirstboot | State::Xenserver)
+}
+
+/// The state after `state`'s steps, and whether the node reboots then. With
+/// no bounce ([`stays_in_dom0`]) dom0 stays in XENSERVER: no Ubuntu boot, no
+/// reboot.
+pub fn next(state: State, config: &Config) -> (State, bool) {
+    if in_dom0(state) && stays_in_dom0(config) {
+        return (State::Xenserver, false);
+    }
+    state.next()
+}
+
+/// The steps of `state` with `config`'s mode and network source, in order.
+pub fn steps(state: State, config: &Config) -> &'static [Step] {
+    if in_dom0(state) && config.mode == Mode::Direct {
         return &DIRECT_DOM0;
+    }
+    if in_dom0(state) && stays_in_dom0(config) {
+        return &APPLIANCE_DOM0_NO_BOUNCE;
     }
     match state {
         State::Start => &START,
@@ -248,6 +266,18 @@ const XENSERVER: [Step; 8] = [
     BOOT_UBUNTU_NEXT,
 ];
 
+// The appliance mode's dom0 states where dom0 learns the network itself
+// (DHCP, the config drive): XENSERVER's steps without the bounce.
+const APPLIANCE_DOM0_NO_BOUNCE: [Step; 7] = [
+    WAIT_XAPI,
+    STOP_APPLIANCE,
+    FORGET_NETWORKING,
+    APPLIANCE_VM,
+    APPLIANCE_KEY,
+    APPLIANCE_NETWORK,
+    INTERFACE_RECONFIGURE,
+];
+
 // The direct mode's dom0 states, on every boot (shared/direct.rs says why
 // each).
 const DIRECT_DOM0: [Step; 4] = [
@@ -283,8 +313,8 @@ pub const BOUNCE_AGAIN: [Step; 1] = [BOOT_UBUNTU_NEXT];
 /// sync, touch stamp"). The stamp tells the user the node is ready; if touching it
 /// fails, the conversion itself is done and the next boot goes on with the
 /// cycle, so it must not make the state run again.
-pub fn after_recording(state: State, mode: Mode) -> &'static [Step] {
-    if mode == Mode::Direct && matches!(state, State::XenserverFirstboot | State::Xenserver) {
+pub fn after_recording(state: State, config: &Config) -> &'static [Step] {
+    if in_dom0(state) && config.mode == Mode::Direct {
         return &[DIRECT_STAMP];
     }
     match state {
@@ -299,13 +329,14 @@ mod tests {
 
     #[test]
     fn every_state_has_steps_with_unique_names() {
-        for (state, mode) in State::ALL
+        for (state, config) in State::ALL
             .into_iter()
-            .flat_map(|state| [(state, Mode::Appliance), (state, Mode::Direct)])
+            .flat_map(|state| configs().into_iter().map(move |config| (state, config)))
         {
-            let names: Vec<&str> = steps(state, mode)
+            let mode = (config.mode, config.network);
+            let names: Vec<&str> = steps(state, &config)
                 .iter()
-                .chain(after_recording(state, mode))
+                .chain(after_recording(state, &config))
                 .map(|step| step.name)
                 .collect();
             assert!(!names.is_empty(), "{state} {mode:?}");
@@ -316,31 +347,72 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_direct_mode_never_leaves_dom0_after_the_install() {
+    fn configs() -> Vec<Config> {
+        [
+            (Mode::Appliance, NetworkSource::Bounce),
+            (Mode::Appliance, NetworkSource::Dhcp),
+            (Mode::Appliance, NetworkSource::ConfigDrive),
+            (Mode::Direct, NetworkSource::Dhcp),
+            (Mode::Direct, NetworkSource::ConfigDrive),
+        ]
+        .into_iter()
+        .map(|(mode, network)| Config {
+            mode,
+            network,
+            ..Config::example()
+        })
+        .collect()
+    }
+
+    /// The states from START, every run succeeding, until dom0 has made the
+    /// node ready `readies` times; and the reboots on the way.
+    fn states_until_ready(config: &Config, readies: usize) -> (Vec<State>, u32) {
         let mut state = State::Start;
-        let mut reboots = 0;
-        for _ in 0..6 {
-            let (next, reboot) = next(state, Mode::Direct);
+        let mut seen = vec![state];
+        let (mut ready, mut reboots) = (0, 0);
+        while ready < readies {
+            if in_dom0(state) {
+                ready += 1;
+            }
+            let (next_state, reboot) = next(state, config);
             reboots += u32::from(reboot);
-            state = next;
+            state = next_state;
+            seen.push(state);
         }
-        assert_eq!(state, State::Xenserver);
-        assert_eq!(
-            reboots, 2,
-            "START and SETUP_INSTALLER reboot; dom0 does not"
-        );
-        for dom0_state in [State::XenserverFirstboot, State::Xenserver] {
-            let names: Vec<&str> = steps(dom0_state, Mode::Direct)
+        (seen, reboots)
+    }
+
+    #[test]
+    fn only_the_bounce_boots_ubuntu_after_the_install() {
+        for config in configs() {
+            let (states, reboots) = states_until_ready(&config, 3);
+            let what = format!("{:?} {:?}: {states:?}", config.mode, config.network);
+            let ubuntu_after_install = states
                 .iter()
-                .map(|step| step.name)
-                .collect();
-            assert!(
-                !names
+                .skip(2)
+                .filter(|state| state.runs_on() == "Ubuntu")
+                .count();
+            let bounce = config.network == NetworkSource::Bounce;
+            assert_eq!(ubuntu_after_install > 0, bounce, "{what}");
+            // START and SETUP_INSTALLER reboot by themselves; the bounce's
+            // UBUNTU once for each later dom0 run.
+            assert_eq!(reboots, if bounce { 4 } else { 2 }, "{what}");
+            for dom0_state in [State::XenserverFirstboot, State::Xenserver] {
+                let names: Vec<&str> = steps(dom0_state, &config)
                     .iter()
-                    .any(|name| name.contains("appliance") || name.contains("ubuntu")),
-                "{names:?}"
-            );
+                    .map(|step| step.name)
+                    .collect();
+                assert_eq!(
+                    names.iter().any(|name| name.contains("ubuntu")),
+                    bounce,
+                    "{what}: {names:?}"
+                );
+                assert_eq!(
+                    names.iter().any(|name| name.contains("appliance")),
+                    config.mode == Mode::Appliance,
+                    "{what}: {names:?}"
+                );
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::config::{Mode, NetworkSource};
 use crate::config_drive::{self, Ipv4Config};
 use crate::disk::{parse_df, partition_of, root_mount, sfdisk_version};
 use crate::layout::{self, Expect, Layout};
-use crate::network::{Network, network};
+use crate::network::{self, Network};
 use crate::paths::Files;
 use crate::platform::{Boot, Virtualization};
 use crate::system::System;
@@ -132,7 +132,7 @@ pub fn check(
         ));
     }
 
-    let network = match network(system) {
+    let network = match network::network(system) {
         Ok(network) => Some(network),
         Err(problem) => {
             note(problem);
@@ -175,32 +175,39 @@ pub fn check(
 }
 
 /// The network source the config asks for, `auto` resolved: the config
-/// drive when one describes the node's NIC (by its MAC), else DHCP in the
-/// direct mode and the bounce in the appliance mode. With the source, what
-/// the drive says (when it is the source) and a line saying why.
+/// drive when one describes the node's NIC (by its MAC), else DHCP when this
+/// boot's address came from a DHCP lease, else the bounce in the appliance
+/// mode (the direct mode has none: refused, with what to give instead). With
+/// the source, what the drive says (when it is the source) and a line saying
+/// why.
 fn network_source(
     system: &System,
     config: &Config,
     network: &Network,
 ) -> Result<(NetworkSource, Option<Ipv4Config>, String), String> {
-    let drive = || config_drive::for_nic(system, &network.mac);
-    match (config.mode, config.network) {
-        (Mode::Appliance, NetworkSource::Auto | NetworkSource::Bounce) => Ok((
+    let from_drive = |found: Ipv4Config, device: String| {
+        let reason = format!("the config drive {device}: {}", found.describe());
+        (NetworkSource::ConfigDrive, Some(found), reason)
+    };
+    match config.network {
+        NetworkSource::Bounce if config.mode == Mode::Direct => Err(
+            "--network bounce needs the appliance mode: the direct mode never boots Ubuntu \
+             after the install"
+                .to_owned(),
+        ),
+        NetworkSource::Bounce => Ok((
             NetworkSource::Bounce,
             None,
-            "Ubuntu boots between dom0 boots and saves the network it was given".to_owned(),
+            "Ubuntu boots between dom0 boots and saves the network it was given (asked for)"
+                .to_owned(),
         )),
-        (Mode::Direct, NetworkSource::Dhcp) => Ok((
+        NetworkSource::Dhcp => Ok((
             NetworkSource::Dhcp,
             None,
             "the cloud's DHCP (asked for)".to_owned(),
         )),
-        (Mode::Direct, NetworkSource::ConfigDrive) => match drive() {
-            Ok(Some((device, found))) => Ok((
-                NetworkSource::ConfigDrive,
-                Some(found.clone()),
-                format!("the config drive {device}: {}", found.describe()),
-            )),
+        NetworkSource::ConfigDrive => match config_drive::for_nic(system, &network.mac) {
+            Ok(Some((device, found))) => Ok(from_drive(found, device)),
             Ok(None) => Err(format!(
                 "--network config-drive: no drive labelled {} with {} (is the server booted \
                  with a config drive?)",
@@ -209,28 +216,40 @@ fn network_source(
             )),
             Err(error) => Err(format!("--network config-drive: {error:#}")),
         },
-        (Mode::Direct, NetworkSource::Auto) => match drive() {
-            Ok(Some((device, found))) => Ok((
-                NetworkSource::ConfigDrive,
-                Some(found.clone()),
-                format!("the config drive {device}: {}", found.describe()),
-            )),
-            Ok(None) => Ok((
-                NetworkSource::Dhcp,
-                None,
-                "the cloud's DHCP (no config drive with network data)".to_owned(),
-            )),
-            Err(error) => Ok((
-                NetworkSource::Dhcp,
-                None,
-                format!("the cloud's DHCP ({error:#})"),
-            )),
-        },
-        (mode, source) => Err(format!(
-            "--network {} does not go with --mode {}",
-            source.name(),
-            mode.name()
-        )),
+        NetworkSource::Auto => {
+            let drive = match config_drive::for_nic(system, &network.mac) {
+                Ok(Some((device, found))) => return Ok(from_drive(found, device)),
+                Ok(None) => "no config drive with network data".to_owned(),
+                Err(error) => format!("{error:#}"),
+            };
+            if let Some(lease) = network::dhcp_lease(system, &network.interface) {
+                return Ok((
+                    NetworkSource::Dhcp,
+                    None,
+                    format!(
+                        "the cloud's DHCP: {} has a lease ({lease}); {drive}",
+                        network.interface
+                    ),
+                ));
+            }
+            match config.mode {
+                Mode::Appliance => Ok((
+                    NetworkSource::Bounce,
+                    None,
+                    format!(
+                        "Ubuntu boots between dom0 boots and saves the network it was given: \
+                         {drive}, and no DHCP lease of {}",
+                        network.interface
+                    ),
+                )),
+                Mode::Direct => Err(format!(
+                    "the direct mode needs dom0's network from a config drive or DHCP: {drive}, \
+                     and {} has no DHCP lease (give --network dhcp if the cloud's DHCP answers \
+                     anyway)",
+                    network.interface
+                )),
+            }
+        }
     }
 }
 

@@ -83,15 +83,14 @@ pub fn run_state_with(
         return recover_in_dom0(&mut work);
     }
     work.log.line(&format!("state {state}: starting"));
-    let mode = config.mode;
-    for step in plan::steps(state, mode) {
+    for step in plan::steps(state, config) {
         run_step(&mut work, state, step)?;
     }
-    let (next, reboots) = plan::next(state, mode);
+    let (next, reboots) = plan::next(state, config);
     state::write(system, &files.state, next)?;
     work.log
         .line(&format!("state {state}: done; next state {next}"));
-    for step in plan::after_recording(state, mode) {
+    for step in plan::after_recording(state, config) {
         run_step(&mut work, state, step)?;
     }
     if reboots {
@@ -113,7 +112,7 @@ pub fn run_state_with(
 /// - no usable settings: nothing to start the appliance with, so the node
 ///   boots Ubuntu to capture them (the bounce), as the state says.
 fn recover_in_dom0(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let closing = plan::after_recording(State::Xenserver, work.config.mode);
+    let closing = plan::after_recording(State::Xenserver, work.config);
     // xe answers only once xapi is up (this may be the boot's first run).
     run_step(work, State::Xenserver, &plan::WAIT_XAPI)?;
     if appliance::is_running(work)? {
@@ -134,7 +133,7 @@ fn recover_in_dom0(work: &mut Work<'_>) -> anyhow::Result<()> {
                  hand); starting the appliance with the network settings saved before \
                  (XENSERVER's steps); the state stays UBUNTU",
             );
-            for step in plan::steps(State::Xenserver, work.config.mode)
+            for step in plan::steps(State::Xenserver, work.config)
                 .iter()
                 .chain(closing)
             {

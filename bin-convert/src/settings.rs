@@ -45,6 +45,34 @@ pub fn read_in_dom0(system: &System) -> anyhow::Result<CloudSettings> {
     )
 }
 
+/// What the appliance's cloud NIC (its VIF with the node's MAC) gets on this
+/// boot: the cloud's settings, saved by Ubuntu (the bounce) or read from the
+/// config drive, or DHCP on the node's MAC, which the cloud's DHCP answers
+/// as it answered Ubuntu.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplianceNetwork {
+    Static(CloudSettings),
+    Dhcp { mac: String },
+}
+
+impl ApplianceNetwork {
+    /// The node's MAC, which the appliance's cloud VIF takes.
+    pub fn mac(&self) -> &str {
+        match self {
+            ApplianceNetwork::Static(settings) => &settings.mac,
+            ApplianceNetwork::Dhcp { mac } => mac,
+        }
+    }
+
+    /// One line for the log.
+    pub fn describe(&self) -> String {
+        match self {
+            ApplianceNetwork::Static(settings) => settings.describe(),
+            ApplianceNetwork::Dhcp { mac } => format!("DHCP, MAC {mac}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CloudSettings {
     pub version: u32,

@@ -55,9 +55,73 @@ fn check_reads_the_node_from_the_live_system_and_changes_nothing() {
          name servers 203.0.113.53, 198.51.100.53\n  \
          mode: appliance\n  \
          network source: bounce (Ubuntu boots between dom0 boots and saves the network it was \
-         given)\n  \
+         given: no config drive with network data, and no DHCP lease of eth0)\n  \
          boot: BIOS: GRUB boots Xen for the installer by multiboot\n  \
          virtualization: Intel VT-x (vmx): HVM and PV guests can run\nnothing was changed\n"
+    );
+    assert_eq!(sandbox.tree(), before);
+}
+
+/// The direct mode's `--check`: the network source it chose and why (here a
+/// config drive, a real iso9660 image), and on a CPU without vmx/svm the
+/// warning that this host will run PV guests only; nothing changed.
+#[test]
+fn check_in_the_direct_mode_names_the_network_source_and_warns_without_virtualization() {
+    let sandbox = Sandbox::new();
+    let bin = node_fixture(&sandbox, "ext4", 1);
+    let root = sandbox.root.path();
+    std::os::unix::fs::chown(root.join("proc/self"), Some(0), Some(0))
+        .expect("this test runs as root (as CI does), to give the fixture's /proc/self to root");
+    config_drive_image(
+        &root.join("dev/sr0"),
+        DriveFormat::Iso9660,
+        "config-2",
+        Some(&static_network_data(
+            "BC:76:4E:20:1A:2B",
+            "203.0.171.17",
+            "203.15.171.1",
+        )),
+    );
+    let listing = std::fs::read_to_string(root.join("lsblk.out")).unwrap();
+    std::fs::write(
+        root.join("lsblk.out"),
+        format!("{listing}sr0 2026-12-03-06-00-00-00  config-2 iso9660\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("proc/cpuinfo"),
+        "processor\t: 0\nflags\t\t: fpu vme de pse tsc msr pae sse2 hypervisor\n",
+    )
+    .unwrap();
+    let before = sandbox.tree();
+    let output = sandbox
+        .convert()
+        .env("PATH", path_with(&bin))
+        .args([
+            "--check",
+            "--mode",
+            "direct",
+            "--iso-url",
+            LOOPBACK_ISO,
+            "pw",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(
+            "\n  mode: direct\n  network source: config-drive (the config drive /dev/sr0: \
+             203.0.171.17/24 via 203.15.171.1 on bc:76:4e:20:1a:2b, name servers 203.0.113.53)\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "\n  warning: no hardware virtualization (vmx/svm): in the direct mode this host \
+             will run PV guests only\nnothing was changed\n"
+        ),
+        "{stdout}"
     );
     assert_eq!(sandbox.tree(), before);
 }

@@ -500,13 +500,6 @@ fn bad_input_is_refused_and_changes_nothing() {
             "--appliance-vcpus is for the appliance mode",
         ),
         (
-            "appliance mode with DHCP",
-            vec!["--network", "dhcp", "pw", URL, "L"],
-            vec![],
-            2,
-            "--network dhcp works with --mode direct only",
-        ),
-        (
             "unknown mode",
             vec!["--mode", "indirect", "pw"],
             vec![],

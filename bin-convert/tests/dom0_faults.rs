@@ -4,7 +4,6 @@
 //! hostile values through xe and SSH. Each ends as an uninterrupted run does,
 //! or fails with a clear log and nothing changed. The node: node/mod.rs.
 
-use bin_convert::config::Mode;
 use bin_convert::state::State;
 
 mod node;
@@ -206,11 +205,13 @@ fn killed_at_stamp_the_stamp_is_touched_by_the_rerun() {
 
 #[test]
 fn every_step_of_firstboot_has_a_kill_test() {
-    let names: Vec<&str> = bin_convert::plan::steps(State::XenserverFirstboot, Mode::Appliance)
+    // The 2014 cycle's config: the appliance mode with the bounce.
+    let config = world::config("http://127.0.0.1:9/a.xva", "http://127.0.0.1:9/x.iso");
+    let names: Vec<&str> = bin_convert::plan::steps(State::XenserverFirstboot, &config)
         .iter()
         .chain(bin_convert::plan::after_recording(
             State::XenserverFirstboot,
-            Mode::Appliance,
+            &config,
         ))
         .map(|step| step.name)
         .collect();

@@ -1,23 +1,33 @@
 //! The appliance's network configuration, from the cloud's settings: eth0 on
-//! xapi's host-internal network (DHCP), eth1 the cloud's address, eth2 the
-//! management VLAN where the appliance is dom0's gateway. ifupdown's
-//! interfaces file, or netplan where the appliance has it.
+//! xapi's host-internal network (DHCP), eth1 the cloud's address (static, or
+//! DHCP where the cloud's DHCP gives it), eth2 the management VLAN where the
+//! appliance is dom0's gateway. ifupdown's interfaces file, or netplan where
+//! the appliance has it.
 
 use std::fmt::Write as _;
 
-use crate::settings::{APPLIANCE_ADDRESS, CloudSettings, MANAGEMENT_NETMASK};
+use crate::settings::{APPLIANCE_ADDRESS, ApplianceNetwork, CloudSettings, MANAGEMENT_NETMASK};
 
 /// The appliance's `/etc/network/interfaces` (ifupdown): DHCP on eth0 (the
 /// host-internal network, where dom0 reaches it), the cloud's settings on eth1
 /// (the VIF with the cloud's MAC), 192.168.33.1/24 on eth2 (the management
 /// VLAN, shared with dom0).
-pub fn appliance_interfaces(settings: &CloudSettings) -> String {
-    let mut text = format!(
-        "# Written by xitc-convert on every XenServer boot from the cloud's settings;\n\
+pub fn appliance_interfaces(network: &ApplianceNetwork) -> String {
+    let mut text = "# Written by xitc-convert on every XenServer boot from the cloud's settings;\n\
          # edits here are lost.\n\
          auto lo\niface lo inet loopback\n\n\
-         auto eth0\niface eth0 inet dhcp\n\n\
-         auto eth1\niface eth1 inet static\n    address {}\n    netmask {}\n    gateway {}\n",
+         auto eth0\niface eth0 inet dhcp\n\n"
+        .to_owned();
+    let settings = match network {
+        ApplianceNetwork::Static(settings) => settings,
+        ApplianceNetwork::Dhcp { .. } => {
+            text.push_str("auto eth1\niface eth1 inet dhcp\n");
+            return with_management_vlan(text);
+        }
+    };
+    let _ = write!(
+        text,
+        "auto eth1\niface eth1 inet static\n    address {}\n    netmask {}\n    gateway {}\n",
         settings.address, settings.netmask, settings.gateway
     );
     if !settings.nameservers.is_empty() {
@@ -28,6 +38,11 @@ pub fn appliance_interfaces(settings: &CloudSettings) -> String {
             .collect();
         let _ = writeln!(text, "    dns-nameservers {}", servers.join(" "));
     }
+    with_management_vlan(text)
+}
+
+/// eth2, the appliance's side of the management VLAN.
+fn with_management_vlan(mut text: String) -> String {
     let (address, netmask) = (APPLIANCE_ADDRESS, MANAGEMENT_NETMASK);
     let _ = write!(
         text,
@@ -73,7 +88,7 @@ struct NetplanNameservers {
 /// The same as [`appliance_interfaces`] for an appliance with netplan. The
 /// default route is written as `to: 0.0.0.0/0`, which every netplan reads
 /// (`to: default` and `gateway4` are not understood by all of them).
-pub fn appliance_netplan(settings: &CloudSettings) -> String {
+pub fn appliance_netplan(network: &ApplianceNetwork) -> String {
     let mut ethernets = std::collections::BTreeMap::new();
     ethernets.insert(
         "eth0",
@@ -82,24 +97,7 @@ pub fn appliance_netplan(settings: &CloudSettings) -> String {
             ..NetplanEthernet::default()
         },
     );
-    ethernets.insert(
-        "eth1",
-        NetplanEthernet {
-            dhcp4: Some(false),
-            addresses: vec![format!("{}/{}", settings.address, settings.prefix)],
-            routes: vec![NetplanRoute {
-                to: "0.0.0.0/0",
-                via: settings.gateway.to_string(),
-            }],
-            nameservers: (!settings.nameservers.is_empty()).then(|| NetplanNameservers {
-                addresses: settings
-                    .nameservers
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-            }),
-        },
-    );
+    ethernets.insert("eth1", netplan_cloud_nic(network));
     ethernets.insert(
         "eth2",
         NetplanEthernet {
@@ -121,12 +119,39 @@ pub fn appliance_netplan(settings: &CloudSettings) -> String {
     )
 }
 
+fn netplan_cloud_nic(network: &ApplianceNetwork) -> NetplanEthernet {
+    let settings: &CloudSettings = match network {
+        ApplianceNetwork::Static(settings) => settings,
+        ApplianceNetwork::Dhcp { .. } => {
+            return NetplanEthernet {
+                dhcp4: Some(true),
+                ..NetplanEthernet::default()
+            };
+        }
+    };
+    NetplanEthernet {
+        dhcp4: Some(false),
+        addresses: vec![format!("{}/{}", settings.address, settings.prefix)],
+        routes: vec![NetplanRoute {
+            to: "0.0.0.0/0",
+            via: settings.gateway.to_string(),
+        }],
+        nameservers: (!settings.nameservers.is_empty()).then(|| NetplanNameservers {
+            addresses: settings
+                .nameservers
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn settings(nameservers: &[&str]) -> CloudSettings {
-        CloudSettings {
+    fn settings(nameservers: &[&str]) -> ApplianceNetwork {
+        ApplianceNetwork::Static(CloudSettings {
             version: 1,
             interface: "ens3".into(),
             address: "203.0.113.7".parse().unwrap(),
@@ -135,7 +160,34 @@ mod tests {
             gateway: "203.0.113.1".parse().unwrap(),
             mac: "bc:76:4e:20:1a:2b".into(),
             nameservers: nameservers.iter().map(|s| s.parse().unwrap()).collect(),
-        }
+        })
+    }
+
+    #[test]
+    fn dhcp_on_the_cloud_nic_in_both_formats() {
+        let dhcp = ApplianceNetwork::Dhcp {
+            mac: "bc:76:4e:20:1a:2b".into(),
+        };
+        let text = appliance_interfaces(&dhcp);
+        assert!(text.contains("auto eth1\niface eth1 inet dhcp\n"), "{text}");
+        assert!(!text.contains("gateway"), "{text}");
+        assert!(
+            text.ends_with(
+                "iface eth2 inet static\n    address 192.168.33.1\n    netmask 255.255.255.0\n"
+            ),
+            "{text}"
+        );
+        let yaml: serde_json::Value = serde_yaml_ng::from_str(&appliance_netplan(&dhcp)).unwrap();
+        let eth1 = &yaml["network"]["ethernets"]["eth1"];
+        assert_eq!(eth1["dhcp4"], true);
+        assert!(
+            eth1.get("addresses").is_none() && eth1.get("routes").is_none(),
+            "{eth1}"
+        );
+        assert_eq!(
+            yaml["network"]["ethernets"]["eth2"]["addresses"][0],
+            "192.168.33.1/24"
+        );
     }
 
     #[test]

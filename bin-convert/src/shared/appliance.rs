@@ -24,8 +24,9 @@ use anyhow::Context as _;
 use xitc_common::poll::{Schedule, SystemClock, poll_until};
 
 use crate::appliance_ssh::{KEY, Shell, key_of, keygen_args, with_key_once};
+use crate::cloud_network;
 use crate::render;
-use crate::settings::{self, CloudSettings, MANAGEMENT_NETWORK};
+use crate::settings::MANAGEMENT_NETWORK;
 use crate::work::Work;
 use crate::xe::{Xe, vm_ipv4};
 
@@ -98,7 +99,7 @@ fn shut_down_if_running(work: &Work<'_>, xe: Xe<'_>, vm: &str, why: &str) -> any
 /// it runs (VIFs and VCPUs change only on a halted VM), VCPUs, VIFs, start,
 /// and wait until it reports an address on device 0.
 pub fn vm(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let settings = settings::read_in_dom0(work.system)?;
+    let network = cloud_network::for_appliance(work.system, work.config)?;
     let xe = Xe::new(work.system);
     let vm = match xe.vm_by_label(&work.config.appliance_label)? {
         Some(vm) => vm,
@@ -115,7 +116,7 @@ pub fn vm(work: &mut Work<'_>) -> anyhow::Result<()> {
         "VCPUs-max",
     )?;
     xe.set_vcpus(&vm, vcpus, current_max)?;
-    replace_vifs(work, xe, &vm, &settings)?;
+    replace_vifs(work, xe, &vm, network.mac())?;
     xe.call(&["vm-start", &uuid])?;
     let address = wait_for_address(work, &vm)?;
     work.log.line(&format!(
@@ -191,12 +192,7 @@ fn import(work: &Work<'_>) -> anyhow::Result<String> {
     Ok(vm)
 }
 
-fn replace_vifs(
-    work: &Work<'_>,
-    xe: Xe<'_>,
-    vm: &str,
-    settings: &CloudSettings,
-) -> anyhow::Result<()> {
+fn replace_vifs(work: &Work<'_>, xe: Xe<'_>, vm: &str, cloud_mac: &str) -> anyhow::Result<()> {
     let internal = xe
         .list(&["network-list", HOST_INTERNAL])?
         .into_iter()
@@ -237,7 +233,7 @@ fn replace_vifs(
         "vif-create",
         &vm,
         &format!("network-uuid={cloud}"),
-        &format!("mac={}", settings.mac),
+        &format!("mac={cloud_mac}"),
         "device=1",
     ])?;
     xe.call(&[
@@ -375,7 +371,7 @@ pub fn key(work: &mut Work<'_>) -> anyhow::Result<()> {
 /// the appliance, its user's key into dom0 (once), then `xe vm-reboot` (not
 /// `reboot` over SSH, which would cut the session).
 pub fn network(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let settings = settings::read_in_dom0(work.system)?;
+    let network = cloud_network::for_appliance(work.system, work.config)?;
     let vm = appliance_uuid(work)?;
     let address = wait_for_address(work, &vm)?;
     let shell = Shell::new(work.system, &work.config.appliance_user, &address);
@@ -385,14 +381,14 @@ pub fn network(work: &mut Work<'_>) -> anyhow::Result<()> {
         "the appliance user's {USER_KEY}.pub holds no key"
     );
     let (path, text) = if shell.succeeds(&["test", "-d", "/etc/netplan"]) {
-        (NETPLAN, render::appliance_netplan(&settings))
+        (NETPLAN, render::appliance_netplan(&network))
     } else {
-        (INTERFACES, render::appliance_interfaces(&settings))
+        (INTERFACES, render::appliance_interfaces(&network))
     };
     shell.run(&["sudo", "tee", path], &text)?;
     work.log.line(&format!(
         "appliance network ({path}): {}",
-        settings.describe()
+        network.describe()
     ));
     let dom0_keys = work
         .system

@@ -23,8 +23,9 @@
 use anyhow::Context as _;
 use xitc_common::poll::{Schedule, SystemClock, poll_until};
 
+use crate::cloud_network;
 use crate::config::NetworkSource;
-use crate::config_drive::{self, Ipv4Config};
+use crate::config_drive::Ipv4Config;
 use crate::render::netmask;
 use crate::work::Work;
 use crate::xe::Xe;
@@ -110,47 +111,12 @@ impl IpSettings {
     }
 }
 
-/// The MAC of dom0's NIC `nic` (lower case).
-fn nic_mac(work: &Work<'_>, nic: &str) -> anyhow::Result<String> {
-    match work
-        .system
-        .read_to_string(format!("/sys/class/net/{nic}/address"))
-    {
-        Ok(mac) => Ok(mac.trim().to_ascii_lowercase()),
-        Err(error) => {
-            let mut present: Vec<String> = std::fs::read_dir(work.system.path("/sys/class/net"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .filter(|name| name.starts_with("eth"))
-                .collect();
-            present.sort();
-            Err(anyhow::anyhow!(
-                "dom0 has no NIC {nic} ({error}); its NICs: {}",
-                if present.is_empty() {
-                    "none named eth*".to_owned()
-                } else {
-                    present.join(", ")
-                }
-            ))
-        }
-    }
-}
-
 pub fn management(work: &mut Work<'_>) -> anyhow::Result<()> {
     let nic = work.config.installer_nic.clone();
-    let mac = nic_mac(work, &nic)?;
+    let mac = cloud_network::nic_mac(work.system, &nic)?;
     let wanted = match work.config.network {
         NetworkSource::ConfigDrive => {
-            let (device, found) = config_drive::for_nic(work.system, &mac)?.with_context(|| {
-                format!(
-                    "no drive labelled {} with {} this boot (the network source START chose); \
-                     dom0 keeps its last network settings",
-                    config_drive::LABEL,
-                    config_drive::NETWORK_DATA
-                )
-            })?;
+            let (device, found) = cloud_network::from_drive(work.system, &mac)?;
             work.log.line(&format!(
                 "the config drive {device} says: {}",
                 found.describe()

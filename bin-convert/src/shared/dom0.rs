@@ -7,9 +7,8 @@ use anyhow::Context as _;
 use xitc_common::poll::SystemClock;
 
 use crate::bootloader;
-use crate::settings::{
-    self, APPLIANCE_ADDRESS, DOM0_ADDRESS, MANAGEMENT_NETMASK, MANAGEMENT_NETWORK,
-};
+use crate::cloud_network;
+use crate::settings::{APPLIANCE_ADDRESS, DOM0_ADDRESS, MANAGEMENT_NETMASK, MANAGEMENT_NETWORK};
 use crate::waits;
 use crate::work::Work;
 use crate::xe::Xe;
@@ -23,15 +22,17 @@ pub fn wait_xapi(work: &mut Work<'_>) -> anyhow::Result<()> {
 }
 
 /// Forgets dom0's networking and sets it up again for this boot's cloud
-/// settings: the NIC introduced by the MAC saved from Ubuntu, no address on it
+/// network: the NIC introduced by this boot's MAC (saved from Ubuntu, or
+/// dom0's own where the config drive or DHCP is the source), no address on it
 /// (the appliance takes the cloud's), and dom0 on VLAN 100 with 192.168.33.2/24
 /// as its management interface. Re-running it ends the same: the management
 /// network is reused, VLANs and PIFs are recreated.
 pub fn forget_networking(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let settings = settings::read_in_dom0(work.system)?;
+    let network = cloud_network::for_appliance(work.system, work.config)?;
     work.log.line(&format!(
-        "applying the cloud's network settings: {}",
-        settings.describe()
+        "applying the cloud's network settings ({}): {}",
+        work.config.network.name(),
+        network.describe()
     ));
     let xe = Xe::new(work.system);
     xe.call(&["host-management-disable"])?;
@@ -42,7 +43,7 @@ pub fn forget_networking(work: &mut Work<'_>) -> anyhow::Result<()> {
         xe.call(&["pif-forget", &format!("uuid={pif}")])?;
     }
     let nic = format!("device={}", work.config.installer_nic);
-    let pif = xe.introduce_pif(&work.config.installer_nic, &settings.mac)?;
+    let pif = xe.introduce_pif(&work.config.installer_nic, network.mac())?;
     let label = format!("name-label={MANAGEMENT_NETWORK}");
     let network = match xe.list(&["network-list", &label])?.into_iter().next() {
         Some(existing) => existing,

@@ -418,7 +418,9 @@ pub fn check_dom0_state_result(node: &Node, settings: &CloudSettings) {
     // The appliance's network: the cloud's settings on eth1.
     assert_eq!(
         read(&appliance.path("/etc/network/interfaces")),
-        bin_convert::render::appliance_interfaces(settings)
+        bin_convert::render::appliance_interfaces(
+            &bin_convert::settings::ApplianceNetwork::Static(settings.clone())
+        )
     );
     assert_eq!(
         read(&appliance.path("/root/.ssh/authorized_keys")),

@@ -1,10 +1,12 @@
-//! The direct mode (`--mode direct`) in the sandbox: START and
+//! The network sources without the bounce, in the sandbox: START and
 //! SETUP_INSTALLER as the lifecycle runs them, the installer's post-install
-//! script, then dom0's boots: xapi at the cloud's address, no appliance, no
-//! Ubuntu boot. The network from DHCP and from a config drive (real images:
-//! iso9660 by xorriso, vfat by mtools), a snapshot's new MAC and address,
-//! a pool without its default SR yet. The node and its stand-ins:
-//! node/mod.rs (the `xe` stand-in keeps xapi's rules on PIFs).
+//! script, then dom0's boots, with no Ubuntu boot between them. The direct
+//! mode (`--mode direct`: xapi at the cloud's address, no appliance) and the
+//! appliance mode with the network from the config drive or DHCP. The
+//! network from DHCP and from a config drive (real images: iso9660 by
+//! xorriso, vfat by mtools), a snapshot's new MAC and address, a pool without
+//! its default SR yet. The node and its stand-ins: node/mod.rs (the `xe`
+//! stand-in keeps xapi's rules on PIFs).
 
 use std::path::Path;
 
@@ -24,6 +26,15 @@ const NODE_MAC: &str = "bc:76:4e:20:1a:2b";
 /// A snapshot of the node booted elsewhere.
 const NEW_MAC: &str = "fa:16:3e:00:00:07";
 const STAMP: &str = "/var/run/xenserver.ready";
+
+/// Ubuntu's address came by DHCP: systemd-networkd's lease of eth0.
+fn dhcp_lease(root: &Path) {
+    write(&root.join("sys/class/net/eth0/ifindex"), "2\n");
+    write(
+        &root.join("run/systemd/netif/leases/2"),
+        "# This is private data. Do not parse.\nADDRESS=203.0.171.17\n",
+    );
+}
 
 /// The first run's config in the direct mode: no appliance.
 fn direct(world: &mut StartWorld) {
@@ -108,10 +119,17 @@ fn log(node: &Node) -> String {
 
 #[test]
 fn a_direct_node_on_dhcp_stays_in_dom0_across_boots_and_a_move() {
-    let node = Node::installed_with(direct);
+    let node = Node::installed_with(|world| {
+        direct(world);
+        dhcp_lease(world.sandbox.root.path());
+    });
     let config = node.saved_config();
     assert_eq!(config.mode, Mode::Direct);
-    assert_eq!(config.network, NetworkSource::Dhcp, "auto without a drive");
+    assert_eq!(
+        config.network,
+        NetworkSource::Dhcp,
+        "auto: no drive, a DHCP lease"
+    );
     assert!(
         answerfile(&node).contains("<admin-interface name=\"eth0\" proto=\"dhcp\"/>"),
         "{}",
@@ -294,18 +312,32 @@ fn a_direct_node_takes_its_address_from_the_config_drive_and_follows_it() {
 }
 
 /// `--network config-drive` asks for the drive: without one (or with one
-/// that does not describe the NIC) START refuses before any change.
+/// that does not describe the NIC) START refuses before any change. So does
+/// the direct mode's `auto` with neither a drive nor a DHCP lease: dom0
+/// would come up with no address.
 #[test]
-fn a_config_drive_that_is_asked_for_must_be_there() {
-    for (drive, expected) in [
-        (None, "no drive labelled config-2"),
+fn a_network_source_that_is_not_there_is_refused_before_any_change() {
+    let elsewhere = static_network_data("02:00:00:00:00:01", "203.0.171.17", "203.0.171.1");
+    for (network, drive, expected) in [
         (
-            Some(static_network_data(
-                "02:00:00:00:00:01",
-                "203.0.171.17",
-                "203.0.171.1",
-            )),
+            NetworkSource::ConfigDrive,
+            None,
+            "no drive labelled config-2",
+        ),
+        (
+            NetworkSource::ConfigDrive,
+            Some(elsewhere.clone()),
             "has no link with the MAC bc:76:4e:20:1a:2b",
+        ),
+        (
+            NetworkSource::Auto,
+            None,
+            "the direct mode needs dom0's network from a config drive or DHCP",
+        ),
+        (
+            NetworkSource::Auto,
+            Some(elsewhere),
+            "has no link with the MAC bc:76:4e:20:1a:2b, and eth0 has no DHCP lease",
         ),
     ] {
         let nginx = xitc_test_support::Nginx::start();
@@ -313,7 +345,7 @@ fn a_config_drive_that_is_asked_for_must_be_there() {
         let (iso, xva) = world::serve_installer(&nginx, scratch.path());
         let mut world = StartWorld::new(&nginx, &iso, &xva);
         direct(&mut world);
-        world.config.network = NetworkSource::ConfigDrive;
+        world.config.network = network;
         if let Some(json) = &drive {
             insert_drive(
                 world.sandbox.root.path(),
@@ -390,4 +422,143 @@ fn config_drives_are_read_without_a_mount_and_left_as_they_were() {
             "{error:#}"
         );
     }
+}
+
+/// The appliance mode with the config drive as its source: dom0 configures
+/// the appliance from the drive on every boot, and the node never bounces
+/// through Ubuntu; a snapshot's new MAC and address reach the appliance.
+#[test]
+fn the_appliance_takes_the_config_drive_network_on_every_boot_without_a_bounce() {
+    let node = Node::installed_with(|world| {
+        world.config.network = NetworkSource::Auto;
+        insert_drive(
+            world.sandbox.root.path(),
+            DriveFormat::Iso9660,
+            "config-2",
+            Some(&static_network_data(
+                NODE_MAC,
+                "203.0.171.17",
+                "203.0.171.1",
+            )),
+        );
+    });
+    let config = node.saved_config();
+    assert_eq!(
+        (config.mode, config.network),
+        (Mode::Appliance, NetworkSource::ConfigDrive)
+    );
+    assert!(
+        answerfile(&node).contains("<ipaddr>192.168.34.2</ipaddr>"),
+        "the appliance mode installs dom0 on its temporary address"
+    );
+    let dom0 = &node.dom0;
+    insert_drive(
+        dom0.root.path(),
+        DriveFormat::Iso9660,
+        "config-2",
+        Some(&static_network_data(
+            NODE_MAC,
+            "203.0.171.17",
+            "203.0.171.1",
+        )),
+    );
+    boot_dom0(&node);
+    dom0.run(&config, State::XenserverFirstboot)
+        .unwrap_or_else(|error| panic!("XENSERVER_FIRSTBOOT: {error:#}\n{}", log(&node)));
+    assert_eq!(dom0.state(), "XENSERVER\n", "no bounce: dom0 stays");
+    let appliance = &node.appliance;
+    assert!(
+        appliance.path(STAMP).is_file(),
+        "the stamp on the appliance"
+    );
+    let interfaces = read(&appliance.path("/etc/network/interfaces"));
+    assert!(
+        interfaces.contains(
+            "iface eth1 inet static\n    address 203.0.171.17\n    netmask 255.255.255.0\n    \
+             gateway 203.0.171.1\n    dns-nameservers 203.0.113.53\n"
+        ),
+        "{interfaces}"
+    );
+    let summary = appliance_summary(&dom0.xe());
+    assert!(
+        summary.contains(&format!(
+            "1 Pool-wide network associated with eth0 {NODE_MAC}"
+        )),
+        "{summary}"
+    );
+    assert_eq!(
+        read(&dom0.path("/boot/grub/grub.cfg")),
+        XCPNG_GRUB,
+        "no Ubuntu entry"
+    );
+    assert!(
+        !log(&node).contains("XENSERVER_FIRSTBOOT: ubuntu-"),
+        "no Ubuntu step: {}",
+        log(&node)
+    );
+
+    // A snapshot elsewhere: a new MAC, a new address on a vfat drive.
+    std::fs::remove_file(appliance.path(STAMP)).unwrap();
+    write(
+        &dom0.path("/sys/class/net/eth0/address"),
+        "FA:16:3E:00:00:07\n",
+    );
+    insert_drive(
+        dom0.root.path(),
+        DriveFormat::Vfat,
+        "CONFIG-2",
+        Some(&static_network_data(
+            NEW_MAC,
+            "198.51.100.20",
+            "198.51.100.1",
+        )),
+    );
+    dom0.run(&config, State::Xenserver).unwrap();
+    assert_eq!(dom0.state(), "XENSERVER\n");
+    assert!(appliance.path(STAMP).is_file());
+    let interfaces = read(&appliance.path("/etc/network/interfaces"));
+    assert!(
+        interfaces.contains("address 198.51.100.20\n"),
+        "{interfaces}"
+    );
+    let summary = appliance_summary(&dom0.xe());
+    assert!(
+        summary.contains(&format!(
+            "1 Pool-wide network associated with eth0 {NEW_MAC}"
+        )),
+        "{summary}"
+    );
+}
+
+/// The appliance mode on a DHCP cloud (START saw a lease): the appliance's
+/// cloud NIC asks the cloud's DHCP, which answers the node's MAC; no bounce.
+#[test]
+fn the_appliance_asks_the_clouds_dhcp_without_a_bounce() {
+    let node = Node::installed_with(|world| {
+        world.config.network = NetworkSource::Auto;
+        dhcp_lease(world.sandbox.root.path());
+    });
+    let config = node.saved_config();
+    assert_eq!(
+        (config.mode, config.network),
+        (Mode::Appliance, NetworkSource::Dhcp)
+    );
+    let dom0 = &node.dom0;
+    boot_dom0(&node);
+    dom0.run(&config, State::XenserverFirstboot)
+        .unwrap_or_else(|error| panic!("XENSERVER_FIRSTBOOT: {error:#}\n{}", log(&node)));
+    assert_eq!(dom0.state(), "XENSERVER\n");
+    let interfaces = read(&node.appliance.path("/etc/network/interfaces"));
+    assert!(
+        interfaces.contains("auto eth1\niface eth1 inet dhcp\n"),
+        "{interfaces}"
+    );
+    assert!(node.appliance.path(STAMP).is_file());
+    assert!(
+        log(&node).contains(&format!(
+            "applying the cloud's network settings (dhcp): DHCP, MAC {NODE_MAC}"
+        )),
+        "{}",
+        log(&node)
+    );
 }
