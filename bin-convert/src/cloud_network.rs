@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use crate::config::{Config, NetworkSource};
 use crate::config_drive::{self, Ipv4Config};
-use crate::render::netmask;
+use crate::network::netmask;
 use crate::settings::{self, ApplianceNetwork, CloudSettings};
 use crate::system::System;
 

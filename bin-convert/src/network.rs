@@ -89,6 +89,15 @@ pub fn dhcp_lease(system: &System, interface: &str) -> Option<String> {
         })
 }
 
+/// The dotted netmask of a prefix length (24 → 255.255.255.0).
+pub fn netmask(prefix: u8) -> Ipv4Addr {
+    Ipv4Addr::from(
+        u32::MAX
+            .checked_shl(32 - u32::from(prefix.min(32)))
+            .unwrap_or(0),
+    )
+}
+
 /// The interface and gateway of the default route in `/proc/net/route`.
 pub fn default_route(routes: &str) -> Option<(String, Ipv4Addr)> {
     routes.lines().skip(1).find_map(|line| {
@@ -140,6 +149,19 @@ pub fn nameservers_of(resolv_conf: &str) -> Vec<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn netmasks_of_prefixes() {
+        for (prefix, mask) in [
+            (0, "0.0.0.0"),
+            (8, "255.0.0.0"),
+            (24, "255.255.255.0"),
+            (31, "255.255.255.254"),
+            (32, "255.255.255.255"),
+        ] {
+            assert_eq!(netmask(prefix).to_string(), mask);
+        }
+    }
 
     #[test]
     fn the_default_route_from_proc() {

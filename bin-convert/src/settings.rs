@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use anyhow::Context as _;
 
-use crate::network::Network;
+use crate::network::{Network, netmask};
 use crate::system::System;
 
 /// The file name, in `xsinst/` and in dom0's `/root`.
@@ -87,15 +87,12 @@ pub struct CloudSettings {
 
 impl CloudSettings {
     pub fn from_network(network: &Network) -> Self {
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(network.prefix))
-            .unwrap_or(0);
         CloudSettings {
             version: VERSION,
             interface: network.interface.clone(),
             address: network.address,
             prefix: network.prefix,
-            netmask: Ipv4Addr::from(mask),
+            netmask: netmask(network.prefix),
             gateway: network.gateway,
             mac: network.mac.clone(),
             nameservers: network.nameservers.clone(),

@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use xitc_common::exit;
 
+use crate::network::netmask;
+
 use crate::installer::Dialect;
 
 /// What the unattended install needs to know.
@@ -50,15 +52,6 @@ pub enum Admin {
 /// The temporary static address of dom0 during the install (2014's choice; the
 /// real networking is set up by the first boot).
 const INSTALL_ADDRESS: (&str, &str, &str) = ("192.168.34.2", "255.255.255.0", "192.168.34.1");
-
-/// The dotted netmask of a prefix length (24 → 255.255.255.0).
-pub fn netmask(prefix: u8) -> Ipv4Addr {
-    Ipv4Addr::from(
-        u32::MAX
-            .checked_shl(32 - u32::from(prefix.min(32)))
-            .unwrap_or(0),
-    )
-}
 
 /// Escapes text for XML element content and attribute values.
 pub fn xml_escape(text: &str) -> String {
@@ -273,19 +266,6 @@ mod tests {
                 .filter_map(|node| node.text())
                 .collect();
             assert_eq!(servers, ["203.0.113.53", "2001:db8::53"]);
-        }
-    }
-
-    #[test]
-    fn netmasks_of_prefixes() {
-        for (prefix, mask) in [
-            (0, "0.0.0.0"),
-            (8, "255.0.0.0"),
-            (24, "255.255.255.0"),
-            (31, "255.255.255.254"),
-            (32, "255.255.255.255"),
-        ] {
-            assert_eq!(netmask(prefix).to_string(), mask);
         }
     }
 

@@ -26,7 +26,7 @@ use xitc_common::poll::{Schedule, SystemClock, poll_until};
 use crate::cloud_network;
 use crate::config::NetworkSource;
 use crate::config_drive::Ipv4Config;
-use crate::render::netmask;
+use crate::network::netmask;
 use crate::work::Work;
 use crate::xe::Xe;
 
