@@ -147,13 +147,8 @@ fn mode_and_network(cli: &Cli) -> anyhow::Result<(Mode, NetworkSource)> {
         NetworkArg::ConfigDrive => NetworkSource::ConfigDrive,
         NetworkArg::Bounce => NetworkSource::Bounce,
     };
-    match (mode, network) {
-        (Mode::Direct, NetworkSource::Bounce) => Err(exit::usage(
-            "--network bounce needs the appliance mode: the direct mode never boots Ubuntu \
-             after the install",
-        )),
-        _ => Ok((mode, network)),
-    }
+    convert_rules::check_mode_and_network(mode.name(), network.name())?;
+    Ok((mode, network))
 }
 
 /// Parses `2G`, `512M`, `1048576`: bytes, or binary units K, M, G, T.

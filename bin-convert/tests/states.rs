@@ -197,6 +197,6 @@ fn forget_networking_puts_dom0_on_vlan_100_and_ends_the_same_when_repeated() {
     assert!(
         std::fs::read_to_string(root.join("xitc.log"))
             .unwrap()
-            .contains("applying the cloud's network settings: eth0 203.0.113.7/24")
+            .contains("applying the cloud's network settings (bounce): eth0 203.0.113.7/24")
     );
 }

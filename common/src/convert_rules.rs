@@ -99,3 +99,16 @@ mod tests {
         }
     }
 }
+
+/// xitc-convert's `--mode` and `--network` together: the direct mode never
+/// boots Ubuntu after the install, so it has no bounce. Both names as the
+/// command lines spell them (`direct`, `bounce`).
+pub fn check_mode_and_network(mode: &str, network: &str) -> anyhow::Result<()> {
+    if mode == "direct" && network == "bounce" {
+        return Err(exit::usage(
+            "--network bounce needs the appliance mode: the direct mode never boots Ubuntu \
+             after the install",
+        ));
+    }
+    Ok(())
+}

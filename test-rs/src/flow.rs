@@ -2,6 +2,7 @@
 //! it created is deleted in [`crate::cleanup`].
 
 use std::cell::{OnceCell, RefCell};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -194,9 +195,13 @@ impl Run<'_> {
         self.steps.run("wait until the snapshot is done", || {
             self.wait_done(&target)
         })?;
-        self.steps.run("check the appliance reaches dom0", || {
+        let check = match self.cli.mode {
+            crate::Mode::Appliance => "check the appliance reaches dom0",
+            crate::Mode::Direct => "check the host's XAPI answers",
+        };
+        self.steps.run(check, || {
             self.connect(&target)?
-                .run(&self.cli.dom0_check_command, Duration::from_secs(120))
+                .run(self.cli.check_command(), Duration::from_secs(120))
                 .map_err(anyhow::Error::new)?;
             Ok(())
         })
@@ -387,14 +392,30 @@ impl Run<'_> {
         // `&` ends a list: only the last command may be in it, or the background
         // shell would hold the channel's output open and this command would not
         // return until xitc-convert ends.
+        // The appliance mode's URL and label; the direct mode has neither.
+        let appliance = match self.cli.staging_vm_url() {
+            Some(url) => format!(
+                " {} {}",
+                shell_quote(url),
+                shell_quote(&self.cli.appliance_label)
+            ),
+            None => String::new(),
+        };
+        // --mode and --network only when asked for: the defaults are
+        // xitc-convert's own, and an older xitc-convert knows neither option.
+        let mut options = String::new();
+        if self.cli.mode != crate::Mode::Appliance {
+            let _ = write!(options, " --mode {}", self.cli.mode_name());
+        }
+        if self.cli.network != crate::Network::Auto {
+            let _ = write!(options, " --network {}", self.cli.network_name());
+        }
         let start = format!(
-            "cd {dir_q} || exit 1; {stamp_env}nohup {binary_q} --password-file {password_q} \
-             {url} {label} > {dir_q}/{CONVERT}.out 2>&1 < /dev/null &",
+            "cd {dir_q} || exit 1; {stamp_env}nohup {binary_q}{options} --password-file \
+             {password_q}{appliance} > {dir_q}/{CONVERT}.out 2>&1 < /dev/null &",
             dir_q = shell_quote(dir),
             binary_q = shell_quote(&binary),
             password_q = shell_quote(&password_file),
-            url = shell_quote(&self.cli.staging_vm_url),
-            label = shell_quote(&self.cli.appliance_label),
         );
         match connection.run(&start, limit) {
             Ok(_) => Ok(()),

@@ -24,6 +24,10 @@
 //!   node's own IP (port-forwards, bastions, the local rehearsal).
 //! - `--dom0-check-command` replaces the command run on the snapshot node for the
 //!   dom0 check (the 2014 one by default).
+//! - `--mode direct` converts without an appliance (xitc-convert's direct
+//!   mode: xapi at the node's address), so it takes VM_POSTFIX alone; its
+//!   final check asks the host's own xapi (`xe host-list`) on the snapshot
+//!   node, after the same waits for the stamp. `--network` is passed on.
 
 mod cleanup;
 mod flow;
@@ -56,24 +60,52 @@ pub const DEFAULT_IMAGE: &str = "62df001e-87ee-407c-b042-6f4e13f5d7e1";
 pub const DEFAULT_DOM0_CHECK: &str = "sudo -u domzero ssh -o BatchMode=yes \
      -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@192.168.33.2 true";
 
+/// The direct mode's check, run in dom0 at the node's address: xapi answers
+/// and names its host.
+pub const DEFAULT_XAPI_CHECK: &str = "xe host-list --minimal | grep -q .";
+
+/// xitc-convert's modes (its `--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Appliance,
+    Direct,
+}
+
+/// xitc-convert's network sources (its `--network`), passed on as given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Network {
+    Auto,
+    Dhcp,
+    ConfigDrive,
+    Bounce,
+}
+
 /// Run the xitc end-to-end test against a real cloud.
 ///
 /// Boots a server, converts it to XenServer with xitc-convert (which imports the
-/// appliance from STAGING_VM_URL), snapshots it, boots the snapshot and checks it
-/// again; deletes what it created. Servers are named Jxitct<VM_POSTFIX> and
+/// appliance from STAGING_VM_URL; with --mode direct there is none, and only
+/// VM_POSTFIX is given), snapshots it, boots the snapshot and checks it again;
+/// deletes what it created. Servers are named Jxitct<VM_POSTFIX> and
 /// Jxitcs<VM_POSTFIX>, the snapshot Jxitci<VM_POSTFIX>, the keypair
 /// Jxitck<VM_POSTFIX>. Cloud credentials as for xitc-get-ip-address-of-instance
 /// (OS_CLOUD or OS_AUTH_URL, ...).
 #[derive(Debug, Parser)]
 #[command(name = TOOL, version, args_override_self = true, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
-    /// URL of the appliance (XVA) that xitc-convert imports.
-    #[arg(value_name = "STAGING_VM_URL")]
-    pub staging_vm_url: String,
+    /// STAGING_VM_URL VM_POSTFIX: the URL of the appliance (XVA) that
+    /// xitc-convert imports (not in the direct mode), and the suffix of every
+    /// name this run creates (letters, digits, - and _).
+    #[arg(value_name = "[STAGING_VM_URL] VM_POSTFIX", num_args = 1..=2, required = true)]
+    pub arguments: Vec<String>,
 
-    /// Suffix of every name this run creates (letters, digits, - and _).
-    #[arg(value_name = "VM_POSTFIX")]
-    pub postfix: String,
+    /// xitc-convert's mode: appliance (2014) or direct (xapi at the node's
+    /// address, no appliance: no STAGING_VM_URL).
+    #[arg(long, value_enum, default_value_t = Mode::Appliance)]
+    pub mode: Mode,
+
+    /// xitc-convert's network source, passed on.
+    #[arg(long, value_enum, default_value_t = Network::Auto)]
+    pub network: Network,
 
     /// Image to boot the test server from.
     #[arg(long, default_value = DEFAULT_IMAGE)]
@@ -129,9 +161,10 @@ pub struct Cli {
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_metadata)]
     pub snapshot_metadata: Vec<(String, String)>,
 
-    /// Command run on the snapshot node to check the appliance reaches dom0.
-    #[arg(long, default_value = DEFAULT_DOM0_CHECK)]
-    pub dom0_check_command: String,
+    /// Command run on the snapshot node at the end [default: the appliance
+    /// reaches dom0 (appliance mode); `xe host-list` answers (direct mode)].
+    #[arg(long, value_name = "COMMAND")]
+    pub dom0_check_command: Option<String>,
 
     /// Poll interval of every wait.
     #[arg(long, default_value = "10", value_parser = parse_duration)]
@@ -184,8 +217,24 @@ fn parse_metadata(text: &str) -> Result<(String, String), String> {
 /// a cleanup at best and a leaked server at worst. The values xitc-convert gets
 /// pass its own rules ([`xitc_common::convert_rules`]).
 fn check_arguments(cli: &Cli) -> anyhow::Result<()> {
-    convert_rules::check_url("STAGING_VM_URL", &cli.staging_vm_url)?;
-    convert_rules::check_label("--appliance-label", &cli.appliance_label)?;
+    match (cli.mode, cli.arguments.as_slice()) {
+        (Mode::Appliance, [url, _]) => {
+            convert_rules::check_url("STAGING_VM_URL", url)?;
+            convert_rules::check_label("--appliance-label", &cli.appliance_label)?;
+        }
+        (Mode::Appliance, _) => {
+            return Err(exit::usage(
+                "STAGING_VM_URL and VM_POSTFIX are both needed (--mode direct: VM_POSTFIX only)",
+            ));
+        }
+        (Mode::Direct, [_]) => {}
+        (Mode::Direct, _) => {
+            return Err(exit::usage(
+                "the direct mode imports no appliance: give VM_POSTFIX only, no STAGING_VM_URL",
+            ));
+        }
+    }
+    convert_rules::check_mode_and_network(cli.mode_name(), cli.network_name())?;
     if let Some(password) = &cli.password {
         convert_rules::check_password(password)
             .map_err(|error| exit::usage(format!("--password or XENSERVER_PASSWORD: {error}")))?;
@@ -196,7 +245,7 @@ fn check_arguments(cli: &Cli) -> anyhow::Result<()> {
     for (what, value) in [
         ("--image", &cli.image),
         ("--flavor", &cli.flavor),
-        ("--dom0-check-command", &cli.dom0_check_command),
+        ("--dom0-check-command", &cli.check_command().to_owned()),
     ] {
         if value.trim().is_empty() || value.chars().any(char::is_control) {
             return Err(exit::usage(format!(
@@ -230,6 +279,48 @@ fn check_arguments(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl Cli {
+    /// VM_POSTFIX: the last argument.
+    pub fn postfix(&self) -> &str {
+        self.arguments.last().map_or("", String::as_str)
+    }
+
+    /// STAGING_VM_URL, in the appliance mode.
+    pub fn staging_vm_url(&self) -> Option<&str> {
+        match (self.mode, self.arguments.as_slice()) {
+            (Mode::Appliance, [url, _]) => Some(url),
+            _ => None,
+        }
+    }
+
+    /// The command run on the snapshot node at the end.
+    pub fn check_command(&self) -> &str {
+        match (&self.dom0_check_command, self.mode) {
+            (Some(command), _) => command,
+            (None, Mode::Appliance) => DEFAULT_DOM0_CHECK,
+            (None, Mode::Direct) => DEFAULT_XAPI_CHECK,
+        }
+    }
+
+    /// `--mode` as xitc-convert spells it.
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            Mode::Appliance => "appliance",
+            Mode::Direct => "direct",
+        }
+    }
+
+    /// `--network` as xitc-convert spells it.
+    pub fn network_name(&self) -> &'static str {
+        match self.network {
+            Network::Auto => "auto",
+            Network::Dhcp => "dhcp",
+            Network::ConfigDrive => "config-drive",
+            Network::Bounce => "bounce",
+        }
+    }
+}
+
 /// The command line as clap defines it: what `--help` prints, and what the
 /// man page and shell completions are generated from (`xtask`), so the three
 /// never disagree.
@@ -244,8 +335,8 @@ where
     T: Into<OsString> + Clone,
 {
     let cli = Cli::try_parse_from(args)?;
-    let names = Names::new(&cli.postfix)?;
     check_arguments(&cli)?;
+    let names = Names::new(cli.postfix())?;
     let tested = flow::run(&cli, &names);
     let printed = take_output().map_or(Ok(()), Output::finish);
     tested.and(printed)

@@ -53,7 +53,31 @@ fn bad_arguments_are_usage_errors_found_before_any_cloud_call() {
             args(&[]),
             "required arguments were not provided",
         ),
-        ("no postfix", args(&[URL]), "<VM_POSTFIX>"),
+        (
+            "no postfix",
+            args(&[URL]),
+            "STAGING_VM_URL and VM_POSTFIX are both needed",
+        ),
+        (
+            "direct mode with an appliance URL",
+            args(&["--mode", "direct", URL, "p1"]),
+            "the direct mode imports no appliance: give VM_POSTFIX only",
+        ),
+        (
+            "direct mode with the bounce",
+            args(&["--mode", "direct", "--network", "bounce", "p1"]),
+            "--network bounce needs the appliance mode",
+        ),
+        (
+            "unknown network source",
+            args(&["--network", "radio", URL, "p1"]),
+            "invalid value 'radio' for '--network <NETWORK>'",
+        ),
+        (
+            "direct mode, empty postfix",
+            args(&["--mode", "direct", ""]),
+            "VM_POSTFIX is empty",
+        ),
         ("empty postfix", args(&[URL, ""]), "VM_POSTFIX is empty"),
         (
             "postfix with a space",

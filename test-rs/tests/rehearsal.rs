@@ -26,6 +26,7 @@ use xitc_test_support::{Mimic, Sshd, wait_until_gone};
 const STAND_IN: &str = r#"#!/bin/sh
 # Stand-in for xitc-convert in the rehearsal: touches the stamp, twice.
 echo $$ > "$(dirname "$0")/stand-in.pid"
+printf '%s\n' "$@" > "$(dirname "$0")/stand-in.args"
 stamp=${XITC_STAMP_PATH:?}
 sleep 1
 : > "$stamp"
@@ -93,6 +94,16 @@ impl Rehearsal {
     }
 
     fn command(&self, postfix: &str, image: &str, extra: &[&str]) -> Command {
+        let mut command = self.command_without_arguments(image, extra);
+        command
+            .args(["--dom0-check-command", "test -x \"$HOME\" && true"])
+            .args(["http://127.0.0.1:9/appliance.xva", postfix]);
+        command
+    }
+
+    /// [`Rehearsal::command`] without the check command and the positional
+    /// arguments.
+    fn command_without_arguments(&self, image: &str, extra: &[&str]) -> Command {
         siblings::built_beside_test_rs();
         let mut command = xitc_test_support::tool!("test-rs");
         command
@@ -116,10 +127,17 @@ impl Rehearsal {
                 "60",
             ])
             .args(["--snapshot-timeout", "60", "--ssh-timeout", "60"])
-            .args(["--dom0-check-command", "test -x \"$HOME\" && true"])
-            .args(extra)
-            .args(["http://127.0.0.1:9/appliance.xva", postfix]);
+            .args(extra);
         command
+    }
+
+    /// What the stand-in xitc-convert was started with, one argument a line.
+    fn convert_arguments(&self) -> Vec<String> {
+        std::fs::read_to_string(self.install_dir.join("stand-in.args"))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Makes the stand-in start and never finish the conversion (no stamp).
@@ -204,6 +222,72 @@ fn the_whole_flow_passes_and_cleans_up() {
         0o600
     );
     assert!(!stdout.contains(&std::fs::read_to_string(&password).unwrap()));
+    // As in 2014: the password file, the URL and the label; no new options.
+    assert_eq!(
+        rehearsal.convert_arguments(),
+        [
+            "--password-file",
+            password.to_str().unwrap(),
+            "http://127.0.0.1:9/appliance.xva",
+            "Devstack",
+        ]
+    );
+    assert_eq!(rehearsal.leftovers(), (Vec::new(), Vec::new()));
+}
+
+/// `--mode direct`: xitc-convert gets the direct mode and the network source
+/// and no appliance URL or label; test-rs waits for the stamp (in dom0, at the
+/// node's address) on both servers and ends by asking the host's xapi. The
+/// node's `xe` is xitc's xapi stand-in (bin-convert/tests/stand-ins/xe),
+/// run by the check command through the node's sshd.
+#[test]
+fn the_direct_mode_waits_for_the_ready_stamp_and_asks_the_hosts_xapi() {
+    let rehearsal = Rehearsal::new("direct");
+    let xe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bin-convert/tests/stand-ins/xe");
+    let check = format!(
+        "XITC_ROOT='{}' '{}' host-list --minimal | grep -q .",
+        rehearsal.sshd.dir().display(),
+        xe.display()
+    );
+    let mut command = rehearsal.command_without_arguments(&rehearsal.image(), &[]);
+    command
+        .args(["--mode", "direct", "--network", "config-drive"])
+        .args(["--dom0-check-command", &check])
+        .arg("d1");
+    let output = command.output().unwrap();
+    rehearsal.kill_stand_in();
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    for step in [
+        "upload and start xitc-convert",
+        "wait until the conversion is done",
+        "wait until the snapshot is done",
+        "check the host's XAPI answers",
+        "clean up",
+    ] {
+        assert!(
+            stdout.contains(&format!("<== {step}: ok (")),
+            "step {step:?}:\n{stdout}"
+        );
+    }
+    let password = rehearsal.install_dir.join("xitc-convert.password");
+    assert_eq!(
+        rehearsal.convert_arguments(),
+        [
+            "--mode",
+            "direct",
+            "--network",
+            "config-drive",
+            "--password-file",
+            password.to_str().unwrap(),
+        ]
+    );
+    let asked = std::fs::read_to_string(rehearsal.sshd.dir().join("xe.log")).unwrap();
+    assert_eq!(asked, "host-list --minimal\n", "the check asked xapi once");
     assert_eq!(rehearsal.leftovers(), (Vec::new(), Vec::new()));
 }
 
