@@ -562,3 +562,64 @@ fn the_appliance_asks_the_clouds_dhcp_without_a_bounce() {
         log(&node)
     );
 }
+
+/// The direct mode's management step fails half-way (an `xe` call fails
+/// once: after the old PIF is forgotten, before the new one is configured,
+/// before management moves): the state stays, no stamp says ready, and the
+/// rerun ends as a clean run does.
+#[test]
+fn a_management_step_cut_short_anywhere_ends_as_a_clean_run_when_rerun() {
+    let end_state = |node: &Node| {
+        let pif = management_pif(&node.dom0);
+        (
+            node.dom0.state(),
+            node.dom0.path(STAMP).is_file(),
+            pif["device"].clone(),
+            pif["mac"].clone(),
+            pif["mode"].clone(),
+            node.dom0.xe()["pifs"].as_object().unwrap().len(),
+        )
+    };
+    let installed = || {
+        let node = Node::installed_with(|world| {
+            direct(world);
+            dhcp_lease(world.sandbox.root.path());
+        });
+        boot_dom0(&node);
+        // A snapshot's first boot: the management PIF must be made again.
+        write(
+            &node.dom0.path("/sys/class/net/eth0/address"),
+            "FA:16:3E:00:00:07\n",
+        );
+        node
+    };
+    let clean = installed();
+    let config = clean.saved_config();
+    clean.dom0.run(&config, State::XenserverFirstboot).unwrap();
+    let expected = end_state(&clean);
+    assert_eq!(expected.3, NEW_MAC);
+    for failing in [
+        "host-management-disable",
+        "pif-forget",
+        "pif-introduce",
+        "pif-reconfigure-ip",
+        "host-management-reconfigure",
+    ] {
+        let node = installed();
+        write(&node.dom0.path("xe-fail-once"), failing);
+        let error = node
+            .dom0
+            .run(&config, State::XenserverFirstboot)
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("injected failure"),
+            "{failing}: {error:#}"
+        );
+        assert_eq!(node.dom0.state(), "XENSERVER_FIRSTBOOT\n", "{failing}");
+        assert!(!node.dom0.path(STAMP).exists(), "{failing}: not ready");
+        node.dom0
+            .run(&config, State::XenserverFirstboot)
+            .unwrap_or_else(|error| panic!("{failing}: the rerun failed: {error:#}"));
+        assert_eq!(end_state(&node), expected, "after {failing} failed once");
+    }
+}
