@@ -47,6 +47,19 @@ pub fn check_password(password: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// xitc-convert's `--mode` and `--network` together: the direct mode never
+/// boots Ubuntu after the install, so it has no bounce. Both names as the
+/// command lines spell them (`direct`, `bounce`).
+pub fn check_mode_and_network(mode: &str, network: &str) -> anyhow::Result<()> {
+    if mode == "direct" && network == "bounce" {
+        return Err(exit::usage(
+            "--network bounce needs the appliance mode: the direct mode never boots Ubuntu \
+             after the install",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,17 +111,19 @@ mod tests {
             assert!(!message.contains(bad), "{message}");
         }
     }
-}
 
-/// xitc-convert's `--mode` and `--network` together: the direct mode never
-/// boots Ubuntu after the install, so it has no bounce. Both names as the
-/// command lines spell them (`direct`, `bounce`).
-pub fn check_mode_and_network(mode: &str, network: &str) -> anyhow::Result<()> {
-    if mode == "direct" && network == "bounce" {
-        return Err(exit::usage(
-            "--network bounce needs the appliance mode: the direct mode never boots Ubuntu \
-             after the install",
-        ));
+    #[test]
+    fn the_direct_mode_has_no_bounce() {
+        assert!(check_mode_and_network("direct", "bounce").is_err());
+        for (mode, network) in [
+            ("direct", "dhcp"),
+            ("direct", "auto"),
+            ("appliance", "bounce"),
+        ] {
+            assert!(
+                check_mode_and_network(mode, network).is_ok(),
+                "{mode} {network}"
+            );
+        }
     }
-    Ok(())
 }
