@@ -44,7 +44,7 @@ pub fn steps(state: State, config: &Config) -> &'static [Step] {
         return &DIRECT_DOM0;
     }
     if in_dom0(state) && stays_in_dom0(config) {
-        return &APPLIANCE_DOM0_NO_BOUNCE;
+        return APPLIANCE_DOM0_NO_BOUNCE;
     }
     match state {
         State::Start => &START,
@@ -267,16 +267,12 @@ const XENSERVER: [Step; 8] = [
 ];
 
 // The appliance mode's dom0 states where dom0 learns the network itself
-// (DHCP, the config drive): XENSERVER's steps without the bounce.
-const APPLIANCE_DOM0_NO_BOUNCE: [Step; 7] = [
-    WAIT_XAPI,
-    STOP_APPLIANCE,
-    FORGET_NETWORKING,
-    APPLIANCE_VM,
-    APPLIANCE_KEY,
-    APPLIANCE_NETWORK,
-    INTERFACE_RECONFIGURE,
-];
+// (DHCP, the config drive): XENSERVER's steps without its last, the bounce's
+// boot-ubuntu-next (a unit test below holds that).
+const APPLIANCE_DOM0_NO_BOUNCE: &[Step] = match XENSERVER.split_last() {
+    Some((_, rest)) => rest,
+    None => &[],
+};
 
 // The direct mode's dom0 states, on every boot (shared/direct.rs says why
 // each).
@@ -380,6 +376,14 @@ mod tests {
             seen.push(state);
         }
         (seen, reboots)
+    }
+
+    #[test]
+    fn without_the_bounce_xenserver_loses_only_its_boot_ubuntu_next() {
+        let names = |steps: &[Step]| steps.iter().map(|step| step.name).collect::<Vec<_>>();
+        let mut expected = names(APPLIANCE_DOM0_NO_BOUNCE);
+        expected.push(BOOT_UBUNTU_NEXT.name);
+        assert_eq!(names(&XENSERVER), expected);
     }
 
     #[test]

@@ -91,6 +91,25 @@ fn boot_dom0(node: &Node) {
     dom0.take_xe_calls();
 }
 
+/// A snapshot of the node booted elsewhere: a new MAC, and a config drive
+/// (vfat this time, its label in capitals) with a new address for it.
+fn snapshot_elsewhere_with_a_vfat_drive(dom0: &Dom0) {
+    write(
+        &dom0.path("/sys/class/net/eth0/address"),
+        "FA:16:3E:00:00:07\n",
+    );
+    insert_drive(
+        dom0.root.path(),
+        DriveFormat::Vfat,
+        "CONFIG-2",
+        Some(&static_network_data(
+            NEW_MAC,
+            "198.51.100.20",
+            "198.51.100.1",
+        )),
+    );
+}
+
 fn management_pif(dom0: &Dom0) -> serde_json::Value {
     let xe = dom0.xe();
     let uuid = xe["management"]
@@ -274,20 +293,7 @@ fn a_direct_node_takes_its_address_from_the_config_drive_and_follows_it() {
     assert_eq!(pif["DNS"], "203.0.113.53");
 
     // A snapshot elsewhere: a new MAC and address, on a vfat drive this time.
-    write(
-        &dom0.path("/sys/class/net/eth0/address"),
-        "FA:16:3E:00:00:07\n",
-    );
-    insert_drive(
-        dom0.root.path(),
-        DriveFormat::Vfat,
-        "CONFIG-2",
-        Some(&static_network_data(
-            NEW_MAC,
-            "198.51.100.20",
-            "198.51.100.1",
-        )),
-    );
+    snapshot_elsewhere_with_a_vfat_drive(dom0);
     dom0.run(&config, State::Xenserver).unwrap();
     let pif = management_pif(dom0);
     assert_eq!(pif["mac"], NEW_MAC);
@@ -499,20 +505,7 @@ fn the_appliance_takes_the_config_drive_network_on_every_boot_without_a_bounce()
 
     // A snapshot elsewhere: a new MAC, a new address on a vfat drive.
     std::fs::remove_file(appliance.path(STAMP)).unwrap();
-    write(
-        &dom0.path("/sys/class/net/eth0/address"),
-        "FA:16:3E:00:00:07\n",
-    );
-    insert_drive(
-        dom0.root.path(),
-        DriveFormat::Vfat,
-        "CONFIG-2",
-        Some(&static_network_data(
-            NEW_MAC,
-            "198.51.100.20",
-            "198.51.100.1",
-        )),
-    );
+    snapshot_elsewhere_with_a_vfat_drive(dom0);
     dom0.run(&config, State::Xenserver).unwrap();
     assert_eq!(dom0.state(), "XENSERVER\n");
     assert!(appliance.path(STAMP).is_file());
