@@ -64,6 +64,21 @@ fn insert_drive(root: &Path, format: DriveFormat, label: &str, network_data: Opt
     write(&listing, &(lines.join("\n") + "\n"));
 }
 
+/// The config drive of the node as it was converted: an iso9660 drive with
+/// its own MAC and address (as Nova makes it).
+fn insert_the_nodes_drive(root: &Path) {
+    insert_drive(
+        root,
+        DriveFormat::Iso9660,
+        "config-2",
+        Some(&static_network_data(
+            NODE_MAC,
+            "203.0.171.17",
+            "203.0.171.1",
+        )),
+    );
+}
+
 fn eject_drive(root: &Path) {
     std::fs::remove_file(root.join("dev/sr0")).unwrap();
     write(&root.join("lsblk.out"), "xvda3 u3 p3 root-vgdorj ext3\n");
@@ -238,6 +253,7 @@ fn a_direct_node_on_dhcp_stays_in_dom0_across_boots_and_a_move() {
 fn a_direct_node_takes_its_address_from_the_config_drive_and_follows_it() {
     let node = Node::installed_with(|world| {
         direct(world);
+        // The MAC in capitals: links are matched to the NIC in any case.
         insert_drive(
             world.sandbox.root.path(),
             DriveFormat::Iso9660,
@@ -267,16 +283,7 @@ fn a_direct_node_takes_its_address_from_the_config_drive_and_follows_it() {
     }
 
     let dom0 = &node.dom0;
-    insert_drive(
-        dom0.root.path(),
-        DriveFormat::Iso9660,
-        "config-2",
-        Some(&static_network_data(
-            NODE_MAC,
-            "203.0.171.17",
-            "203.0.171.1",
-        )),
-    );
+    insert_the_nodes_drive(dom0.root.path());
     boot_dom0(&node);
     dom0.run(&config, State::XenserverFirstboot).unwrap();
     assert!(dom0.path(STAMP).is_file());
@@ -437,16 +444,7 @@ fn config_drives_are_read_without_a_mount_and_left_as_they_were() {
 fn the_appliance_takes_the_config_drive_network_on_every_boot_without_a_bounce() {
     let node = Node::installed_with(|world| {
         world.config.network = NetworkSource::Auto;
-        insert_drive(
-            world.sandbox.root.path(),
-            DriveFormat::Iso9660,
-            "config-2",
-            Some(&static_network_data(
-                NODE_MAC,
-                "203.0.171.17",
-                "203.0.171.1",
-            )),
-        );
+        insert_the_nodes_drive(world.sandbox.root.path());
     });
     let config = node.saved_config();
     assert_eq!(
@@ -458,16 +456,7 @@ fn the_appliance_takes_the_config_drive_network_on_every_boot_without_a_bounce()
         "the appliance mode installs dom0 on its temporary address"
     );
     let dom0 = &node.dom0;
-    insert_drive(
-        dom0.root.path(),
-        DriveFormat::Iso9660,
-        "config-2",
-        Some(&static_network_data(
-            NODE_MAC,
-            "203.0.171.17",
-            "203.0.171.1",
-        )),
-    );
+    insert_the_nodes_drive(dom0.root.path());
     boot_dom0(&node);
     dom0.run(&config, State::XenserverFirstboot)
         .unwrap_or_else(|error| panic!("XENSERVER_FIRSTBOOT: {error:#}\n{}", log(&node)));
