@@ -26,9 +26,10 @@ const PASSWORD_ENV: &str = "XENSERVER_PASSWORD";
 
 /// Convert this Ubuntu cloud node into a XenServer / XCP-ng host (run as root).
 ///
-/// The first run (state START) needs the password, the appliance URL and its name
-/// label and saves them (the password only as a hash); every later run, started
-/// by the boot hook, reads them back and does the work of the state it finds.
+/// The first run (state START) needs the password and, in the appliance mode,
+/// the appliance URL and its name label, and saves them with the mode and the
+/// network source (the password only as a hash); every later run, started by
+/// the boot hook, reads them back and does the work of the state it finds.
 #[derive(Debug, Parser)]
 #[command(
     name = TOOL,
