@@ -94,16 +94,18 @@ impl Rehearsal {
     }
 
     fn command(&self, postfix: &str, image: &str, extra: &[&str]) -> Command {
-        let mut command = self.command_without_arguments(image, extra);
+        let mut command = self.base_command(image);
+        // Before `extra`, which may replace it (the last one counts).
         command
             .args(["--dom0-check-command", "test -x \"$HOME\" && true"])
+            .args(extra)
             .args(["http://127.0.0.1:9/appliance.xva", postfix]);
         command
     }
 
-    /// [`Rehearsal::command`] without the check command and the positional
-    /// arguments.
-    fn command_without_arguments(&self, image: &str, extra: &[&str]) -> Command {
+    /// test-rs against this rehearsal's cloud and node, without the check
+    /// command and the positional arguments.
+    fn base_command(&self, image: &str) -> Command {
         siblings::built_beside_test_rs();
         let mut command = xitc_test_support::tool!("test-rs");
         command
@@ -126,8 +128,7 @@ impl Rehearsal {
                 "--boot-timeout",
                 "60",
             ])
-            .args(["--snapshot-timeout", "60", "--ssh-timeout", "60"])
-            .args(extra);
+            .args(["--snapshot-timeout", "60", "--ssh-timeout", "60"]);
         command
     }
 
@@ -249,7 +250,7 @@ fn the_direct_mode_waits_for_the_ready_stamp_and_asks_the_hosts_xapi() {
         rehearsal.sshd.dir().display(),
         xe.display()
     );
-    let mut command = rehearsal.command_without_arguments(&rehearsal.image(), &[]);
+    let mut command = rehearsal.base_command(&rehearsal.image());
     command
         .args(["--mode", "direct", "--network", "config-drive"])
         .args(["--dom0-check-command", &check])
