@@ -151,6 +151,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_dhcp_lease_is_networkds_or_dhclients_and_not_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = System::new(Some(dir.path().to_path_buf()));
+        let put = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        assert_eq!(dhcp_lease(&system, "ens3"), None, "no lease anywhere");
+        put("sys/class/net/ens3/ifindex", "2\n");
+        put("run/systemd/netif/leases/2", "");
+        assert_eq!(
+            dhcp_lease(&system, "ens3"),
+            None,
+            "an empty file is no lease"
+        );
+        put("var/lib/dhcp/dhclient.ens3.leases", "lease {\n}\n");
+        assert_eq!(
+            dhcp_lease(&system, "ens3").as_deref(),
+            Some("/var/lib/dhcp/dhclient.ens3.leases")
+        );
+        put("run/systemd/netif/leases/2", "ADDRESS=10.0.2.15\n");
+        assert_eq!(
+            dhcp_lease(&system, "ens3").as_deref(),
+            Some("/run/systemd/netif/leases/2")
+        );
+        assert_eq!(
+            dhcp_lease(&system, "eth1"),
+            None,
+            "another NIC's lease is not this one's"
+        );
+    }
+
+    #[test]
     fn netmasks_of_prefixes() {
         for (prefix, mask) in [
             (0, "0.0.0.0"),
