@@ -14,7 +14,6 @@ use crate::log::TOOL;
 use crate::paths::Files;
 use crate::plan;
 use crate::platform::Boot;
-use crate::platform::Virtualization;
 use crate::preflight;
 use crate::runner;
 use crate::state::{self, State};
@@ -154,22 +153,13 @@ pub fn check(
         node.network_reason,
         node.boot.describe(),
         node.virtualization.describe(),
-        direct_mode_warning(config, &node),
+        preflight::direct_mode_warning(config, &node)
+            .map(|warning| format!("\n  warning: {warning}"))
+            .unwrap_or_default(),
     );
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("writing to stdout")
-}
-
-/// The direct mode's guests run on this host itself: without hardware
-/// virtualization only PV guests do (XCP-ng's HVM guests do not start).
-fn direct_mode_warning(config: &Config, node: &preflight::Node) -> &'static str {
-    if config.mode == Mode::Direct && node.virtualization == Virtualization::Absent {
-        "\n  warning: no hardware virtualization (vmx/svm): in the direct mode this host \
-         will run PV guests only"
-    } else {
-        ""
-    }
 }
 
 /// How much of the log's end `--status` reads for its last line.

@@ -253,6 +253,16 @@ fn network_source(
     }
 }
 
+/// The direct mode's guests run on this host itself: without hardware
+/// virtualization only PV guests do (XCP-ng's HVM guests do not start). Said
+/// by `--check` and logged by START; not refused (PV guests are guests).
+pub fn direct_mode_warning(config: &Config, node: &Node) -> Option<&'static str> {
+    (config.mode == Mode::Direct && node.virtualization == Virtualization::Absent).then_some(
+        "no hardware virtualization (vmx/svm): in the direct mode this host will run PV \
+         guests only",
+    )
+}
+
 /// The layout alone, for `--dry-run`: what [`check`] would find, without
 /// its other checks; the error says why it could not be read.
 pub fn layout_of(system: &System, config: &Config, stage: Stage) -> Result<Layout, String> {

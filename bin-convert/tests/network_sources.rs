@@ -156,7 +156,20 @@ fn a_direct_node_on_dhcp_stays_in_dom0_across_boots_and_a_move() {
     let node = Node::installed_with(|world| {
         direct(world);
         dhcp_lease(world.sandbox.root.path());
+        // A CPU without vmx/svm: START says what that means here.
+        write(
+            &world.sandbox.root.path().join("proc/cpuinfo"),
+            "processor\t: 0\nflags\t\t: fpu vme de pse tsc msr pae sse2 hypervisor\n",
+        );
     });
+    assert!(
+        log(&node).contains(
+            "warning: no hardware virtualization (vmx/svm): in the direct mode this host will \
+             run PV guests only"
+        ),
+        "{}",
+        log(&node)
+    );
     let config = node.saved_config();
     assert_eq!(config.mode, Mode::Direct);
     assert_eq!(
@@ -270,6 +283,10 @@ fn a_direct_node_takes_its_address_from_the_config_drive_and_follows_it() {
         config.network,
         NetworkSource::ConfigDrive,
         "auto with a drive"
+    );
+    assert!(
+        !log(&node).contains("warning: no hardware virtualization"),
+        "vmx is there"
     );
     let answers = answerfile(&node);
     for line in [

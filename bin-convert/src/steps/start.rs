@@ -53,6 +53,9 @@ pub fn save_config(work: &mut Work<'_>) -> anyhow::Result<()> {
         node.network_source.name(),
         node.network_reason
     ));
+    if let Some(warning) = preflight::direct_mode_warning(work.config, node) {
+        work.log.line(&format!("warning: {warning}"));
+    }
     let config = Config {
         network: node.network_source,
         ..work.config.clone()
