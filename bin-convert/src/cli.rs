@@ -49,18 +49,13 @@ struct Cli {
     #[arg(value_name = "ARGS", num_args = 0..=3)]
     arguments: Vec<String>,
 
-    /// appliance: dom0 behind the appliance VM, which takes the cloud's
-    /// address (2014). direct: dom0's own xapi at the cloud's address, no
-    /// appliance, no Ubuntu boot after the install.
-    #[arg(long, value_enum, default_value_t = ModeArg::Appliance)]
-    mode: ModeArg,
+    /// What the node becomes (README "Modes and network sources").
+    #[arg(long, value_enum, default_value_t = Mode::Appliance)]
+    mode: Mode,
 
-    /// Where dom0 learns the cloud's network on each boot. auto: the config
-    /// drive if it describes the NIC, else DHCP if this boot's address came
-    /// by DHCP, else the bounce (appliance mode only); START records the
-    /// choice.
-    #[arg(long, value_enum, default_value_t = NetworkArg::Auto)]
-    network: NetworkArg,
+    /// Where dom0 learns the cloud's network on each boot.
+    #[arg(long, value_enum, default_value_t = NetworkSource::Auto)]
+    network: NetworkSource,
 
     /// Read the password from this file (first line).
     #[arg(long, value_name = "FILE")]
@@ -122,34 +117,10 @@ struct Cli {
     check: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ModeArg {
-    Appliance,
-    Direct,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum NetworkArg {
-    Auto,
-    Dhcp,
-    ConfigDrive,
-    Bounce,
-}
-
 /// The mode and network source asked for, or why they do not go together.
 fn mode_and_network(cli: &Cli) -> anyhow::Result<(Mode, NetworkSource)> {
-    let mode = match cli.mode {
-        ModeArg::Appliance => Mode::Appliance,
-        ModeArg::Direct => Mode::Direct,
-    };
-    let network = match cli.network {
-        NetworkArg::Auto => NetworkSource::Auto,
-        NetworkArg::Dhcp => NetworkSource::Dhcp,
-        NetworkArg::ConfigDrive => NetworkSource::ConfigDrive,
-        NetworkArg::Bounce => NetworkSource::Bounce,
-    };
-    convert_rules::check_mode_and_network(mode.name(), network.name())?;
-    Ok((mode, network))
+    convert_rules::check_mode_and_network(cli.mode.name(), cli.network.name())?;
+    Ok((cli.mode, cli.network))
 }
 
 /// Parses `2G`, `512M`, `1048576`: bytes, or binary units K, M, G, T.

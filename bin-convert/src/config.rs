@@ -13,8 +13,9 @@ use xitc_common::secret::Secret;
 
 use crate::system::System;
 
-/// What the node becomes (README "Modes").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What the node becomes (README "Modes"). The command line takes it as it
+/// is saved (`--mode`, clap's ValueEnum: the same kebab-case names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// The 2014 design: dom0 behind an appliance VM that takes the cloud's
@@ -36,13 +37,14 @@ impl Mode {
 }
 
 /// Where dom0 learns the cloud's network on each boot (README "Network
-/// sources").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// sources"); `--network` takes it as it is saved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum NetworkSource {
-    /// The first run's choice, made by START's preflight and saved in its
-    /// place: the config drive if it describes the node's NIC, else DHCP in
-    /// the direct mode, the bounce in the appliance mode.
+    /// START's preflight chooses and saves its choice in place of this one:
+    /// the config drive if it describes the node's NIC, else DHCP if this
+    /// boot's address came with a DHCP lease, else the bounce (appliance
+    /// mode; the direct mode refuses)
     Auto,
     /// The cloud's DHCP.
     Dhcp,
