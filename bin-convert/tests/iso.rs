@@ -2,7 +2,6 @@
 //! and XenServer 6.2 style), in userspace.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bin_convert::installer::identify;
 use bin_convert::installer::{Dialect, Generation};
@@ -24,17 +23,7 @@ fn make_iso(files: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, PathBuf) {
         std::fs::write(file, bytes).unwrap();
     }
     let iso = dir.path().join("installer.iso");
-    let output = Command::new("xorriso")
-        .args(["-as", "mkisofs", "-R", "-quiet", "-o"])
-        .arg(&iso)
-        .arg(&tree)
-        .output()
-        .expect("xorriso (apt-get install xorriso; scripts/install-test-deps)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    xitc_test_support::mkisofs(&["-R"], &iso, &tree);
     (dir, iso)
 }
 

@@ -17,6 +17,7 @@
 //! - [`Nginx`]: nginx serving a directory, with Range support, for downloads.
 //! - [`SshAgent`]: an ssh-agent on a socket of its own.
 //! - [`FakeHttp`]: a scripted HTTP server, only for what mimic cannot do on demand.
+//! - [`mkisofs`]: ISO images by the real xorriso.
 //! - [`free_port`], [`generate_key`].
 //! - [`tool!`]: the command under test, for every test crate.
 //!
@@ -35,6 +36,7 @@ mod agent;
 mod assertions;
 mod command;
 mod fake_http;
+mod iso;
 mod keystone;
 mod mimic;
 mod nginx;
@@ -45,6 +47,7 @@ pub use agent::SshAgent;
 pub use assertions::{assert_one_line_error, documented_exit_codes, documented_exit_status};
 pub use command::{command_under_test, stdout_of};
 pub use fake_http::{FakeHttp, Reply, Request};
+pub use iso::mkisofs;
 pub use keystone::{Answer, Keystone, REGION as KEYSTONE_REGION};
 pub use mimic::Mimic;
 pub use nginx::Nginx;

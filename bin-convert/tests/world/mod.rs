@@ -162,13 +162,7 @@ pub fn installer_iso_of(dir: &Path, treeinfo: &str) -> Vec<u8> {
         std::fs::write(file, bytes).unwrap();
     }
     let iso = dir.join("installer.iso");
-    let status = Command::new("xorriso")
-        .args(["-as", "mkisofs", "-R", "-quiet", "-o"])
-        .arg(&iso)
-        .arg(&tree)
-        .status()
-        .expect("xorriso (scripts/install-test-deps)");
-    assert!(status.success());
+    xitc_test_support::mkisofs(&["-R"], &iso, &tree);
     std::fs::read(iso).unwrap()
 }
 
@@ -449,22 +443,9 @@ pub fn config_drive_image(
     };
     let image_text = image.to_str().unwrap();
     match format {
-        DriveFormat::Iso9660 => run(
-            "xorriso",
-            &[
-                "-as",
-                "mkisofs",
-                "-quiet",
-                "-r",
-                "-J",
-                "-V",
-                label,
-                "-o",
-                image_text,
-                tree.path().to_str().unwrap(),
-            ],
-            "xorriso",
-        ),
+        DriveFormat::Iso9660 => {
+            xitc_test_support::mkisofs(&["-r", "-J", "-V", label], image, tree.path());
+        }
         DriveFormat::Vfat => {
             std::fs::File::create(image)
                 .unwrap()
