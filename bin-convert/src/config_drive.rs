@@ -6,8 +6,9 @@
 //! The drive is found by its file system label, `config-2` (vfat drives may
 //! carry it in capitals, as cloud-init accepts), and read in userspace,
 //! through a descriptor opened read-only: the ISO 9660 reader
-//! ([`crate::iso`]) or the `fatfs` crate behind [`ReadOnly`], which refuses
-//! every write. Nothing is mounted, so nothing on the node changes, in Ubuntu
+//! ([`crate::iso`]) or the `fatfs` crate behind [`DriveReader`], which
+//! refuses every write and bounds the reads (fatfs follows a FAT's cluster
+//! chain for ever when damage makes it loop). Nothing is mounted, so nothing on the node changes, in Ubuntu
 //! (cloud-init has unmounted the drive) as in dom0, and the tests read real
 //! images made by xorriso and mtools.
 //!
@@ -221,7 +222,7 @@ pub fn read_network_data(system: &System, device: &str) -> anyhow::Result<Option
         return iso.read_text(NETWORK_DATA);
     }
     let file = std::fs::File::open(&path).with_context(|| format!("opening {device}"))?;
-    let fs = fatfs::FileSystem::new(ReadOnly(file), fatfs::FsOptions::new())
+    let fs = fatfs::FileSystem::new(DriveReader::new(file), fatfs::FsOptions::new())
         .with_context(|| format!("{device} (labelled {LABEL}) is neither iso9660 nor vfat"))?;
     let file = match fs.root_dir().open_file(NETWORK_DATA) {
         Ok(file) => file,
@@ -292,25 +293,51 @@ fn is_iso9660(path: &Path) -> anyhow::Result<bool> {
     }
 }
 
-/// A reader that `fatfs` may take for a disk (it asks for `Write`) but that
-/// refuses every write, so reading a drive can never change it; the file
-/// under it is opened read-only as well.
+/// What `fatfs` reads a drive through. It asks for `Write`, but every write
+/// is refused, so reading a drive can never change it (the file under it is
+/// opened read-only as well). And it reads at most [`READ_CALLS_LIMIT`]
+/// times: fatfs follows a directory's cluster chain in the FAT until it
+/// ends, so a damaged FAT whose chain loops would make it read for ever (a
+/// test shows it); with the limit that is an error naming the damage.
 #[derive(Debug)]
-pub struct ReadOnly<T>(pub T);
+pub struct DriveReader<T> {
+    inner: T,
+    reads_left: u32,
+}
 
-impl<T: Read> Read for ReadOnly<T> {
+/// Reading network_data.json from a real drive takes about 170 reads (the
+/// boot sector, FAT entries, three directories' entries, the file; a 1 MiB
+/// file a few thousand): a margin of hundreds, and a loop stops within a
+/// second.
+pub const READ_CALLS_LIMIT: u32 = 100_000;
+
+impl<T> DriveReader<T> {
+    pub fn new(inner: T) -> Self {
+        DriveReader {
+            inner,
+            reads_left: READ_CALLS_LIMIT,
+        }
+    }
+}
+
+impl<T: Read> Read for DriveReader<T> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buffer)
+        self.reads_left = self.reads_left.checked_sub(1).ok_or_else(|| {
+            io::Error::other(format!(
+                "over {READ_CALLS_LIMIT} reads: the file system is damaged (a cluster chain loops)"
+            ))
+        })?;
+        self.inner.read(buffer)
     }
 }
 
-impl<T: Seek> Seek for ReadOnly<T> {
+impl<T: Seek> Seek for DriveReader<T> {
     fn seek(&mut self, position: SeekFrom) -> io::Result<u64> {
-        self.0.seek(position)
+        self.inner.seek(position)
     }
 }
 
-impl<T> Write for ReadOnly<T> {
+impl<T> Write for DriveReader<T> {
     fn write(&mut self, _: &[u8]) -> io::Result<usize> {
         Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
