@@ -430,16 +430,12 @@ pub fn config_drive_image(
     }
     std::fs::create_dir_all(image.parent().unwrap()).unwrap();
     let _ = std::fs::remove_file(image);
-    let run = |program: &str, args: &[&str], package: &str| {
-        let output = Command::new(program)
-            .args(args)
-            .output()
-            .unwrap_or_else(|error| panic!("{program}: {error}: apt-get install {package}"));
-        assert!(
-            output.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    // mtools: xitc_test_support::stdout_of fails the test, naming the tool
+    // and its stderr, when one fails or is not installed.
+    let mtools = |program: &str, args: &[&str]| {
+        let mut command = Command::new(program);
+        command.args(args);
+        xitc_test_support::stdout_of(command);
     };
     let image_text = image.to_str().unwrap();
     match format {
@@ -451,16 +447,15 @@ pub fn config_drive_image(
                 .unwrap()
                 .set_len(2 << 20)
                 .unwrap();
-            run("mformat", &["-i", image_text, "-v", label, "::"], "mtools");
-            run(
+            mtools("mformat", &["-i", image_text, "-v", label, "::"]);
+            mtools(
                 "mmd",
                 &["-i", image_text, "::/openstack", "::/openstack/latest"],
-                "mtools",
             );
             for name in ["meta_data.json", "network_data.json"] {
                 let file = latest.join(name);
                 if file.exists() {
-                    run(
+                    mtools(
                         "mcopy",
                         &[
                             "-i",
@@ -468,7 +463,6 @@ pub fn config_drive_image(
                             file.to_str().unwrap(),
                             &format!("::/openstack/latest/{name}"),
                         ],
-                        "mtools",
                     );
                 }
             }
