@@ -135,7 +135,9 @@ pub const LSBLK_COLUMNS: &str = "NAME,UUID,PARTUUID,LABEL,FSTYPE";
 
 /// The identities of file systems and partitions, from `lsblk -rno`
 /// [`LSBLK_COLUMNS`] (`-r`: one line per device, one space between columns,
-/// an empty column empty; lsblk escapes spaces inside a value as `\x20`).
+/// an empty column empty; lsblk writes every byte that is not safe there,
+/// space, tab, backslash and other control or non-printing bytes, as `\xHH`,
+/// which [`unescape_hex`] undoes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     pub name: String,
@@ -145,33 +147,80 @@ pub struct Identity {
     pub fs_type: String,
 }
 
+/// The devices lsblk lists; a line without a name is no device and is left
+/// out (lsblk prints none such).
 pub fn parse_lsblk(output: &str) -> Vec<Identity> {
-    let unescape = |text: &str| text.replace("\\x20", " ");
     output
         .lines()
         .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
+            let mut fields = line.split(' ').map(unescape_hex);
+            let name = fields.next().filter(|name| !name.is_empty())?;
+            let mut next = || fields.next().unwrap_or_default();
             Some(Identity {
-                name: (*fields.first()?).to_owned(),
-                uuid: fields
-                    .get(1)
-                    .map(|field| unescape(field))
-                    .unwrap_or_default(),
-                partuuid: fields
-                    .get(2)
-                    .map(|field| unescape(field))
-                    .unwrap_or_default(),
-                label: fields
-                    .get(3)
-                    .map(|field| unescape(field))
-                    .unwrap_or_default(),
-                fs_type: fields
-                    .get(4)
-                    .map(|field| unescape(field))
-                    .unwrap_or_default(),
+                name,
+                uuid: next(),
+                partuuid: next(),
+                label: next(),
+                fs_type: next(),
             })
         })
         .collect()
+}
+
+/// Undoes lsblk's `\xHH` escapes (util-linux `mbs_safe_encode`, which `-r`
+/// and `-P` output use) byte by byte, so a label's UTF-8 written as escapes
+/// comes back whole; a backslash not followed by `x` and two hex digits
+/// stays as it is.
+pub fn unescape_hex(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'\\'
+            && bytes.get(index + 1) == Some(&b'x')
+            && let Some(byte) = bytes
+                .get(index + 2..index + 4)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(byte);
+            index += 4;
+        } else {
+            out.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Undoes fstab(5)'s octal escapes: `\040` (space), `\011` (tab), `\012`
+/// (newline) and `\134` (backslash) are the ones util-linux writes and
+/// reads (its `unmangle`, which takes any `\NNN` of three octal digits); a
+/// backslash not followed by three octal digits stays as it is.
+pub fn unescape_octal(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let octal = bytes.get(index + 1..index + 4).filter(|digits| {
+            digits.iter().all(|digit| (b'0'..=b'7').contains(digit)) && digits[0] <= b'3'
+        });
+        match octal {
+            Some(digits) if bytes[index] == b'\\' => {
+                out.push(
+                    digits
+                        .iter()
+                        .fold(0u8, |value, digit| value * 8 + (digit - b'0')),
+                );
+                index += 4;
+            }
+            _ => {
+                out.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One line of fstab that mounts something.
@@ -188,12 +237,10 @@ pub fn parse_fstab(text: &str) -> Vec<FstabEntry> {
             if line.starts_with('#') {
                 return None;
             }
-            // fstab writes a space in a field as \040 (fstab(5)).
-            let unescape = |field: &str| field.replace("\\040", " ");
             let mut fields = line.split_whitespace();
             Some(FstabEntry {
-                spec: unescape(fields.next()?),
-                mount_point: unescape(fields.next()?),
+                spec: unescape_octal(fields.next()?),
+                mount_point: unescape_octal(fields.next()?),
             })
         })
         .collect()
@@ -417,6 +464,26 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn every_escape_is_undone() {
+        // A label with a space, a tab, a backslash and a non-ASCII letter,
+        // as lsblk -r writes it and as an fstab line writes it.
+        let identities = parse_lsblk("vda2 u p A\\x20b\\x09c\\x5cd\\xc3\\xa9 ext4\n");
+        assert_eq!(identities[0].label, "A b\tc\\d\u{e9}");
+        assert_eq!(identities[0].fs_type, "ext4");
+        let fstab = parse_fstab("LABEL=A\\040b\\011c\\134d\u{e9} /mnt/a\\012b ext4 defaults 0 2\n");
+        assert_eq!(fstab[0].spec, "LABEL=A b\tc\\d\u{e9}");
+        assert_eq!(fstab[0].mount_point, "/mnt/a\nb");
+        assert_eq!(
+            resolve_spec(&fstab[0].spec, &identities).map(|id| id.name.as_str()),
+            Some("vda2")
+        );
+        // What is not an escape stays.
+        assert_eq!(unescape_hex("a\\xZZ\\x4"), "a\\xZZ\\x4");
+        assert_eq!(unescape_octal("a\\9\\04\\400"), "a\\9\\04\\400");
+        assert_eq!(parse_lsblk("\n"), []);
     }
 
     #[test]

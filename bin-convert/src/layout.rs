@@ -27,7 +27,7 @@
 
 use crate::disk::{
     FstabEntry, Identity, LSBLK_COLUMNS, PartitionTable, installer_disk_name, parse_dump,
-    parse_fstab, parse_lsblk, partition_of, resolve_spec,
+    parse_fstab, parse_lsblk, partition_name, partition_of, resolve_spec,
 };
 use crate::system::System;
 
@@ -125,9 +125,13 @@ pub fn read(system: &System, expect: Expect<'_>) -> Result<Layout, Vec<String>> 
     };
     check_room(&table, expect, &mut problems);
 
-    let mounts = system
-        .read_to_string("/proc/self/mounts")
-        .unwrap_or_default();
+    // What the plan is made of is read or refused, never guessed: a /boot
+    // or an fstab line not seen here would be left for the installer to
+    // delete under it (the bounce then stops in emergency mode).
+    let mounts = match system.read_to_string("/proc/self/mounts") {
+        Ok(mounts) => mounts,
+        Err(error) => return Err(vec![format!("cannot read /proc/self/mounts: {error}")]),
+    };
     let boot_partition = match mounted_on(&mounts, "/boot") {
         None => None,
         Some(device) => {
@@ -152,11 +156,22 @@ pub fn read(system: &System, expect: Expect<'_>) -> Result<Layout, Vec<String>> 
         }
     };
 
-    let identities = system
-        .run("lsblk", &["-rno", LSBLK_COLUMNS, &format!("/dev/{disk}")])
-        .map(|output| parse_lsblk(&output))
-        .unwrap_or_default();
-    let fstab = system.read_to_string("/etc/fstab").unwrap_or_default();
+    let identities = match identities_of(system, disk, &table) {
+        Ok(identities) => identities,
+        Err(problem) => {
+            problems.push(problem);
+            Vec::new()
+        }
+    };
+    // No fstab is no line to keep from failing; one that cannot be read is
+    // refused.
+    let fstab = match system.read_if_exists("/etc/fstab") {
+        Ok(fstab) => fstab.unwrap_or_default(),
+        Err(error) => {
+            problems.push(format!("{error:#}"));
+            String::new()
+        }
+    };
     let doomed = doomed_entries(system, disk, &parse_fstab(&fstab), &identities);
 
     let (installer_disk, installer_disk_reason) = if let Some(name) = expect.installer_disk {
@@ -171,11 +186,22 @@ pub fn read(system: &System, expect: Expect<'_>) -> Result<Layout, Vec<String>> 
         (name, reason)
     };
 
-    let disk_bytes = system
-        .read_to_string(format!("/sys/class/block/{disk}/size"))
-        .ok()
-        .and_then(|sectors| sectors.trim().parse::<u64>().ok())
-        .map_or(0, |sectors| sectors * 512);
+    let size_file = format!("/sys/class/block/{disk}/size");
+    let disk_bytes = match system.read_to_string(&size_file) {
+        Ok(sectors) => sectors.trim().parse::<u64>().map_or_else(
+            |_| {
+                problems.push(format!("{size_file} holds no sector count: {sectors:?}"));
+                0
+            },
+            |sectors| sectors * 512,
+        ),
+        Err(error) => {
+            problems.push(format!(
+                "cannot read the size of /dev/{disk} ({size_file}): {error}"
+            ));
+            0
+        }
+    };
 
     if !problems.is_empty() {
         return Err(problems);
@@ -189,6 +215,37 @@ pub fn read(system: &System, expect: Expect<'_>) -> Result<Layout, Vec<String>> 
         doomed,
         initrdless_boot: initrdless_boot(system),
     })
+}
+
+/// The identities (UUID, PARTUUID, LABEL) of `disk` and its partitions, by
+/// lsblk; refused, naming lsblk and what went wrong, when it fails or leaves
+/// out a partition the table has (fstab's lines could then not be matched).
+fn identities_of(
+    system: &System,
+    disk: &str,
+    table: &PartitionTable,
+) -> Result<Vec<Identity>, String> {
+    let device = format!("/dev/{disk}");
+    let command = format!("lsblk -rno {LSBLK_COLUMNS} {device}");
+    let output = system
+        .run("lsblk", &["-rno", LSBLK_COLUMNS, &device])
+        .map_err(|error| format!("{command} failed: {error:#}"))?;
+    let identities = parse_lsblk(&output);
+    let missing: Vec<String> = table
+        .partitions
+        .iter()
+        .map(|partition| partition_name(disk, partition.number))
+        .filter(|name| !identities.iter().any(|identity| identity.name == *name))
+        .collect();
+    if missing.is_empty() {
+        Ok(identities)
+    } else {
+        Err(format!(
+            "{command} did not list {} of the partition table: fstab's lines cannot be \
+             matched to partitions",
+            missing.join(", ")
+        ))
+    }
 }
 
 /// Partition 1 last on the disk, partition 2 free (or ours).

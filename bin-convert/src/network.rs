@@ -39,11 +39,13 @@ pub fn network(system: &System) -> Result<Network, String> {
         .map_err(|error| format!("cannot read the MAC address of {interface}: {error}"))?
         .trim()
         .to_ascii_lowercase();
-    let mut nameservers = nameservers_of(
-        &system
-            .read_to_string("/etc/resolv.conf")
-            .unwrap_or_default(),
-    );
+    // No resolv.conf is no name server; one that cannot be read is refused
+    // (the appliance would be set up without the servers it has).
+    let resolv_conf = system
+        .read_if_exists("/etc/resolv.conf")
+        .map_err(|error| format!("{error:#}"))?
+        .unwrap_or_default();
+    let mut nameservers = nameservers_of(&resolv_conf);
     // systemd-resolved's stub listens on 127.0.0.53; the appliance needs the
     // upstream servers it forwards to.
     if nameservers.iter().all(IpAddr::is_loopback)

@@ -88,7 +88,7 @@ struct NetplanNameservers {
 /// The same as [`appliance_interfaces`] for an appliance with netplan. The
 /// default route is written as `to: 0.0.0.0/0`, which every netplan reads
 /// (`to: default` and `gateway4` are not understood by all of them).
-pub fn appliance_netplan(network: &ApplianceNetwork) -> String {
+pub fn appliance_netplan(network: &ApplianceNetwork) -> anyhow::Result<String> {
     let mut ethernets = std::collections::BTreeMap::new();
     ethernets.insert(
         "eth0",
@@ -112,11 +112,12 @@ pub fn appliance_netplan(network: &ApplianceNetwork) -> String {
             ethernets,
         },
     })
-    .unwrap_or_default();
-    format!(
+    // Never an empty file in its place: the appliance would lose its network.
+    .map_err(|error| anyhow::anyhow!("rendering the appliance's netplan: {error}"))?;
+    Ok(format!(
         "# Written by xitc-convert on every XenServer boot from the cloud's settings;\n\
          # edits here are lost.\n{yaml}"
-    )
+    ))
 }
 
 fn netplan_cloud_nic(network: &ApplianceNetwork) -> NetplanEthernet {
@@ -177,7 +178,8 @@ mod tests {
             ),
             "{text}"
         );
-        let yaml: serde_json::Value = serde_yaml_ng::from_str(&appliance_netplan(&dhcp)).unwrap();
+        let yaml: serde_json::Value =
+            serde_yaml_ng::from_str(&appliance_netplan(&dhcp).unwrap()).unwrap();
         let eth1 = &yaml["network"]["ethernets"]["eth1"];
         assert_eq!(eth1["dhcp4"], true);
         assert!(
@@ -212,7 +214,7 @@ mod tests {
 
     #[test]
     fn netplan_config_reads_back_as_the_same_settings() {
-        let text = appliance_netplan(&settings(&["203.0.113.53"]));
+        let text = appliance_netplan(&settings(&["203.0.113.53"])).unwrap();
         let yaml: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
         let ethernets = &yaml["network"]["ethernets"];
         assert_eq!(yaml["network"]["version"], 2);
@@ -225,7 +227,7 @@ mod tests {
             "203.0.113.53"
         );
         assert_eq!(ethernets["eth2"]["addresses"][0], "192.168.33.1/24");
-        let without = appliance_netplan(&settings(&[]));
+        let without = appliance_netplan(&settings(&[])).unwrap();
         let yaml: serde_json::Value = serde_yaml_ng::from_str(&without).unwrap();
         assert!(
             yaml["network"]["ethernets"]["eth1"]

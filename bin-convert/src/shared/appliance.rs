@@ -381,7 +381,7 @@ pub fn network(work: &mut Work<'_>) -> anyhow::Result<()> {
         "the appliance user's {USER_KEY}.pub holds no key"
     );
     let (path, text) = if shell.succeeds(&["test", "-d", "/etc/netplan"]) {
-        (NETPLAN, render::appliance_netplan(&network))
+        (NETPLAN, render::appliance_netplan(&network)?)
     } else {
         (INTERFACES, render::appliance_interfaces(&network))
     };
