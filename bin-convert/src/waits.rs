@@ -70,7 +70,9 @@ pub fn network_up(
     let mut last = (false, false);
     poll_until(clock, wait.schedule(), |_| {
         let routed = has_default_route(system);
-        let resolved = host.is_none_or(|host| system.run("getent", &["hosts", host]).is_ok());
+        let resolved = host
+            .as_deref()
+            .is_none_or(|host| system.run("getent", &["hosts", host]).is_ok());
         last = (routed, resolved);
         Ok((routed && resolved).then_some(()))
     })
@@ -84,16 +86,15 @@ pub fn network_up(
     })
 }
 
-/// The host name in `url`; none for an address or a `file://` URL, which
-/// need no name resolution.
-fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let host = host.split(':').next()?;
-    (!host.is_empty() && host.parse::<std::net::IpAddr>().is_err()).then_some(host)
+/// The host name in `url` (by the `url` crate, so user info, ports and IPv6
+/// literals are read as RFC 3986 says); none for an address or a `file://`
+/// URL, which need no name resolution, and none for what is not a URL (the
+/// first run refused that already).
+fn url_host(url: &str) -> Option<String> {
+    match url::Url::parse(url).ok()?.host()? {
+        url::Host::Domain(name) if !name.is_empty() => Some(name.to_owned()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -123,11 +124,11 @@ mod tests {
     fn url_hosts() {
         assert_eq!(
             url_host("https://mirrors.xcp-ng.org/isos/x.iso?https=1"),
-            Some("mirrors.xcp-ng.org")
+            Some("mirrors.xcp-ng.org".to_owned())
         );
         assert_eq!(
             url_host("http://user@host.example:8080/a"),
-            Some("host.example")
+            Some("host.example".to_owned())
         );
         assert_eq!(
             url_host("http://127.0.0.1:9/a"),
@@ -135,6 +136,17 @@ mod tests {
             "an address needs no name resolution"
         );
         assert_eq!(url_host("file:///srv/a.xva"), None);
+        for literal in [
+            "http://[2001:db8::1]/appliance.xva",
+            "http://[2001:db8::1]:8080/appliance.xva",
+            "http://user:pw@[::1]:80/a",
+        ] {
+            assert_eq!(url_host(literal), None, "{literal}: an address");
+        }
+        assert_eq!(
+            url_host("https://user:p%40ss@Mirror.Example:8443/x.iso"),
+            Some("mirror.example".to_owned())
+        );
     }
 
     /// A /proc/net/route with a default route via 192.168.0.1.

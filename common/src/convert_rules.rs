@@ -9,11 +9,19 @@ use crate::exit;
 /// A URL xitc-convert can download from: http, https or file, with something
 /// after the scheme and no spaces or control characters (it travels in a
 /// shell command line and in xe's arguments). `what` names it in the error.
+/// The URL is read by the `url` crate (RFC 3986 as browsers read it), so
+/// what the node later takes a host from is a URL it can parse: an http(s)
+/// URL needs a host (an IPv6 literal in brackets), a file URL a path.
 pub fn check_url(what: &str, url: &str) -> anyhow::Result<()> {
+    let parsed_ok = url::Url::parse(url).is_ok_and(|parsed| match parsed.scheme() {
+        "http" | "https" => parsed.host().is_some(),
+        "file" => parsed.path().len() > 1,
+        _ => false,
+    });
     let scheme_ok = ["http://", "https://", "file://"]
         .iter()
         .any(|scheme| url.starts_with(scheme) && url.len() > scheme.len());
-    if !scheme_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if !parsed_ok || !scheme_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(exit::usage(format!(
             "{what} must be an http://, https:// or file:// URL without spaces, got {}",
             exit::escape_control(&format!("{url:?}"))
@@ -73,7 +81,13 @@ mod tests {
 
     #[test]
     fn urls() {
-        for good in ["http://h/a.xva", "https://h:8443/x", "file:///srv/a.xva"] {
+        for good in [
+            "http://h/a.xva",
+            "https://h:8443/x",
+            "file:///srv/a.xva",
+            "http://[2001:db8::1]/appliance.xva",
+            "http://user:pw@[2001:db8::1]:8080/a.xva",
+        ] {
             check_url("URL", good).unwrap();
         }
         for bad in [
@@ -83,6 +97,10 @@ mod tests {
             "/srv/a.xva",
             "http://h/a b",
             "http://h/\u{1b}[2J",
+            "http://[2001/appliance.xva",
+            "http://[2001:db8::1/a",
+            "https://:8443/x",
+            "file://",
         ] {
             let message = refused(check_url("URL", bad));
             assert!(message.starts_with("URL must be an http://"), "{message}");
