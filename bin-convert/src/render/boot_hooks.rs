@@ -2,20 +2,69 @@
 //! systems without systemd) in Ubuntu, dom0's boot script, and the
 //! installer's post-install script that installs it in the new dom0.
 
-/// Quotes a path for a systemd `ExecStart=` line (`%` is a specifier there).
-fn systemd_quote(text: &str) -> String {
-    format!(
-        "\"{}\"",
-        text.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('%', "%%")
-    )
+use std::fmt::Write as _;
+
+/// Quotes one word of a systemd `ExecStart=` line, as systemd.service(5)
+/// "Command lines" reads it: inside double quotes, C-style escapes (`\\`,
+/// `\"`, `\n`, `\xHH` for other control characters); `%` is a specifier
+/// everywhere (`%%` is one `%`, systemd.unit(5) "Specifiers"); and in every
+/// argument but the program, `$VAR` and `${VAR}` are expanded (`$$` is one
+/// `$`). The program's path is used as written: systemd expands no variable
+/// there (its first word "must be a literal and absolute path"), so its `$`
+/// stays single.
+fn systemd_quote(text: &str, word: Word) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for character in text.chars() {
+        match character {
+            '\\' => quoted.push_str("\\\\"),
+            '"' => quoted.push_str("\\\""),
+            '%' => quoted.push_str("%%"),
+            '$' if word == Word::Argument => quoted.push_str("$$"),
+            '\n' => quoted.push_str("\\n"),
+            '\t' => quoted.push_str("\\t"),
+            control if control.is_control() && u32::from(control) < 0x80 => {
+                let _ = write!(quoted, "\\x{:02x}", u32::from(control));
+            }
+            other => quoted.push(other),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// Why systemd would not run a program at `path` from a unit, if it would
+/// not: it refuses a program path with a backslash, a quote or a control
+/// character in it ("Executable name contains special characters", seen with
+/// `systemd-analyze verify`), however it is quoted. Preflight refuses such
+/// an install dir before any change.
+pub fn systemd_program_problem(path: &str) -> Option<String> {
+    path.chars()
+        .any(|character| matches!(character, '\\' | '"' | '\'') || character.is_control())
+        .then(|| {
+            format!(
+                "the program's path {} holds a backslash, a quote or a control character, \
+                 which systemd does not run from a unit: choose another --install-dir",
+                xitc_common::exit::escape_control(&format!("{path:?}"))
+            )
+        })
+}
+
+/// Which word of a command line [`systemd_quote`] quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Word {
+    Program,
+    Argument,
 }
 
 /// The systemd unit that runs xitc-convert on every boot, after the network is
-/// up. No password in it: the run reads the saved config.
-pub fn systemd_unit(binary: &str, install_dir: &str) -> String {
-    format!(
+/// up. No password in it: the run reads the saved config. A program path
+/// systemd would not run is refused ([`systemd_program_problem`]).
+pub fn systemd_unit(binary: &str, install_dir: &str) -> anyhow::Result<String> {
+    if let Some(problem) = systemd_program_problem(binary) {
+        return Err(xitc_common::exit::usage(problem));
+    }
+    Ok(format!(
         "[Unit]\n\
          Description=xitc-convert: continue converting this node to XenServer\n\
          Wants=network-online.target\n\
@@ -29,9 +78,9 @@ pub fn systemd_unit(binary: &str, install_dir: &str) -> String {
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n",
-        systemd_quote(binary),
-        systemd_quote(install_dir)
-    )
+        systemd_quote(binary, Word::Program),
+        systemd_quote(install_dir, Word::Argument)
+    ))
 }
 
 /// The upstart job for nodes without systemd (Ubuntu 14.04).
@@ -152,26 +201,128 @@ fi
 mod tests {
     use super::*;
 
+    /// systemd's reading of one `ExecStart=` line, as systemd.service(5)
+    /// "Command lines" and systemd.unit(5) "Specifiers" describe it, for
+    /// what `systemd-analyze verify` cannot show (the arguments a run gets):
+    /// words split at blanks outside double quotes, C escapes undone inside
+    /// them, `%%` → `%`, and in arguments (not the program) `$$` → `$` with
+    /// any other `$` a variable.
+    fn systemd_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut characters = line.chars().peekable();
+        while let Some(&first) = characters.peek() {
+            if first == ' ' {
+                characters.next();
+                continue;
+            }
+            let mut word = String::new();
+            let quoted = first == '"';
+            if quoted {
+                characters.next();
+            }
+            while let Some(character) = characters.next() {
+                match character {
+                    '"' if quoted => break,
+                    ' ' if !quoted => break,
+                    '\\' => match characters.next().unwrap() {
+                        'n' => word.push('\n'),
+                        't' => word.push('\t'),
+                        'x' => {
+                            let hex: String = characters.by_ref().take(2).collect();
+                            word.push(char::from(u8::from_str_radix(&hex, 16).unwrap()));
+                        }
+                        other => word.push(other),
+                    },
+                    '%' => {
+                        assert_eq!(characters.next(), Some('%'), "a specifier in {line}");
+                        word.push('%');
+                    }
+                    '$' if !words.is_empty() => {
+                        assert_eq!(characters.next(), Some('$'), "a variable in {line}");
+                        word.push('$');
+                    }
+                    other => word.push(other),
+                }
+            }
+            words.push(word);
+        }
+        words
+    }
+
     #[test]
-    fn boot_hooks_run_the_binary_without_a_password() {
-        let unit = systemd_unit("/opt/xitc 100%/xitc-convert", "/opt/xitc 100%");
-        assert!(unit.contains(
-            "ExecStart=\"/opt/xitc 100%%/xitc-convert\" --install-dir \"/opt/xitc 100%%\"\n"
-        ));
-        assert!(unit.contains("Type=oneshot\n") && unit.contains("After=network-online.target\n"));
+    fn exec_start_keeps_every_character_of_its_words() {
+        // The program's path holds what systemd runs a program from; the
+        // argument, everything.
         let dir = tempfile::tempdir().unwrap();
+        let program_dir = dir.path().join("opt $HOME ${X} 100% a b");
+        std::fs::create_dir_all(&program_dir).unwrap();
+        let binary = program_dir.join("xitc-convert");
+        std::fs::copy("/bin/true", &binary).unwrap();
+        let binary = binary.to_str().unwrap();
+        let install_dir = "/opt $HOME ${X} 100% \"q\" 'q' back\\slash\ttab\nline";
+        let unit = systemd_unit(binary, install_dir).unwrap();
+        let exec_start = unit
+            .lines()
+            .find_map(|line| line.strip_prefix("ExecStart="))
+            .unwrap();
+        assert_eq!(
+            systemd_words(exec_start),
+            [binary, "--install-dir", install_dir],
+            "{exec_start}"
+        );
+        // systemd itself: it finds the program at that path (a `$` doubled
+        // there, or a `%` left single, and it would not) and has nothing
+        // else to say about the unit.
         let path = dir.path().join("xitc-convert.service");
-        std::fs::write(&path, systemd_unit("/bin/true", "/opt/xenapi-in-the-cloud")).unwrap();
+        std::fs::write(&path, &unit).unwrap();
         let verified = std::process::Command::new("systemd-analyze")
             .arg("verify")
             .arg(&path)
             .output()
-            .expect("systemd-analyze (Debian systemd)");
+            .expect("systemd-analyze (apt-get install systemd)");
         let complaints = String::from_utf8_lossy(&verified.stderr);
         assert!(
-            !complaints.contains("xitc-convert.service:"),
-            "systemd-analyze complains about the unit: {complaints}"
+            !complaints.contains("xitc-convert.service:") && !complaints.contains("executable"),
+            "systemd-analyze complains about the unit: {complaints}\n{unit}"
         );
+        // The same unit with the path spelt wrongly is one it complains about:
+        // the check above can fail.
+        std::fs::write(
+            &path,
+            unit.replace("xitc-convert\" --", "xitc-convert-gone\" --"),
+        )
+        .unwrap();
+        let verified = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&verified.stderr).contains("xitc-convert-gone"),
+            "{}",
+            String::from_utf8_lossy(&verified.stderr)
+        );
+    }
+
+    #[test]
+    fn a_program_path_systemd_does_not_run_is_refused() {
+        for path in ["/opt/a\\b/x", "/opt/a\"b/x", "/opt/a'b/x", "/opt/a\tb/x"] {
+            let error = systemd_unit(path, "/opt").unwrap_err();
+            assert_eq!(
+                xitc_common::exit::kind_of(&error),
+                xitc_common::exit::Kind::Usage
+            );
+            assert!(!error.to_string().contains('\t'), "{error}");
+        }
+    }
+
+    #[test]
+    fn boot_hooks_run_the_binary_without_a_password() {
+        let unit = systemd_unit("/opt/xitc 100%/xitc-convert", "/opt/xitc 100%").unwrap();
+        assert!(unit.contains(
+            "ExecStart=\"/opt/xitc 100%%/xitc-convert\" --install-dir \"/opt/xitc 100%%\"\n"
+        ));
+        assert!(unit.contains("Type=oneshot\n") && unit.contains("After=network-online.target\n"));
         let job = upstart_job("/opt/a b/xitc-convert", "/opt/a b");
         assert!(job.contains("exec '/opt/a b/xitc-convert' --install-dir '/opt/a b'\n"));
         assert!(job.contains("start on stopped rc RUNLEVEL=[2345]\n"));
