@@ -47,6 +47,7 @@ pub fn steps(state: State, config: &Config) -> &'static [Step] {
         return APPLIANCE_DOM0_NO_BOUNCE;
     }
     match state {
+        State::Start if config.mode == Mode::Direct => &START_DIRECT,
         State::Start => &START,
         State::SetupInstaller => &SETUP_INSTALLER,
         State::XenserverFirstboot => &XENSERVER_FIRSTBOOT,
@@ -55,11 +56,31 @@ pub fn steps(state: State, config: &Config) -> &'static [Step] {
     }
 }
 
-const START: [Step; 11] = [
+// Every refusal START can make (preflight, an installer that cannot install
+// on this node, no room for --ubuntu-size) comes before its first change
+// outside the install dir (save-config on): a refused START leaves the node as
+// it was, and the runner removes what it had put in the install dir
+// (`start::forget_refused`; README "The lifecycle").
+const START: [Step; 12] = [
     step(
         "preflight",
         "check root, the root file system, space, GRUB2 and the network before any change",
         start::preflight,
+    ),
+    step(
+        "download",
+        "download the XenServer ISO and the appliance XVA in parallel, resumable, SHA-256 checked",
+        start::download,
+    ),
+    step(
+        "installer-files",
+        "read install.img, boot/xen.gz, boot/vmlinuz and .treeinfo out of the ISO; refuse an installer that cannot install on this node",
+        start::installer_files,
+    ),
+    step(
+        "shrink-target",
+        "the size the root is shrunk to, with the downloads on it; refuse an --ubuntu-size too small for them",
+        start::shrink_target,
     ),
     step(
         "save-config",
@@ -75,16 +96,6 @@ const START: [Step; 11] = [
         "boot-hook",
         "install the systemd unit (upstart job without systemd) that re-runs xitc-convert on every boot",
         start::boot_hook,
-    ),
-    step(
-        "download",
-        "download the XenServer ISO and the appliance XVA in parallel, resumable, SHA-256 checked",
-        start::download,
-    ),
-    step(
-        "installer-files",
-        "read install.img, boot/xen.gz, boot/vmlinuz and .treeinfo out of the ISO",
-        start::installer_files,
     ),
     step(
         "ramdisk-source",
@@ -108,6 +119,22 @@ const START: [Step; 11] = [
     ),
     step("prepare-reboot", "sync", shared::sync),
 ];
+
+/// START's steps that may refuse the node: the ones before its first change
+/// outside the install dir.
+pub const START_CHECKS: usize = 4;
+
+/// START in the direct mode: the same steps, but there is no appliance to
+/// download.
+const START_DIRECT: [Step; 12] = {
+    let mut steps = START;
+    steps[1] = step(
+        "download",
+        "download the XenServer ISO, resumable, SHA-256 checked (the direct mode has no appliance)",
+        start::download,
+    );
+    steps
+};
 
 const SETUP_INSTALLER: [Step; 9] = [
     step(
@@ -341,6 +368,36 @@ mod tests {
             unique.dedup();
             assert_eq!(unique.len(), names.len(), "{state} {mode:?}: {names:?}");
         }
+    }
+
+    #[test]
+    fn no_step_of_the_direct_mode_speaks_of_an_appliance_it_does_not_have() {
+        for config in configs()
+            .iter()
+            .filter(|config| config.mode == Mode::Direct)
+        {
+            for state in State::ALL {
+                for step in steps(state, config)
+                    .iter()
+                    .chain(after_recording(state, config))
+                {
+                    assert!(
+                        !step.does.contains("appliance XVA")
+                            && !step.does.contains("the appliance ("),
+                        "{state} {}: {}",
+                        step.name,
+                        step.does
+                    );
+                }
+            }
+        }
+        // The appliance mode's download does speak of it: the check above can fail.
+        let appliance = &configs()[0];
+        assert!(
+            steps(State::Start, appliance)[1]
+                .does
+                .contains("appliance XVA")
+        );
     }
 
     fn configs() -> Vec<Config> {

@@ -13,6 +13,7 @@ use crate::plan;
 use crate::settings;
 use crate::shared::appliance;
 use crate::state::{self, State};
+use crate::steps::start;
 use crate::system::System;
 use crate::work::{Limits, Step, Work};
 
@@ -84,7 +85,12 @@ pub fn run_state_with(
     }
     work.log.line(&format!("state {state}: starting"));
     for step in plan::steps(state, config) {
-        run_step(&mut work, state, step)?;
+        if let Err(error) = run_step(&mut work, state, step) {
+            if state == State::Start && exit::kind_of(&error) == exit::Kind::Usage {
+                start::forget_refused(&work);
+            }
+            return Err(error);
+        }
     }
     let (next, reboots) = plan::next(state, config);
     state::write(system, &files.state, next)?;

@@ -191,6 +191,24 @@ impl System {
         }
     }
 
+    /// Removes a file, or a directory with all in it; one that is not there
+    /// is fine. A symbolic link is removed, never followed.
+    pub fn remove_all(&self, path: impl AsRef<Path>) -> anyhow::Result<()> {
+        let path = path.as_ref();
+        let real = self.path(path);
+        let result = match fs::symlink_metadata(&real) {
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&real),
+            Ok(_) => fs::remove_file(&real),
+            Err(error) => Err(error),
+        };
+        match result {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                Err(error).with_context(|| format!("removing {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The files in a directory: name and length.
     pub fn list_files(
         &self,

@@ -66,10 +66,14 @@ fn dry_run_of_start_lists_its_steps_and_changes_nothing() {
         "{stdout}"
     );
     assert!(lines[2].starts_with("  1. preflight: "), "{stdout}");
-    assert!(lines[4].starts_with("  3. ubuntu-boot: "), "{stdout}");
-    assert!(lines[12].starts_with("  11. prepare-reboot: "), "{stdout}");
-    assert_eq!(lines[13], "then: state SETUP_INSTALLER, reboot");
-    assert_eq!(lines[14], "nothing was changed");
+    // The steps that may refuse come before the first change (README "The
+    // lifecycle").
+    assert!(lines[4].starts_with("  3. installer-files: "), "{stdout}");
+    assert!(lines[5].starts_with("  4. shrink-target: "), "{stdout}");
+    assert!(lines[6].starts_with("  5. save-config: "), "{stdout}");
+    assert!(lines[13].starts_with("  12. prepare-reboot: "), "{stdout}");
+    assert_eq!(lines[14], "then: state SETUP_INSTALLER, reboot");
+    assert_eq!(lines[15], "nothing was changed");
     assert!(!stdout.contains("secret-pw-1") && !stderr.contains("secret-pw-1"));
     assert_eq!(sandbox.tree(), before, "--dry-run changed the sandbox");
 }

@@ -14,8 +14,11 @@ pub mod fstab;
 pub mod grub;
 pub mod shrink;
 
-pub use answerfile::{Admin, Answers, answerfile, xml_escape};
+pub use answerfile::{Admin, Answers, answerfile};
 pub use appliance_network::{appliance_interfaces, appliance_netplan};
-pub use boot_hooks::{Dom0Hook, dom0_boot_script, post_install_script, systemd_unit, upstart_job};
+pub use boot_hooks::{
+    Dom0Hook, dom0_boot_script, post_install_script, systemd_program_problem, systemd_unit,
+    upstart_job,
+};
 pub use grub::{INSTALLER_ENTRY, InstallerEntry, edit_default_grub, grub_installer_script};
 pub use shrink::{SHRINK_HOOK, SHRINK_MARGIN_SECTORS, Shrink, shrink_premount_script};

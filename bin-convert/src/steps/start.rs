@@ -40,7 +40,52 @@ pub fn preflight(work: &mut Work<'_>) -> anyhow::Result<()> {
         &downloads,
         preflight::Stage::Start,
     )?);
+    // The boot hook starts this program from the install dir; systemd
+    // refuses some paths for a program, so they are refused here, first.
+    if work.system.exists("/run/systemd/system")
+        && let Some(problem) = render::systemd_program_problem(&work.files.binary.to_string_lossy())
+    {
+        return Err(exit::usage(problem));
+    }
     Ok(())
+}
+
+/// What a refused START leaves: nothing but its log and its lock. Its steps
+/// that may refuse (`plan::START_CHECKS`) change nothing outside the install
+/// dir; this removes what they put there (the downloads and their parts, the
+/// installer's files, the shrink target), and anything of START's an earlier
+/// refused run left. Each removal that fails is logged; the refusal stands.
+pub fn forget_refused(work: &Work<'_>) {
+    let files = work.files;
+    let mut paths = vec![
+        files.config.clone(),
+        files.ubuntu_boot.clone(),
+        files.shrink_target.clone(),
+        files.installer_dir.clone(),
+        files.xsinst.clone(),
+    ];
+    for download in [&files.iso, &files.appliance_xva] {
+        paths.push(download.clone());
+        paths.push(download::part_path(download));
+    }
+    let mut removed = Vec::new();
+    for path in paths.iter().filter(|path| work.system.exists(path)) {
+        match work.system.remove_all(path) {
+            Ok(()) => removed.push(path.display().to_string()),
+            Err(error) => work.log.line(&format!(
+                "refused: could not remove {}: {error:#}",
+                path.display()
+            )),
+        }
+    }
+    work.log.line(&if removed.is_empty() {
+        "refused before any change: the node is as it was".to_owned()
+    } else {
+        format!(
+            "refused before any change outside the install dir; removed {}",
+            removed.join(", ")
+        )
+    });
 }
 
 /// Saves the config with the network source preflight chose in place of
@@ -113,7 +158,7 @@ pub fn boot_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
         work.system.create_dir_all("/etc/systemd/system")?;
         work.system.write_atomic(
             unit,
-            render::systemd_unit(binary, install_dir).as_bytes(),
+            render::systemd_unit(binary, install_dir)?.as_bytes(),
             0o644,
         )?;
         work.system
@@ -353,15 +398,14 @@ pub fn grub_entry(work: &mut Work<'_>) -> anyhow::Result<()> {
     work.system.run("update-grub", &[]).map(drop)
 }
 
-pub fn shrink_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
-    let node = work.node()?.clone();
-    // Space in use now, with the downloads, which stay on the Ubuntu side.
-    let used = work
+/// The size the initramfs shrinks the root to: what is in use now, with
+/// the downloads and the installer's files (they stay on the Ubuntu side), and
+/// a margin; `--ubuntu-size` when given, refused when that is too small.
+pub fn shrink_target(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let df = work
         .system
-        .run("df", &["-B1", "--output=used,avail", "/"])
-        .ok()
-        .and_then(|output| parse_df(&output))
-        .map_or(node.used_bytes, |(used, _)| used);
+        .run("df", &["-B1", "--output=used,avail", "/"])?;
+    let (used, _) = parse_df(&df).with_context(|| format!("df printed no sizes: {df:?}"))?;
     let target = work.config.ubuntu_size.unwrap_or(used + 2 * MARGIN_BYTES);
     if used + MARGIN_BYTES > target {
         return Err(exit::usage(format!(
@@ -372,7 +416,21 @@ pub fn shrink_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
         &work.files.shrink_target,
         format!("{target}\n").as_bytes(),
         0o644,
-    )?;
+    )
+}
+
+pub fn shrink_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
+    let node = work.node()?.clone();
+    let recorded = work
+        .system
+        .read_to_string(&work.files.shrink_target)
+        .with_context(|| format!("reading {}", work.files.shrink_target.display()))?;
+    let target = recorded.trim().parse::<u64>().with_context(|| {
+        format!(
+            "{} holds no size: {recorded:?}",
+            work.files.shrink_target.display()
+        )
+    })?;
     let partition = node.root_device.clone();
     let script = render::shrink_premount_script(&Shrink {
         partition,

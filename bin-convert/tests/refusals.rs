@@ -1,0 +1,213 @@
+//! Every refusal START has, wherever it is found (preflight, the ISO once it
+//! is downloaded, the space once the downloads are on the disk), leaves the
+//! node as it was: the whole sandbox root is compared before and after, but
+//! for START's log and lock (README "The lifecycle"). Before the fix the
+//! installer's refusal left the boot unit behind, and a too small
+//! `--ubuntu-size` left GRUB's entry and the saved config (which a rerun with
+//! a corrected size would then have used instead of its arguments).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bin_convert::state::State;
+
+mod world;
+use world::*;
+
+/// How a case changes the node, or the run, from one START would convert.
+type Change = fn(&mut StartWorld);
+
+/// A refused run: exit 2 (usage), `reason` in the error, and every file of
+/// the root as it was but for the log and the lock.
+fn assert_refused_without_a_trace(what: &str, world: &StartWorld, reason: &str) {
+    let before = relevant(&world.sandbox.tree());
+    let error =
+        bin_convert::runner::run_state(&world.system, &world.files, &world.config, State::Start)
+            .expect_err(what);
+    assert_eq!(
+        xitc_common::exit::kind_of(&error),
+        xitc_common::exit::Kind::Usage,
+        "{what}: {error:#}"
+    );
+    assert!(format!("{error:#}").contains(reason), "{what}: {error:#}");
+    let after = relevant(&world.sandbox.tree());
+    let changed: Vec<String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|path| before.get(*path) != after.get(*path))
+        .map(|path| path.display().to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert!(changed.is_empty(), "{what}: changed {changed:?}");
+    let commands =
+        std::fs::read_to_string(world.sandbox.root.path().join("commands.log")).unwrap_or_default();
+    for changing in ["update-grub", "update-initramfs", "grub-reboot", "reboot"] {
+        assert!(
+            !commands.contains(changing),
+            "{what}: ran {changing}: {commands}"
+        );
+    }
+    let log = std::fs::read_to_string(
+        world
+            .sandbox
+            .root
+            .path()
+            .join(world.files.log.strip_prefix("/").unwrap()),
+    )
+    .unwrap();
+    assert!(log.contains("refused before any change"), "{what}: {log}");
+}
+
+/// The tree without START's log and lock, and without the stand-ins' own
+/// record of the programs run (checked on its own).
+fn relevant(tree: &BTreeMap<PathBuf, Vec<u8>>) -> BTreeMap<PathBuf, Vec<u8>> {
+    tree.iter()
+        .filter(|(path, _)| {
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or("");
+            !matches!(
+                name,
+                "xitc-convert.log" | "xitc-convert.lock" | "commands.log"
+            )
+        })
+        .map(|(path, bytes)| (path.clone(), bytes.clone()))
+        .collect()
+}
+
+#[test]
+fn every_refusal_of_start_leaves_the_node_as_it_was() {
+    let nginx = xitc_test_support::Nginx::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let (iso, xva) = serve_installer(&nginx, scratch.path());
+    // An installer without a virtio driver (XenServer 6.2), beside the usual one.
+    let old_iso = installer_iso_of(
+        &scratch.path().join("old"),
+        "[general]\nfamily = XenServer\nversion = 6.2.0\n",
+    );
+    std::fs::write(nginx.root().join("xenserver-6.2.iso"), &old_iso).unwrap();
+
+    let cases: [(&str, Change, &str); 7] = [
+        (
+            "XenServer 6.2 on a virtio disk (found once the ISO is read)",
+            |world| {
+                world.config.iso_url = world
+                    .config
+                    .iso_url
+                    .replace("installer.iso", "xenserver-6.2.iso");
+                world.config.iso_sha256 = None;
+            },
+            "has no virtio driver and cannot see this node's disk",
+        ),
+        (
+            "an --ubuntu-size too small for the downloads (found once they are on the disk)",
+            |world| world.config.ubuntu_size = Some(1 << 20),
+            "is too small",
+        ),
+        (
+            "no default route (preflight)",
+            |world| {
+                write(
+                    &world.sandbox.root.path().join("proc/net/route"),
+                    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n",
+                );
+            },
+            "there is no default route",
+        ),
+        (
+            "lsblk fails (preflight)",
+            |world| {
+                script(
+                    &world.bin.join("lsblk"),
+                    "echo 'lsblk: cannot open' >&2; exit 32",
+                );
+            },
+            "lsblk -rno NAME,UUID,PARTUUID,LABEL,FSTYPE /dev/vda failed",
+        ),
+        (
+            "lsblk lists no partition (preflight)",
+            |world| {
+                write(&world.sandbox.root.path().join("lsblk.out"), "vda\n");
+            },
+            "did not list vda1, vda14, vda15",
+        ),
+        (
+            "an /etc/fstab that cannot be read (preflight)",
+            |world| {
+                let fstab = world.sandbox.root.path().join("etc/fstab");
+                std::fs::remove_file(&fstab).unwrap();
+                std::fs::create_dir(&fstab).unwrap();
+            },
+            "reading /etc/fstab",
+        ),
+        (
+            "an install dir systemd cannot start a program from (preflight)",
+            |world| {
+                let dir = PathBuf::from("/opt/xitc \"it's\"");
+                std::fs::create_dir_all(
+                    world
+                        .sandbox
+                        .root
+                        .path()
+                        .join(dir.strip_prefix("/").unwrap()),
+                )
+                .unwrap();
+                world.files = bin_convert::paths::Files::new(dir);
+            },
+            "which systemd does not run from a unit",
+        ),
+    ];
+    for (what, change, reason) in cases {
+        let mut world = StartWorld::on(&nginx, &iso, &xva, |sandbox| {
+            cloud_image_fixture(sandbox, CloudImage::Jammy, false)
+        });
+        change(&mut world);
+        assert_refused_without_a_trace(what, &world, reason);
+    }
+}
+
+#[test]
+fn a_refusal_removes_what_an_earlier_run_left_and_the_cause_removed_start_goes_through() {
+    let nginx = xitc_test_support::Nginx::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let (iso, xva) = serve_installer(&nginx, scratch.path());
+    // A refusal after an earlier refused run's downloads: they go too, and
+    // the saved config of no run is left to override the next one's
+    // arguments.
+    let mut world = StartWorld::on(&nginx, &iso, &xva, |sandbox| {
+        cloud_image_fixture(sandbox, CloudImage::Jammy, false)
+    });
+    world.config.ubuntu_size = Some(1 << 20);
+    let install = world
+        .sandbox
+        .root
+        .path()
+        .join(world.files.install_dir.strip_prefix("/").unwrap());
+    std::fs::write(install.join("xenserver.iso.part"), b"half").unwrap();
+    std::fs::write(install.join("xitc-convert.ubuntu-boot"), b"{}").unwrap();
+    let _ =
+        bin_convert::runner::run_state(&world.system, &world.files, &world.config, State::Start)
+            .unwrap_err();
+    for gone in [
+        "xenserver.iso",
+        "xenserver.iso.part",
+        "appliance.xva",
+        "installer",
+        "xitc-convert.config",
+        "xitc-convert.ubuntu-boot",
+        "xitc-convert.shrink-target",
+    ] {
+        assert!(!install.join(gone).exists(), "{gone} was left");
+    }
+    assert!(!Path::new(&install.join("xitc-convert.state")).exists());
+
+    // And with the cause removed, START goes through on the same node.
+    world.config.ubuntu_size = None;
+    if let Err(error) =
+        bin_convert::runner::run_state(&world.system, &world.files, &world.config, State::Start)
+    {
+        panic!("START after the refusal: {error:#}");
+    }
+}
