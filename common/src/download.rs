@@ -1,6 +1,7 @@
 //! Large downloads (the installer ISO, the appliance XVA) for xitc-convert:
 //! streamed to disk in bounded memory, resumed with HTTP Range after an
-//! interruption, retried with backoff inside a deadline, SHA-256 checked while
+//! interruption, retried by the workspace's one policy ([`crate::retry`],
+//! [`crate::retry::DOWNLOAD`]) inside a deadline, SHA-256 checked while
 //! they stream (a resumed part is hashed once, then the rest as it arrives), and renamed into place only when complete and verified.
 //!
 //! This and [`crate::cloud`] are the workspace's only HTTP: API calls there,
@@ -16,17 +17,15 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 
-use crate::exit;
-use crate::poll::{Deadline, format_duration};
+use crate::poll::{Clock, Deadline, SystemClock};
+use crate::retry::{self, Attempt};
 
 const BUFFER: usize = 256 * 1024;
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// One file to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +46,30 @@ enum Failure {
     Permanent(anyhow::Error),
 }
 
+impl Failure {
+    /// As the retry policy takes it.
+    fn into_attempt(self) -> anyhow::Result<Attempt<String>> {
+        match self {
+            Failure::Transient(why) => Ok(Attempt::transient(why)),
+            Failure::Permanent(error) => Err(error),
+        }
+    }
+}
+
 /// Fetches `download` (unless a verified copy is already in place) within
 /// `deadline`; returns the file's SHA-256 (lower-case hex).
 pub fn fetch(
+    download: &Download,
+    deadline: &Deadline,
+    progress: &mut Progress<'_>,
+) -> anyhow::Result<String> {
+    fetch_on(&SystemClock, retry::DOWNLOAD, download, deadline, progress)
+}
+
+/// [`fetch`] on `clock`, with `policy` (tests).
+fn fetch_on(
+    clock: &impl Clock,
+    policy: retry::Policy,
     download: &Download,
     deadline: &Deadline,
     progress: &mut Progress<'_>,
@@ -66,25 +86,18 @@ pub fn fetch(
         }
     }
     let part = part_path(destination);
-    let mut backoff = FIRST_BACKOFF;
-    let sum = loop {
-        match attempt(download, &part, deadline, progress) {
-            Ok(sum) => break sum,
-            Err(Failure::Permanent(error)) => return Err(error),
-            Err(Failure::Transient(why)) => {
-                let now = Instant::now();
-                if deadline.remaining(now).is_some_and(|left| left < backoff) {
-                    return Err(exit::timeout(format!(
-                        "downloading {}: timed out after {} ({why})",
-                        download.url,
-                        format_duration(deadline.elapsed(now))
-                    )));
-                }
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
-    };
+    let what = format!("downloading {}", download.url);
+    let sum = retry::retry(
+        clock,
+        deadline,
+        policy,
+        &what,
+        None,
+        |deadline| match attempt(clock, download, &part, deadline, progress) {
+            Ok(sum) => Ok(Attempt::Done(sum)),
+            Err(failure) => failure.into_attempt(),
+        },
+    )?;
     if let Some(expected) = &download.sha256
         && *expected != sum
     {
@@ -160,10 +173,11 @@ pub fn content_length(url: &str) -> Option<u64> {
     if let Some(path) = url.strip_prefix("file://") {
         return fs::metadata(path).ok().map(|meta| meta.len());
     }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
+    let agent = crate::resolve::agent(
+        ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build(),
+    );
     let response = agent.head(url).call().ok()?;
     response
         .headers()
@@ -213,6 +227,7 @@ fn hex(bytes: &[u8]) -> String {
 /// the whole part when it is complete (hashed as it streams, so the file is
 /// not read a second time).
 fn attempt(
+    clock: &impl Clock,
     download: &Download,
     part: &Path,
     deadline: &Deadline,
@@ -229,21 +244,20 @@ fn attempt(
         .timeout_per_read(Some(Duration::from_secs(60)))
         .http_status_as_error(false)
         .build();
-    let agent: ureq::Agent = config.into();
+    let agent = crate::resolve::agent(config);
     let mut request = agent.get(&download.url);
     if have > 0 {
         request = request.header("Range", format!("bytes={have}-"));
     }
-    if deadline.is_expired(Instant::now()) {
+    if deadline.is_expired(clock.now()) {
         return Err(Failure::Transient("no time left".into()));
     }
     let mut response = match request.call() {
         Ok(response) => response,
+        // A host name that does not exist is final, as for the API
+        // ([`crate::resolve`]); a lookup that may work later is `Io`.
         Err(
-            error @ (ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
-            | ureq::Error::HostNotFound
-            | ureq::Error::ConnectionFailed),
+            error @ (ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed),
         ) => {
             return Err(Failure::Transient(error.to_string()));
         }
@@ -356,6 +370,35 @@ mod tests {
         assert_eq!(lines[0], "f: 0% of 1000 bytes");
         assert_eq!(lines[10], "f: 100% of 1000 bytes");
         assert_eq!(steps.line(1, "g", 5, None), None);
+    }
+
+    #[test]
+    fn a_transient_fault_is_retried_by_the_download_policy_up_to_the_deadline() {
+        let (url, served) = crate::testing::scripted_server(&[crate::testing::UNAVAILABLE]);
+        let dir = tempfile::tempdir().unwrap();
+        let download = Download {
+            url: url.clone(),
+            destination: dir.path().join("x.iso"),
+            sha256: None,
+        };
+        let clock = crate::testing::FakeClock::new();
+        let deadline = Deadline::new(clock.now(), Some(Duration::from_secs(3)));
+        let policy = retry::Policy {
+            jitter: false,
+            ..retry::DOWNLOAD
+        };
+        let error = fetch_on(&clock, policy, &download, &deadline, &mut |_, _| {}).unwrap_err();
+        assert_eq!(crate::exit::kind_of(&error), crate::exit::Kind::Timeout);
+        assert_eq!(
+            error.to_string(),
+            format!("downloading {url}: timed out after 2.0s (HTTP 503)")
+        );
+        // 0.5 s, then 1 s; the next (2 s) shortened to a last try a second
+        // before the deadline.
+        let secs = Duration::from_secs_f64;
+        assert_eq!(clock.sleeps(), [0.5, 1.0, 0.5].map(secs));
+        assert_eq!(*served.lock().unwrap(), 4);
+        assert!(!download.destination.exists());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`poll`]: the deadline/interval loop behind every "wait until …", and the
 //!   one duration parser.
 //! - [`files`]: the one bounded reader of files named by the user.
+//! - [`retry`]: the one retry policy (back-off, deadline, `Retry-After`, notes)
+//!   of the API calls and the downloads.
 //! - [`output`]: the one path to stdout: never panics, never ends the work.
 //!
 //! - [`convert_rules`]: what xitc-convert accepts as its first-run arguments,
@@ -31,8 +33,13 @@ pub mod exit;
 pub mod files;
 pub mod output;
 pub mod poll;
+#[cfg(any(feature = "cloud", feature = "download"))]
+pub mod resolve;
+pub mod retry;
 pub mod secret;
 pub mod shell;
 #[cfg(feature = "ssh")]
 pub mod ssh;
 pub mod stamp;
+#[cfg(test)]
+mod testing;

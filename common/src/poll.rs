@@ -191,48 +191,7 @@ pub fn format_duration(duration: Duration) -> String {
 mod tests {
     use super::*;
     use crate::exit::{Kind, kind_of};
-    use std::cell::{Cell, RefCell};
-
-    /// A clock that only moves when someone sleeps or an attempt "takes time".
-    struct FakeClock {
-        origin: Instant,
-        now: Cell<Instant>,
-        sleeps: RefCell<Vec<Duration>>,
-    }
-
-    impl FakeClock {
-        fn new() -> Self {
-            let origin = Instant::now();
-            FakeClock {
-                origin,
-                now: Cell::new(origin),
-                sleeps: RefCell::new(Vec::new()),
-            }
-        }
-
-        fn advance(&self, duration: Duration) {
-            self.now.set(self.now.get() + duration);
-        }
-
-        fn since_origin(&self) -> Duration {
-            self.now.get() - self.origin
-        }
-
-        fn sleeps(&self) -> Vec<Duration> {
-            self.sleeps.borrow().clone()
-        }
-    }
-
-    impl Clock for FakeClock {
-        fn now(&self) -> Instant {
-            self.now.get()
-        }
-
-        fn sleep(&self, duration: Duration) {
-            self.sleeps.borrow_mut().push(duration);
-            self.advance(duration);
-        }
-    }
+    use crate::testing::FakeClock;
 
     fn secs(value: f64) -> Duration {
         Duration::from_secs_f64(value)
@@ -403,7 +362,7 @@ mod tests {
         };
         let error = poll_until(&clock, schedule, |_| Ok(None::<()>)).unwrap_err();
         assert_eq!(kind_of(&error), Kind::Timeout);
-        assert_eq!(*clock.sleeps.borrow(), [secs(5.0)]);
+        assert_eq!(clock.sleeps(), [secs(5.0)]);
     }
 
     #[test]

@@ -1,21 +1,23 @@
 //! One JSON request at a time over ureq, with the fault handling README
 //! "xitc-get-ip-address-of-instance" describes:
-//! transient faults (connection refused/reset, DNS failure, timeouts, 500/502/503/
-//! 504, 413/429) are retried with exponential backoff and jitter, honouring
-//! `Retry-After`, for as long as the caller's [`Deadline`] allows; anything else is
-//! returned to the caller (status codes) or reported at once (bad URL, TLS).
+//! transient faults (connection refused/reset, a lookup that may work later,
+//! timeouts, 500/502/503/504, 413/429) are retried by the workspace's one
+//! policy ([`crate::retry`], [`crate::retry::API`]) for as long as the
+//! caller's [`Deadline`] allows; anything else is returned to the caller
+//! (status codes) or reported at once (bad URL, TLS, a host name that does not
+//! exist: [`crate::resolve`]).
 //!
 //! Messages name the method, the URL's path and the status, never headers (the
 //! token) or request bodies (the password).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use ureq::http::{self, HeaderMap, Method};
 use url::Url;
 
-use crate::exit;
-use crate::poll::{Deadline, format_duration};
+use crate::poll::{Clock, Deadline, SystemClock};
+use crate::retry::{self, Attempt};
 
 /// Timeouts of one HTTP attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +36,6 @@ impl Default for Timeouts {
         }
     }
 }
-
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A finished HTTP exchange whose status was not a transient fault.
 #[derive(Debug)]
@@ -105,22 +104,6 @@ pub struct HttpClient {
     notes: Option<&'static str>,
 }
 
-/// The time a last try before the deadline gets.
-const LAST_TRY: Duration = Duration::from_secs(1);
-
-/// How often a retried request says so again on stderr.
-const NOTE_EVERY: Duration = Duration::from_secs(30);
-
-/// What one attempt came to.
-enum Attempt {
-    Done(Response),
-    /// Worth retrying: why, and how long the server asked us to wait.
-    Transient {
-        why: String,
-        retry_after: Option<Duration>,
-    },
-}
-
 impl HttpClient {
     pub fn new(timeouts: Timeouts) -> Self {
         let agent = ureq::Agent::config_builder()
@@ -131,8 +114,8 @@ impl HttpClient {
             .max_redirects_will_error(false)
             .timeout_connect(Some(timeouts.connect))
             .user_agent(concat!("xitc/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+            .build();
+        let agent = crate::resolve::agent(agent);
         HttpClient {
             agent,
             timeouts,
@@ -141,8 +124,8 @@ impl HttpClient {
     }
 
     /// Says on stderr, as `tool`, what is retried and why: at the first
-    /// transient fault of a request and every [`NOTE_EVERY`] after, so a wait
-    /// of minutes is never silent.
+    /// transient fault of a request and every [`retry::NOTE_EVERY`] after, so
+    /// a wait of minutes is never silent.
     #[must_use]
     pub fn with_notes(mut self, tool: &'static str) -> Self {
         self.notes = Some(tool);
@@ -160,58 +143,27 @@ impl HttpClient {
         body: Option<&Value>,
         deadline: &Deadline,
     ) -> anyhow::Result<Response> {
+        self.send_on(&SystemClock, retry::API, method, url, token, body, deadline)
+    }
+
+    /// [`HttpClient::send`] on `clock`, with `policy` (tests).
+    #[allow(clippy::too_many_arguments)]
+    fn send_on(
+        &self,
+        clock: &impl Clock,
+        policy: retry::Policy,
+        method: &Method,
+        url: &Url,
+        token: Option<&str>,
+        body: Option<&Value>,
+        deadline: &Deadline,
+    ) -> anyhow::Result<Response> {
         let what = format!("{method} {}", url.path());
-        let mut backoff = FIRST_BACKOFF;
-        let mut noted: Option<Instant> = None;
-        let mut last_try = false;
-        loop {
-            let now = Instant::now();
-            let attempt_time = deadline.cap(now, self.timeouts.read);
-            let (why, retry_after) = match self.attempt(method, url, token, body, attempt_time) {
-                Ok(Attempt::Done(response)) => return Ok(response),
-                Ok(Attempt::Transient { why, retry_after }) => (why, retry_after),
-                Err(error) => return Err(error.context(what)),
-            };
-            let now = Instant::now();
-            if deadline.is_expired(now) {
-                return Err(exit::timeout(format!(
-                    "{what}: timed out after {} ({why})",
-                    format_duration(deadline.elapsed(now))
-                )));
-            }
-            if let Some(tool) = self.notes
-                && noted.is_none_or(|at| now.duration_since(at) >= NOTE_EVERY)
-            {
-                noted = Some(now);
-                let left = deadline
-                    .remaining(now)
-                    .map_or("no time limit".to_owned(), |left| {
-                        format!("{} left", format_duration(left))
-                    });
-                exit::note(tool, &format!("{what}: {why}; retrying ({left})"));
-            }
-            // The server's Retry-After is honoured: past the deadline, it is
-            // over. Our own back-off that would leave no time for another try
-            // is shortened so that one last try still fits; after that one,
-            // it is over.
-            let jittered = backoff.mul_f64(0.5 + fastrand::f64());
-            let wanted = retry_after.unwrap_or(jittered);
-            let pause = match deadline.remaining(now) {
-                Some(left) if wanted + LAST_TRY > left => {
-                    if last_try || retry_after.is_some_and(|asked| asked > left) {
-                        return Err(exit::timeout(format!(
-                            "{what}: timed out after {} ({why})",
-                            format_duration(deadline.elapsed(now))
-                        )));
-                    }
-                    last_try = true;
-                    left.saturating_sub(LAST_TRY)
-                }
-                _ => wanted,
-            };
-            std::thread::sleep(pause);
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+        retry::retry(clock, deadline, policy, &what, self.notes, |deadline| {
+            let attempt_time = deadline.cap(clock.now(), self.timeouts.read);
+            self.attempt(method, url, token, body, attempt_time)
+                .map_err(|error| error.context(what.clone()))
+        })
     }
 
     fn attempt(
@@ -221,7 +173,7 @@ impl HttpClient {
         token: Option<&str>,
         body: Option<&Value>,
         time_limit: Duration,
-    ) -> anyhow::Result<Attempt> {
+    ) -> anyhow::Result<Attempt<Response>> {
         let mut builder = http::Request::builder()
             .method(method.clone())
             .uri(url.as_str())
@@ -270,7 +222,7 @@ impl HttpClient {
 /// violation will not improve by retrying, and neither will a host name that
 /// does not resolve or a refused connection to this machine's own address
 /// (nothing listens there; a remote cloud's refusal can be a restart).
-fn classify_error(error: ureq::Error, url: &Url) -> anyhow::Result<Attempt> {
+fn classify_error(error: ureq::Error, url: &Url) -> anyhow::Result<Attempt<Response>> {
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or_default();
     let refused = match &error {
@@ -291,10 +243,7 @@ fn classify_error(error: ureq::Error, url: &Url) -> anyhow::Result<Attempt> {
         ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed
     );
     if transient {
-        Ok(Attempt::Transient {
-            why: error.to_string(),
-            retry_after: None,
-        })
+        Ok(Attempt::transient(error.to_string()))
     } else {
         Err(anyhow::Error::new(error))
     }
@@ -378,7 +327,7 @@ mod tests {
         url: &str,
         timeout: Duration,
     ) -> (anyhow::Result<Response>, Duration) {
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         let deadline = Deadline::new(started, Some(timeout));
         let result = client.send(
             &Method::GET,
@@ -398,8 +347,9 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        // (An unknown host is final too; not tried here: tests contact
-        // loopback only, and a name lookup asks the network's resolver.)
+        // (A host name that does not exist is final too:
+        // bin-get-ip/tests/unknown_host.rs, in a namespace whose resolver
+        // asks no network.)
         for url in [
             format!("http://127.0.0.1:{port}/v3"),
             format!("http://localhost:{port}/v3"),
@@ -420,40 +370,53 @@ mod tests {
         }
     }
 
+    fn send_on_fake_clock(
+        clock: &crate::testing::FakeClock,
+        url: &str,
+        timeout: f64,
+    ) -> anyhow::Result<Response> {
+        let deadline = Deadline::new(clock.now(), Some(Duration::from_secs_f64(timeout)));
+        HttpClient::new(Timeouts::default()).send_on(
+            clock,
+            retry::Policy {
+                jitter: false,
+                ..retry::API
+            },
+            &Method::GET,
+            &Url::parse(url).unwrap(),
+            None,
+            None,
+            &deadline,
+        )
+    }
+
     #[test]
     fn a_transient_fault_is_retried_up_to_the_deadline_itself() {
-        // A server that answers 503 to everything, with no Retry-After.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/v3", listener.local_addr().unwrap());
-        let served = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = std::sync::Arc::clone(&served);
-        let started = Instant::now();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut buffer = [0u8; 4096];
-                let _ = std::io::Read::read(&mut stream, &mut buffer);
-                log.lock().unwrap().push(started.elapsed());
-                let _ = std::io::Write::write_all(
-                    &mut stream,
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-            }
-        });
-        let client = HttpClient::new(Timeouts::default());
-        let (result, took) = get(&client, &url, Duration::from_secs(4));
-        let error = result.unwrap_err();
+        let (url, served) = crate::testing::scripted_server(&[crate::testing::UNAVAILABLE]);
+        let clock = crate::testing::FakeClock::new();
+        let error = send_on_fake_clock(&clock, &url, 4.0).unwrap_err();
         assert_eq!(crate::exit::kind_of(&error), crate::exit::Kind::Timeout);
-        assert!(format!("{error:#}").contains("(HTTP 503)"), "{error:#}");
-        // Back-off 0.25, 0.5, 1, 2 s (jittered): the last pause would pass
-        // the deadline, and is shortened so that a last try is made within
-        // its final seconds instead of giving up early.
-        let served = served.lock().unwrap().clone();
-        assert!(served.len() >= 3, "{served:?}");
-        assert!(
-            *served.last().unwrap() >= Duration::from_millis(2500),
-            "the last try came at {served:?}"
+        assert_eq!(
+            format!("{error:#}"),
+            "GET /v3: timed out after 3.0s (HTTP 503)"
         );
-        assert!(took < Duration::from_secs(6), "{took:?}");
+        // The policy's back-off, 0.25, 0.5, 1 s; the next (2 s) shortened so
+        // that a last try is made a second before the deadline.
+        let secs = Duration::from_secs_f64;
+        assert_eq!(clock.sleeps(), [0.25, 0.5, 1.0, 1.25].map(secs));
+        assert_eq!(*served.lock().unwrap(), 5);
+    }
+
+    #[test]
+    fn retry_after_is_what_the_server_asked_for() {
+        let (url, served) = crate::testing::scripted_server(&[
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        ]);
+        let clock = crate::testing::FakeClock::new();
+        let response = send_on_fake_clock(&clock, &url, 60.0).unwrap();
+        assert_eq!((response.status, response.body.as_str()), (200, "{}"));
+        assert_eq!(clock.sleeps(), [Duration::from_secs(7)]);
+        assert_eq!(*served.lock().unwrap(), 2);
     }
 }
