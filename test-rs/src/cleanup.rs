@@ -9,17 +9,9 @@ use anyhow::Context as _;
 use xitc_common::exit;
 use xitc_common::poll::{Deadline, Schedule, SystemClock, poll_until};
 
-use crate::flow::{Run, deadline};
 use crate::programs::check_interrupted;
-
-/// What this run created, for cleanup.
-#[derive(Debug, Default)]
-pub struct Created {
-    pub keypair: Option<String>,
-    pub test_server: Option<String>,
-    pub image: Option<String>,
-    pub snapshot_server: Option<String>,
-}
+use crate::run::{Run, deadline};
+use crate::say::{TOOL, say};
 
 impl Run<'_> {
     pub fn remove_leftovers(&self) -> anyhow::Result<()> {
@@ -79,7 +71,7 @@ impl Run<'_> {
             let mut failures = Vec::new();
             let mut attempt = |what: String, result: anyhow::Result<()>| {
                 if let Err(error) = result {
-                    exit::note(crate::TOOL, &format!("cleanup: {what}: {error:#}"));
+                    exit::note(TOOL, &format!("cleanup: {what}: {error:#}"));
                     failures.push(what);
                 }
             };
@@ -91,7 +83,7 @@ impl Run<'_> {
             }
             if let Some(id) = &created.image {
                 if keep_image {
-                    crate::say(&format!("    --keep-image: keeping image {id}"));
+                    say(&format!("    --keep-image: keeping image {id}"));
                 } else {
                     attempt(
                         format!("delete image {id}"),

@@ -1,9 +1,9 @@
 //! The test's flow: what a user does, step by step (README "test-rs"); what
-//! it created is deleted in [`crate::cleanup`].
+//! it created is deleted by `cleanup`.
 
 use std::cell::{OnceCell, RefCell};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,36 +11,20 @@ use anyhow::Context as _;
 use xitc_common::cloud::{CloudClient, CloudConfig, Env, ServerCreate, Timeouts};
 use xitc_common::exit::{self, Classify as _};
 use xitc_common::files;
-use xitc_common::poll::{Deadline, Schedule, SystemClock, poll_until};
+use xitc_common::poll::{Schedule, SystemClock, poll_until};
 use xitc_common::secret::Secret;
 use xitc_common::ssh::{self, Credential, FailureKind, HostKeyPolicy, Target, shell_quote};
 use xitc_common::stamp;
 
-use crate::Cli;
-use crate::cleanup::Created;
+use crate::cli::{Cli, Mode, Network};
 use crate::names::Names;
 use crate::programs::{
     self, CONVERT, GET_IP, WAIT_DONE, check_interrupted, find_convert, find_sibling,
     run_interruptibly,
 };
+use crate::run::{Run, api_deadline, deadline};
+use crate::say::{TOOL, say};
 use crate::steps::Steps;
-
-pub struct Run<'a> {
-    pub(crate) cli: &'a Cli,
-    pub(crate) names: &'a Names,
-    pub(crate) client: CloudClient,
-    pub(crate) steps: Steps,
-    pub(crate) created: RefCell<Created>,
-    pub(crate) get_ip: PathBuf,
-    pub(crate) wait_done: PathBuf,
-    pub(crate) convert: PathBuf,
-    pub(crate) key_path: PathBuf,
-    pub(crate) credential: OnceCell<Credential>,
-    pub(crate) password: Secret,
-    pub(crate) given_public_key: Option<String>,
-    pub(crate) stamp: String,
-    pub(crate) _key_dir: tempfile::TempDir,
-}
 
 pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
     // Tools first: a missing sibling is found before anything is created.
@@ -64,7 +48,7 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
         Some(path) => {
             let public = public_half(path)?;
             if let Some(warning) = files::readable_by_others_warning(path, "--ssh-key") {
-                exit::warn(crate::TOOL, &warning);
+                exit::warn(TOOL, &warning);
             }
             let _ = credential.set(Credential::from_argument(path, passphrase(), None)?);
             Some(public)
@@ -73,9 +57,9 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
     };
     let config = CloudConfig::load(&Env::from_process())?;
     for warning in &config.warnings {
-        exit::warn(crate::TOOL, warning);
+        exit::warn(TOOL, warning);
     }
-    let client = CloudClient::new(config, Timeouts::default()).with_notes(crate::TOOL);
+    let client = CloudClient::new(config, Timeouts::default()).with_notes(TOOL);
     let key_dir = tempfile::Builder::new()
         .prefix("test-rs-")
         .tempdir()
@@ -113,21 +97,18 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
     };
     let result = run.remove_leftovers().and_then(|()| run.test());
     if result.is_ok() {
-        crate::say("ALL TESTS PASSED");
+        say("ALL TESTS PASSED");
     }
     let cleanup = if cli.keep {
-        crate::say(&format!("--keep: leaving {:?}", run.created.borrow()));
+        say(&format!("--keep: leaving {:?}", run.created.borrow()));
         Ok(())
     } else {
         run.cleanup()
     };
-    crate::say(&format!("\n{}", run.steps.summary()));
+    say(&format!("\n{}", run.steps.summary()));
     match (result, cleanup) {
         (Err(error), Err(cleanup_error)) => {
-            exit::note(
-                crate::TOOL,
-                &format!("cleanup also failed: {cleanup_error:#}"),
-            );
+            exit::note(TOOL, &format!("cleanup also failed: {cleanup_error:#}"));
             Err(error)
         }
         (Err(error), Ok(())) => Err(error),
@@ -136,15 +117,6 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
         }
         (Ok(()), Ok(())) => Ok(()),
     }
-}
-
-/// The time one API call (with its retries) may take.
-pub fn api_deadline() -> Deadline {
-    deadline(Duration::from_secs(600))
-}
-
-pub fn deadline(limit: Duration) -> Deadline {
-    Deadline::new(Instant::now(), (!limit.is_zero()).then_some(limit))
 }
 
 impl Run<'_> {
@@ -196,8 +168,8 @@ impl Run<'_> {
             self.wait_done(&target)
         })?;
         let check = match self.cli.mode {
-            crate::Mode::Appliance => "check the appliance reaches dom0",
-            crate::Mode::Direct => "check the host's XAPI answers",
+            Mode::Appliance => "check the appliance reaches dom0",
+            Mode::Direct => "check the host's XAPI answers",
         };
         self.steps.run(check, || {
             self.connect(&target)?
@@ -322,7 +294,7 @@ impl Run<'_> {
             anyhow::bail!("{GET_IP} {id} failed ({status})");
         }
         let address = stdout.trim().to_owned();
-        crate::say(&format!("    {GET_IP} {id} → {address}"));
+        say(&format!("    {GET_IP} {id} → {address}"));
         Ok(address)
     }
 
@@ -404,10 +376,10 @@ impl Run<'_> {
         // --mode and --network only when asked for: the defaults are
         // xitc-convert's own, and an older xitc-convert knows neither option.
         let mut options = String::new();
-        if self.cli.mode != crate::Mode::Appliance {
+        if self.cli.mode != Mode::Appliance {
             let _ = write!(options, " --mode {}", self.cli.mode_name());
         }
-        if self.cli.network != crate::Network::Auto {
+        if self.cli.network != Network::Auto {
             let _ = write!(options, " --network {}", self.cli.network_name());
         }
         let start = format!(
@@ -421,7 +393,7 @@ impl Run<'_> {
             Ok(_) => Ok(()),
             // The node may reboot at once and take the session with it: expected.
             Err(failure) if failure.kind == FailureKind::Session => {
-                crate::say(&format!(
+                say(&format!(
                     "    the session dropped while starting {CONVERT} (the node reboots)"
                 ));
                 Ok(())

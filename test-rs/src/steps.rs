@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use xitc_common::poll::format_duration;
 
+use crate::say::say;
+
 /// How a step ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -34,7 +36,7 @@ impl Steps {
         name: &str,
         action: impl FnOnce() -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        crate::say(&format!("==> {name}"));
+        say(&format!("==> {name}"));
         let started = Instant::now();
         let result = action();
         let duration = started.elapsed();
@@ -46,7 +48,7 @@ impl Steps {
             Outcome::Passed => "ok",
             Outcome::Failed(_) => "FAILED",
         };
-        crate::say(&format!(
+        say(&format!(
             "<== {name}: {verdict} ({})",
             format_duration(duration)
         ));

@@ -38,6 +38,7 @@ mod command;
 mod fake_http;
 mod iso;
 mod keystone;
+pub mod layers;
 mod mimic;
 mod nginx;
 mod process;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::config::{Env, Settings};
+use super::env::{Env, Settings};
 use crate::exit::{self, Classify as _};
 
 pub(super) fn clouds_yaml_candidates(env: &Env, file: &str) -> Vec<PathBuf> {

@@ -12,12 +12,12 @@
 //! in every case (they pick an endpoint, not an identity).
 //!
 //! Everything here is pure over an [`Env`] snapshot, so it is tested without
-//! touching the process environment. (Over 500 lines with those tests: the
-//! precedence rules are tested case by case beside the code that makes them;
-//! reading the YAML files is in `clouds_yaml.rs`.)
-
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+//! touching the process environment. The precedence rules are here, tested
+//! case by case beside the code that makes them; what they build on is in leaf
+//! modules that import nothing of this one: `env.rs` (the snapshot),
+//! `model.rs` (the types and the auth URL's rules), `names.rs` (what users
+//! call each setting), `credential.rs` (the credential choice) and
+//! `clouds_yaml.rs` (reading the YAML files).
 
 use url::Url;
 
@@ -25,131 +25,14 @@ use super::clouds_yaml::{
     CloudsYaml, cloud_names, cloud_settings, clouds_yaml_candidates, display_paths,
     read_clouds_yaml,
 };
+use super::credential::credential;
+use super::env::{Env, Settings};
+use super::model::{
+    Credential, IdentityVersion, Interface, NameOrId, join, parse_auth_url, parse_identity_version,
+    version_from_url,
+};
+use super::names::{ENV_NAMES, Names, YAML_NAMES};
 use crate::exit::{self, Classify as _};
-pub use crate::secret::Secret;
-
-/// A snapshot of the environment variables the cloud code reads.
-#[derive(Debug, Clone, Default)]
-pub struct Env {
-    vars: BTreeMap<String, String>,
-    pub(super) cwd: PathBuf,
-}
-
-impl Env {
-    /// The process environment (`OS_*` and `HOME`) and working directory.
-    pub fn from_process() -> Self {
-        let vars = std::env::vars_os()
-            .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
-            .filter(|(key, _)| key.starts_with("OS_") || key == "HOME")
-            .collect();
-        Env {
-            vars,
-            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
-        }
-    }
-
-    /// A synthetic environment, for tests.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, cwd: &Path) -> Self {
-        Env {
-            vars: pairs
-                .into_iter()
-                .map(|(key, value)| (key.to_owned(), value.to_owned()))
-                .collect(),
-            cwd: cwd.to_path_buf(),
-        }
-    }
-
-    /// A variable's value; set-but-empty counts as unset, as in the OpenStack clients.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.vars
-            .get(key)
-            .map(String::as_str)
-            .filter(|value| !value.is_empty())
-    }
-
-    fn first(&self, keys: &[&str]) -> Option<&str> {
-        keys.iter().find_map(|key| self.get(key))
-    }
-}
-
-/// How to prove who we are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    Password {
-        username: String,
-        password: Secret,
-    },
-    /// Rackspace's `RAX-KSKEY:apiKeyCredentials` (Identity v2.0 only).
-    RackspaceApiKey {
-        username: String,
-        api_key: Secret,
-    },
-    /// A Keystone application credential (Identity v3 only): by id, or by name
-    /// with its user (by name with the user's domain, or by id). It carries its
-    /// own project, so no scope is sent.
-    ApplicationCredential {
-        id: Option<String>,
-        name: Option<String>,
-        /// The owner, needed when the credential is named rather than given by id.
-        user: Option<NameOrId>,
-        secret: Secret,
-    },
-    /// A token someone else got (`OS_TOKEN`), re-scoped to the project.
-    Token {
-        token: Secret,
-    },
-}
-
-/// A project (tenant), or a domain of users/projects, by name or by id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NameOrId {
-    Name(String),
-    Id(String),
-}
-
-/// Which endpoint of a catalog entry to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interface {
-    Public,
-    Internal,
-    Admin,
-}
-
-impl Interface {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Interface::Public => "public",
-            Interface::Internal => "internal",
-            Interface::Admin => "admin",
-        }
-    }
-
-    fn parse(text: &str) -> Option<Self> {
-        match text.trim_end_matches("URL").to_ascii_lowercase().as_str() {
-            "public" => Some(Interface::Public),
-            "internal" => Some(Interface::Internal),
-            "admin" => Some(Interface::Admin),
-            _ => None,
-        }
-    }
-}
-
-/// Identity API version, from the auth URL or the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentityVersion {
-    V2,
-    V3,
-}
-
-impl IdentityVersion {
-    /// The version's path segment: `v2.0`, `v3`.
-    pub fn path_segment(self) -> &'static str {
-        match self {
-            IdentityVersion::V2 => "v2.0",
-            IdentityVersion::V3 => "v3",
-        }
-    }
-}
 
 /// Everything needed to get a token and find the compute endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,47 +54,6 @@ pub struct CloudConfig {
     /// or secure.yaml that holds this cloud's secret and others can read.
     pub warnings: Vec<String>,
 }
-
-/// The user-facing names of the settings, to say which one is missing or wrong.
-struct Names {
-    auth_url: &'static str,
-    username: &'static str,
-    user_id: &'static str,
-    password: &'static str,
-    api_key: &'static str,
-    application_credential_id: &'static str,
-    application_credential_name: &'static str,
-    application_credential_secret: &'static str,
-    token: &'static str,
-}
-
-const ENV_NAMES: Names = Names {
-    auth_url: "OS_AUTH_URL",
-    username: "OS_USERNAME",
-    user_id: "OS_USER_ID",
-    password: "OS_PASSWORD",
-    api_key: "OS_API_KEY or OS_PASSWORD",
-    application_credential_id: "OS_APPLICATION_CREDENTIAL_ID",
-    application_credential_name: "OS_APPLICATION_CREDENTIAL_NAME",
-    application_credential_secret: "OS_APPLICATION_CREDENTIAL_SECRET",
-    token: "OS_TOKEN",
-};
-
-const YAML_NAMES: Names = Names {
-    auth_url: "auth.auth_url",
-    username: "auth.username",
-    user_id: "auth.user_id",
-    password: "auth.password",
-    api_key: "auth.api_key or auth.password",
-    application_credential_id: "auth.application_credential_id",
-    application_credential_name: "auth.application_credential_name",
-    application_credential_secret: "auth.application_credential_secret",
-    token: "auth.token",
-};
-
-/// The settings of one cloud, before validation: flat `key → value` with the
-/// clouds.yaml key names (`auth_url`, `username`, `project_name`, …).
-pub(super) type Settings = BTreeMap<String, String>;
 
 impl CloudConfig {
     /// Resolves the configuration as the module doc describes.
@@ -306,7 +148,7 @@ impl CloudConfig {
         // the URL, as the OpenStack clients do. A URL that names another
         // version than the setting is a mistake the user should see.
         let auth_url = match (identity_version, from_url) {
-            (Some(version), None) => super::identity::join(&auth_url, version.path_segment()),
+            (Some(version), None) => join(&auth_url, version.path_segment()),
             (Some(version), Some(in_url)) if version != in_url => {
                 return Err(exit::usage(format!(
                     "{} {auth_url_text:?} names Identity {} but the identity API version \
@@ -381,78 +223,6 @@ impl CloudConfig {
     }
 }
 
-/// The credential the settings describe (`get` reads one setting).
-fn credential<'a>(
-    get: &impl Fn(&str) -> Option<&'a str>,
-    names: &Names,
-    source: &str,
-) -> anyhow::Result<Credential> {
-    let missing = |what: &str| exit::usage(format!("{what} is not set ({source})"));
-    let username = || {
-        get("username")
-            .map(str::to_owned)
-            .ok_or_else(|| missing(names.username))
-    };
-    // Without an auth type, what is set decides, as in openstacksdk: a
-    // token, else an application credential's secret, else a password.
-    let auth_type = get("auth_type").unwrap_or_else(|| {
-        if get("token").is_some() {
-            "token"
-        } else if get("application_credential_secret").is_some() {
-            "v3applicationcredential"
-        } else {
-            "password"
-        }
-    });
-    Ok(match auth_type {
-        "rackspace" | "rackspace_apikey" | "rax_apikey" | "apikey" => Credential::RackspaceApiKey {
-            username: username()?,
-            api_key: Secret::new(
-                get("api_key")
-                    .or_else(|| get("password"))
-                    .ok_or_else(|| missing(names.api_key))?,
-            ),
-        },
-        "password" | "v2password" | "v3password" => Credential::Password {
-            username: username()?,
-            password: Secret::new(get("password").ok_or_else(|| missing(names.password))?),
-        },
-        "v3applicationcredential" | "applicationcredential" => {
-            let secret = get("application_credential_secret")
-                .ok_or_else(|| missing(names.application_credential_secret))?;
-            let id = get("application_credential_id").map(str::to_owned);
-            let name = get("application_credential_name").map(str::to_owned);
-            let user = get("user_id")
-                .map(|id| NameOrId::Id(id.to_owned()))
-                .or_else(|| get("username").map(|name| NameOrId::Name(name.to_owned())));
-            if id.is_none() && (name.is_none() || user.is_none()) {
-                return Err(exit::usage(format!(
-                    "an application credential needs {} (or {} with {} or {}) ({source})",
-                    names.application_credential_id,
-                    names.application_credential_name,
-                    names.username,
-                    names.user_id
-                )));
-            }
-            Credential::ApplicationCredential {
-                id,
-                name,
-                user,
-                secret: Secret::new(secret),
-            }
-        }
-        "v3token" | "v2token" | "token" => Credential::Token {
-            token: Secret::new(get("token").ok_or_else(|| missing(names.token))?),
-        },
-        other => {
-            return Err(exit::usage(format!(
-                "auth type {other:?} is not supported ({source}); use password, \
-                 v3applicationcredential, token or rackspace_apikey"
-            )));
-        }
-    })
-}
-
 /// The `OS_*` variables as clouds.yaml-style settings.
 fn env_settings(env: &Env) -> Settings {
     let rackspace = env.get("OS_AUTH_SYSTEM") == Some("rackspace");
@@ -496,41 +266,12 @@ fn env_settings(env: &Env) -> Settings {
     settings
 }
 
-fn parse_auth_url(text: &str) -> anyhow::Result<Url> {
-    let url = Url::parse(text)?;
-    if !matches!(url.scheme(), "http" | "https") {
-        anyhow::bail!("scheme {:?} is not http or https", url.scheme());
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        anyhow::bail!("it has no host");
-    }
-    Ok(url)
-}
-
-fn version_from_url(url: &Url) -> Option<IdentityVersion> {
-    let last = url
-        .path_segments()?
-        .rev()
-        .find(|segment| !segment.is_empty())?;
-    match last {
-        "v2.0" => Some(IdentityVersion::V2),
-        "v3" => Some(IdentityVersion::V3),
-        _ => None,
-    }
-}
-
-fn parse_identity_version(text: &str) -> Option<IdentityVersion> {
-    match text.trim_start_matches('v') {
-        "2" | "2.0" => Some(IdentityVersion::V2),
-        "3" => Some(IdentityVersion::V3),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::exit::{Kind, kind_of};
+    use crate::secret::Secret;
+    use std::path::Path;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_pairs(pairs.iter().copied(), Path::new("/nonexistent-cwd"))

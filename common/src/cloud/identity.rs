@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use ureq::http::Method;
 use url::Url;
 
-use super::config::{CloudConfig, Credential, IdentityVersion, NameOrId, Secret};
+use super::config::CloudConfig;
 use super::http::HttpClient;
+use super::model::{Credential, IdentityVersion, NameOrId, Secret, join};
 use crate::exit;
 use crate::poll::Deadline;
 
@@ -54,14 +55,6 @@ pub fn authenticate(
         )
     })?;
     Ok(Session { token, compute_url })
-}
-
-/// `base` + `path` (relative), keeping every segment of `base`.
-pub(crate) fn join(base: &Url, path: &str) -> Url {
-    let mut url = base.clone();
-    let trimmed = url.path().trim_end_matches('/').to_owned();
-    url.set_path(&format!("{trimmed}/{}", path.trim_start_matches('/')));
-    url
 }
 
 fn discover_version(
@@ -374,7 +367,8 @@ fn region_label(region: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::config::{Env, Interface};
+    use crate::cloud::env::Env;
+    use crate::cloud::model::Interface;
     use crate::exit::{Kind, kind_of};
 
     fn endpoint(name: &str, region: &str, interface: &str) -> Endpoint {

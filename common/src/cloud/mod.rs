@@ -11,8 +11,12 @@
 mod clouds_yaml;
 pub mod compute;
 pub mod config;
+mod credential;
+mod env;
 pub mod http;
 pub mod identity;
+pub mod model;
+mod names;
 
 use std::sync::Mutex;
 
@@ -21,8 +25,10 @@ use ureq::http::Method;
 use url::Url;
 
 pub use compute::{Fault, Image, Server, ServerAddress, ServerCreate};
-pub use config::{CloudConfig, Env, Secret};
+pub use config::CloudConfig;
+pub use env::Env;
 pub use http::Timeouts;
+pub use model::Secret;
 
 use crate::poll::Deadline;
 use http::{HttpClient, Response};
@@ -204,20 +210,6 @@ impl CloudClient {
         let body = serde_json::json!({"keypair": {"name": name, "public_key": public_key}});
         self.expect_success(&Method::POST, &["os-keypairs"], &[], Some(&body), deadline)?;
         Ok(())
-    }
-
-    /// The names of the account's keypairs.
-    pub fn list_keypairs(&self, deadline: &Deadline) -> anyhow::Result<Vec<String>> {
-        let (what, response) =
-            self.expect_success(&Method::GET, &["os-keypairs"], &[], None, deadline)?;
-        let json = response.json(&what)?;
-        let entries = json["keypairs"]
-            .as_array()
-            .ok_or_else(|| anyhow::anyhow!("{what}: the response has no \"keypairs\" list"))?;
-        entries
-            .iter()
-            .map(|entry| compute::string_field(&entry["keypair"]["name"], "keypair.name", &what))
-            .collect()
     }
 
     /// Deletes a keypair; one that is already gone is not an error.

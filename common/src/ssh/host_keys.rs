@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 use ssh2::{CheckResult, HostKeyType, KnownHostFileKind, Session};
 
-use super::{Failure, FailureKind, Target};
+use super::failure::{Failure, FailureKind};
+use super::target::Target;
 
 /// What to do with the server's host key.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,6 +16,7 @@
 //! keys not there yet) from "host key mismatch" (stop) from "local setup problem"
 //! (stop, the user's mistake).
 
+mod failure;
 mod host_keys;
 mod keys;
 mod target;
@@ -32,61 +33,13 @@ use ssh2::{BlockDirections, Channel, Session};
 use crate::poll::{Deadline, format_duration};
 
 pub use crate::shell::shell_quote;
+pub use failure::{Failure, FailureKind};
 pub use host_keys::{HostKeyPolicy, fingerprint};
 pub use keys::{
     Credential, PASSPHRASE_ENV, check_key_file, generate_ed25519, public_key_of_openssh,
     random_password,
 };
 pub use target::{DEFAULT_PORT, DEFAULT_USER, Target};
-
-/// What went wrong, in the terms callers act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// No TCP connection: refused, unreachable, name not resolvable, timed out.
-    Unreachable,
-    /// TCP connected, but the SSH handshake failed or timed out (no banner, reset).
-    Handshake,
-    /// The server refused our key (or the agent had none it accepts).
-    AuthRejected,
-    /// The host key is not the pinned one.
-    HostKeyMismatch,
-    /// `strict` policy and the host is not in known_hosts.
-    HostKeyUnknown,
-    /// The session broke or timed out while running a command.
-    Session,
-    /// The command ran and exited non-zero ([`Connection::run`]).
-    CommandFailed,
-    /// A local problem: key unusable by libssh2, known_hosts unreadable, …
-    Setup,
-}
-
-/// An SSH failure with its kind and a one-line reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub kind: FailureKind,
-    pub message: String,
-}
-
-impl Failure {
-    fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        Failure {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    fn ssh(kind: FailureKind, error: &ssh2::Error) -> Self {
-        Failure::new(kind, error.message().to_owned())
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Failure {}
 
 // libssh2 error codes the classification needs (libssh2.h).
 const LIBSSH2_ERROR_FILE: i32 = -16;

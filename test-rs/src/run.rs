@@ -1,0 +1,53 @@
+//! One run of the test: its context (the arguments, the names, the cloud
+//! client, the sibling tools, the key), what it has created so far, and the
+//! deadlines of its waits. `flow` adds the steps to [`Run`], `cleanup` the
+//! deletion of what it created; neither imports the other.
+
+use std::cell::{OnceCell, RefCell};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use xitc_common::cloud::CloudClient;
+use xitc_common::poll::Deadline;
+use xitc_common::secret::Secret;
+use xitc_common::ssh::Credential;
+
+use crate::cli::Cli;
+use crate::names::Names;
+use crate::steps::Steps;
+
+/// A run's context.
+pub struct Run<'a> {
+    pub(crate) cli: &'a Cli,
+    pub(crate) names: &'a Names,
+    pub(crate) client: CloudClient,
+    pub(crate) steps: Steps,
+    pub(crate) created: RefCell<Created>,
+    pub(crate) get_ip: PathBuf,
+    pub(crate) wait_done: PathBuf,
+    pub(crate) convert: PathBuf,
+    pub(crate) key_path: PathBuf,
+    pub(crate) credential: OnceCell<Credential>,
+    pub(crate) password: Secret,
+    pub(crate) given_public_key: Option<String>,
+    pub(crate) stamp: String,
+    pub(crate) _key_dir: tempfile::TempDir,
+}
+
+/// What this run created, for cleanup.
+#[derive(Debug, Default)]
+pub struct Created {
+    pub keypair: Option<String>,
+    pub test_server: Option<String>,
+    pub image: Option<String>,
+    pub snapshot_server: Option<String>,
+}
+
+/// The time one API call (with its retries) may take.
+pub fn api_deadline() -> Deadline {
+    deadline(Duration::from_secs(600))
+}
+
+pub fn deadline(limit: Duration) -> Deadline {
+    Deadline::new(Instant::now(), (!limit.is_zero()).then_some(limit))
+}
