@@ -48,9 +48,10 @@ impl<W: Write> Output<W> {
         self.write(&format!("{line}\n"));
     }
 
-    /// Whether the reader went away (EPIPE): the tool may stop work that only
-    /// produces output.
-    pub fn reader_gone(&self) -> bool {
+    /// Whether the reader went away (EPIPE); for the tests, which tell the
+    /// two ways a write can fail apart.
+    #[cfg(test)]
+    fn reader_gone(&self) -> bool {
         self.failed
             .as_ref()
             .is_some_and(|error| error.kind() == io::ErrorKind::BrokenPipe)

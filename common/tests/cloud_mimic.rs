@@ -69,11 +69,15 @@ fn keypairs_are_uploaded_and_deleted() {
     client
         .create_keypair("Jxitck1", public_key, &deadline)
         .unwrap();
+    assert_eq!(
+        Mimic::shared().keypairs("cloud-tenant-keypairs"),
+        ["Jxitck1"]
+    );
     let mut with_key = spec("keyed", "img");
     with_key.key_name = Some("Jxitck1".to_owned());
     client.create_server(&with_key, &deadline).unwrap();
     client.delete_keypair("Jxitck1", &deadline).unwrap();
-    assert!(client.list_keypairs(&deadline).unwrap().is_empty());
+    assert!(Mimic::shared().keypairs("cloud-tenant-keypairs").is_empty());
     client.delete_keypair("Jxitck1", &deadline).unwrap();
 }
 

@@ -162,4 +162,34 @@ impl Mimic {
             .unwrap_or_else(|| panic!("mimic's Nova URL {url} does not end in the tenant"));
         format!("{base}$(project_id)s")
     }
+
+    /// The names of `tenant`'s keypairs in mimic's Nova (region ORD), asked
+    /// of mimic directly: what a test checks was left behind. The tools have
+    /// no such call (nothing of theirs lists keypairs); mimic's Nova takes
+    /// any token.
+    pub fn keypairs(&self, tenant: &str) -> Vec<String> {
+        let url = format!(
+            "{}/os-keypairs",
+            self.nova_url_template().replace("$(project_id)s", tenant)
+        );
+        let document: serde_json::Value = crate::http_agent()
+            .get(&url)
+            .header("X-Auth-Token", "any")
+            .call()
+            .expect("mimic's Nova answers")
+            .body_mut()
+            .read_json()
+            .expect("mimic's keypair list is JSON");
+        document["keypairs"]
+            .as_array()
+            .expect("mimic's answer has a \"keypairs\" list")
+            .iter()
+            .map(|entry| {
+                entry["keypair"]["name"]
+                    .as_str()
+                    .expect("each keypair has a name")
+                    .to_owned()
+            })
+            .collect()
+    }
 }

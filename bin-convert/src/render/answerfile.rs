@@ -54,7 +54,7 @@ pub enum Admin {
 const INSTALL_ADDRESS: (&str, &str, &str) = ("192.168.34.2", "255.255.255.0", "192.168.34.1");
 
 /// Escapes text for XML element content and attribute values.
-pub fn xml_escape(text: &str) -> String {
+fn xml_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for character in text.chars() {
         match character {
