@@ -10,7 +10,9 @@ use anyhow::Context as _;
 use crate::config::{Config, Mode};
 use crate::disk::Label;
 use crate::installer::{self, NodeDisk};
-use crate::log::TOOL;
+use xitc_common::phase::{Event, Phase};
+
+use crate::log::{Log, TOOL};
 use crate::paths::Files;
 use crate::plan;
 use crate::platform::Boot;
@@ -165,6 +167,61 @@ pub fn check(
 /// How much of the log's end `--status` reads for its last line.
 const LOG_TAIL_BYTES: u64 = 64 * 1024;
 
+/// How much of the log's end `--status` reads for the phase history: a
+/// whole conversion's log is a few hundred KiB at most.
+const PHASE_HISTORY_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The phase history `--status` shows: each state's begin and end, each
+/// step's end with the time it took (its begin is not repeated), and a step
+/// that began and has not ended (running, or cut short by a crash or a
+/// reboot).
+fn phase_history(phases: &[(u64, Phase)]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut began: Option<(u64, &Phase)> = None;
+    for (seconds, phase) in phases {
+        let took = |since: Option<(u64, &Phase)>| {
+            since
+                .filter(|(_, begun)| begun.name() == phase.name())
+                .map(|(start, _)| format!(" after {}s", seconds.saturating_sub(start)))
+                .unwrap_or_default()
+        };
+        let detail = phase
+            .detail
+            .as_deref()
+            .map(|detail| format!(": {detail}"))
+            .unwrap_or_default();
+        match (phase.event, &phase.step) {
+            (Event::Begin, Some(_)) => {
+                if let Some((_, open)) = began.take() {
+                    lines.push(format!("{} began and did not end", open.name()));
+                }
+                began = Some((*seconds, phase));
+            }
+            (Event::Ok | Event::Failed, Some(_)) => {
+                lines.push(format!(
+                    "{} {}{}{detail}",
+                    phase.name(),
+                    phase.event.word(),
+                    took(began.take())
+                ));
+            }
+            _ => {
+                if let Some((_, open)) = began.take() {
+                    lines.push(format!("{} began and did not end", open.name()));
+                }
+                lines.push(format!("{} {}{detail}", phase.name(), phase.event.word()));
+            }
+        }
+    }
+    if let Some((_, open)) = began {
+        lines.push(format!(
+            "{} began and has not ended (running, or cut short)",
+            open.name()
+        ));
+    }
+    lines
+}
+
 pub fn status(system: &System, files: &Files, out: &mut impl Write) -> anyhow::Result<()> {
     let (state, recorded) = state::read(system, &files.state)?;
     let mut text = format!(
@@ -198,6 +255,15 @@ pub fn status(system: &System, files: &Files, out: &mut impl Write) -> anyhow::R
             );
         }
     }
+    if let Some(log) = system.read_tail(&files.log, PHASE_HISTORY_BYTES)? {
+        let history = phase_history(&Log::phases(&String::from_utf8_lossy(&log)));
+        if !history.is_empty() {
+            text.push_str("phases (from the log; the same lines the consoles show):\n");
+            for line in history {
+                let _ = writeln!(text, "  {line}");
+            }
+        }
+    }
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("writing to stdout")
@@ -206,6 +272,35 @@ pub fn status(system: &System, files: &Files, out: &mut impl Write) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_phase_history_says_what_ran_how_long_and_where_it_stopped() {
+        let log = "[100] xitc-convert: state START: starting\n\
+                   [100] xitc-convert: xitc-phase: START - begin\n\
+                   [100] xitc-convert: xitc-phase: START preflight begin\n\
+                   [101] xitc-convert: xitc-phase: START preflight ok\n\
+                   [101] xitc-convert: xitc-phase: START download begin\n\
+                   [196] xitc-convert: xitc-phase: START download ok\n\
+                   [197] xitc-convert: xitc-phase: START - done: next state SETUP_INSTALLER, reboot\n\
+                   [300] xitc-convert: xitc-phase: SETUP_INSTALLER - begin\n\
+                   [300] xitc-convert: xitc-phase: SETUP_INSTALLER wait-route begin\n\
+                   [600] xitc-convert: xitc-phase: SETUP_INSTALLER wait-route FAILED: no default route\n\
+                   [700] xitc-convert: xitc-phase: SETUP_INSTALLER - begin\n\
+                   [700] xitc-convert: xitc-phase: SETUP_INSTALLER wait-route begin\n";
+        assert_eq!(
+            phase_history(&Log::phases(log)),
+            [
+                "START begin",
+                "START preflight ok after 1s",
+                "START download ok after 95s",
+                "START done: next state SETUP_INSTALLER, reboot",
+                "SETUP_INSTALLER begin",
+                "SETUP_INSTALLER wait-route FAILED after 300s: no default route",
+                "SETUP_INSTALLER begin",
+                "SETUP_INSTALLER wait-route began and has not ended (running, or cut short)",
+            ]
+        );
+    }
 
     #[test]
     fn only_one_run_holds_the_lock() {

@@ -45,6 +45,7 @@ pub mod state;
 pub mod config_drive;
 pub mod layout;
 // 11: the live node, read, and the ISO 9660 reader
+pub mod console;
 pub mod disk;
 pub mod iso;
 pub mod network;

@@ -5,6 +5,7 @@
 //! ARCHITECTURE.md shows the cycle.
 
 use xitc_common::exit;
+use xitc_common::phase::{Event, Phase};
 
 use crate::config::Config;
 use crate::log::Log;
@@ -43,7 +44,9 @@ pub fn check_os(system: &System, files: &Files, state: State) -> anyhow::Result<
     } else {
         format!("state {state} runs in Ubuntu, but this is dom0; not rebooting")
     };
-    Log::new(system, &files.log).line(&message);
+    let log = Log::new(system, &files.log);
+    log.line(&message);
+    log.phase(&Phase::new(&state.to_string(), None, Event::Failed).with_detail(&message));
     Err(anyhow::anyhow!(message))
 }
 
@@ -84,6 +87,8 @@ pub fn run_state_with(
         return recover_in_dom0(&mut work);
     }
     work.log.line(&format!("state {state}: starting"));
+    work.log
+        .phase(&Phase::new(&state.to_string(), None, Event::Begin));
     for step in plan::steps(state, config) {
         if let Err(error) = run_step(&mut work, state, step) {
             if state == State::Start && exit::kind_of(&error) == exit::Kind::Usage {
@@ -96,6 +101,12 @@ pub fn run_state_with(
     state::write(system, &files.state, next)?;
     work.log
         .line(&format!("state {state}: done; next state {next}"));
+    work.log.phase(
+        &Phase::new(&state.to_string(), None, Event::Done).with_detail(&format!(
+            "next state {next}{}",
+            if reboots { ", reboot" } else { "" }
+        )),
+    );
     for step in plan::after_recording(state, config) {
         run_step(&mut work, state, step)?;
     }
@@ -161,18 +172,26 @@ fn recover_in_dom0(work: &mut Work<'_>) -> anyhow::Result<()> {
     }
 }
 
+/// Runs one step, with its log lines and its phase lines (begin, then ok or
+/// FAILED with the reason).
 fn run_step(work: &mut Work<'_>, state: State, step: &Step) -> anyhow::Result<()> {
+    let phase = |event| Phase::new(&state.to_string(), Some(step.name), event);
     work.log.line(&format!("state {state}: {}", step.name));
-    (step.action)(work).map_err(|error| {
-        work.log
-            .line(&format!("state {state}: {} failed: {error:#}", step.name));
-        // xitc-convert has no --timeout: a wait of a step that runs out is the
-        // step failing (exit 1); exit 124 means "your --timeout ran out".
-        let error = if exit::kind_of(&error) == exit::Kind::Timeout {
-            anyhow::anyhow!("{error:#}")
-        } else {
-            error
-        };
-        error.context(format!("state {state}, step {}", step.name))
-    })
+    work.log.phase(&phase(Event::Begin));
+    (step.action)(work)
+        .map(|()| work.log.phase(&phase(Event::Ok)))
+        .map_err(|error| {
+            work.log
+                .line(&format!("state {state}: {} failed: {error:#}", step.name));
+            work.log
+                .phase(&phase(Event::Failed).with_detail(&format!("{error:#}")));
+            // xitc-convert has no --timeout: a wait of a step that runs out is the
+            // step failing (exit 1); exit 124 means "your --timeout ran out".
+            let error = if exit::kind_of(&error) == exit::Kind::Timeout {
+                anyhow::anyhow!("{error:#}")
+            } else {
+                error
+            };
+            error.context(format!("state {state}, step {}", step.name))
+        })
 }

@@ -271,6 +271,33 @@ impl System {
             .with_context(|| format!("appending to {}", path.display()))
     }
 
+    /// Writes `bytes` to the device (or file) at `path` if it is there, never
+    /// creating it, never making it the controlling terminal, and never
+    /// waiting long: a console whose buffer stays full (a stuck flow
+    /// control) gets what fits within about a second.
+    pub fn write_to_device(&self, path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut device = OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+            .open(self.path(path))?;
+        let mut rest = bytes;
+        let mut waits = 0;
+        while !rest.is_empty() {
+            match device.write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => rest = &rest[written..],
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock && waits < 20 => {
+                    waits += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
     /// Opens (creating) a file to lock.
     pub fn open_for_lock(&self, path: impl AsRef<Path>) -> anyhow::Result<File> {
         let path = path.as_ref();

@@ -20,6 +20,8 @@ type Change = fn(&mut StartWorld);
 /// A refused run: exit 2 (usage), `reason` in the error, and every file of
 /// the root as it was but for the log and the lock.
 fn assert_refused_without_a_trace(what: &str, world: &StartWorld, reason: &str) {
+    let console = world.sandbox.root.path().join("dev/ttyS0");
+    write(&console, "");
     let before = relevant(&world.sandbox.tree());
     let error =
         bin_convert::runner::run_state(&world.system, &world.files, &world.config, State::Start)
@@ -57,10 +59,19 @@ fn assert_refused_without_a_trace(what: &str, world: &StartWorld, reason: &str) 
     )
     .unwrap();
     assert!(log.contains("refused before any change"), "{what}: {log}");
+    // The console says which step refused, and why, in one phase line.
+    let failed = std::fs::read_to_string(&console)
+        .unwrap()
+        .lines()
+        .filter_map(xitc_common::phase::Phase::find)
+        .find(|phase| phase.event == xitc_common::phase::Event::Failed)
+        .unwrap_or_else(|| panic!("{what}: no FAILED phase line on the console"));
+    assert_eq!(failed.state, "START", "{what}");
+    assert!(failed.detail.unwrap().contains(reason), "{what}");
 }
 
-/// The tree without START's log and lock, and without the stand-ins' own
-/// record of the programs run (checked on its own).
+/// The tree without START's log and lock, the stand-ins' own record of the
+/// programs run and the console (each checked on its own).
 fn relevant(tree: &BTreeMap<PathBuf, Vec<u8>>) -> BTreeMap<PathBuf, Vec<u8>> {
     tree.iter()
         .filter(|(path, _)| {
@@ -68,9 +79,11 @@ fn relevant(tree: &BTreeMap<PathBuf, Vec<u8>>) -> BTreeMap<PathBuf, Vec<u8>> {
                 .file_name()
                 .and_then(|name| name.to_str())
                 .unwrap_or("");
+            // The console is a device, not the node's disk: what it shows
+            // is checked on its own.
             !matches!(
                 name,
-                "xitc-convert.log" | "xitc-convert.lock" | "commands.log"
+                "xitc-convert.log" | "xitc-convert.lock" | "commands.log" | "ttyS0"
             )
         })
         .map(|(path, bytes)| (path.clone(), bytes.clone()))

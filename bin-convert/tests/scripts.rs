@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bin_convert::render::{SHRINK_HOOK, SHRINK_MARGIN_SECTORS, Shrink, shrink_premount_script};
+use xitc_common::phase::{Event, Phase};
 
 const START_SECTOR: u64 = 2048;
 
@@ -136,6 +137,13 @@ impl Disk {
     }
 
     fn shrink_to(&self, target_bytes: u64) -> String {
+        self.shrink_with_consoles(target_bytes).0
+    }
+
+    /// Runs the shrink; its output, and what it wrote on the boot's serial
+    /// console (a file standing in for `/dev/ttyS0`; the boot's other
+    /// console, tty1, is not there and is passed over).
+    fn shrink_with_consoles(&self, target_bytes: u64) -> (String, String) {
         let script = shrink_premount_script(&Shrink {
             partition: self.loop_device.clone(),
             disk: self.image.to_str().unwrap().to_owned(),
@@ -144,12 +152,30 @@ impl Disk {
         .unwrap();
         let path = self.image.with_file_name("xitc-shrink");
         std::fs::write(&path, script).unwrap();
-        let output = Command::new("sh").arg(&path).output().unwrap();
+        let consoles = tempfile::tempdir().unwrap();
+        let cmdline = consoles.path().join("cmdline");
+        std::fs::write(
+            &cmdline,
+            "root=/dev/vda1 console=tty1 console=ttyS0,115200n8\n",
+        )
+        .unwrap();
+        std::fs::write(consoles.path().join("ttyS0"), "").unwrap();
+        // Never this machine's own consoles.
+        let output = Command::new("sh")
+            .arg(&path)
+            .env("XITC_CMDLINE", &cmdline)
+            .env("XITC_DEV", consoles.path())
+            .output()
+            .unwrap();
         assert!(
             output.status.success(),
             "the script must never fail the boot"
         );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        assert!(!consoles.path().join("tty1").exists());
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            std::fs::read_to_string(consoles.path().join("ttyS0")).unwrap(),
+        )
     }
 
     fn assert_clean(&self) {
@@ -185,8 +211,26 @@ fn check_shrink(fs_type: &str) {
     for (name, contents) in &files {
         disk.put(name, contents);
     }
-    let log = disk.shrink_to(64 << 20);
+    let (log, console) = disk.shrink_with_consoles(64 << 20);
     assert!(log.contains("xitc-shrink: done"), "{log}");
+    let phases: Vec<Phase> = console
+        .lines()
+        .map(|line| Phase::find(line).unwrap())
+        .collect();
+    assert_eq!(phases.len(), 2, "{console}");
+    assert_eq!(phases[0], Phase::new("SHRINK", None, Event::Begin));
+    assert_eq!(phases[1].event, Event::Ok, "{console}");
+    assert_eq!(
+        phases[1].detail.as_deref(),
+        Some(
+            format!(
+                "the file system is {} KiB, partition 1 {} sectors",
+                64 << 10,
+                (64 << 20) / 512 + SHRINK_MARGIN_SECTORS
+            )
+            .as_str()
+        )
+    );
     disk.assert_clean();
     assert_eq!(disk.fs_bytes(), 64 << 20);
     let (start, size) = disk.partition();
@@ -198,8 +242,12 @@ fn check_shrink(fs_type: &str) {
     // After the reboot, again: nothing more happens.
     disk.reboot();
     disk.assert_clean();
-    let again = disk.shrink_to(64 << 20);
+    let (again, console) = disk.shrink_with_consoles(64 << 20);
     assert!(again.contains("nothing to do"), "{again}");
+    assert!(
+        console.ends_with("xitc-phase: SHRINK - ok: partition 1 is already 133120 sectors\n"),
+        "{console}"
+    );
     assert_eq!(disk.partition(), (start, size));
     disk.assert_clean();
 }
@@ -219,10 +267,22 @@ fn a_target_below_the_data_is_refused_and_nothing_changes() {
     let disk = Disk::new(128 << 20, "ext4");
     disk.put("payload", &data(3, 40 << 20));
     let before = (disk.partition(), disk.fs_bytes());
-    let log = disk.shrink_to(16 << 20);
+    let (log, console) = disk.shrink_with_consoles(16 << 20);
     assert!(
         log.contains("it does not fit") && log.contains("left as it is"),
         "{log}"
+    );
+    let failed = Phase::find(console.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (failed.state.as_str(), failed.event),
+        ("SHRINK", Event::Failed)
+    );
+    assert!(
+        failed
+            .detail
+            .unwrap()
+            .ends_with("it does not fit; the disk is left as it is"),
+        "{console}"
     );
     assert_eq!((disk.partition(), disk.fs_bytes()), before);
     disk.assert_clean();

@@ -29,11 +29,31 @@ fn start_and_setup_installer_run_in_the_sandbox_and_again_after_a_crash() {
         &world.config,
     );
     let root = sandbox.root.path().to_path_buf();
+    // The node's consoles (its command line has console=tty1 console=ttyS0).
+    for console in ["dev/tty1", "dev/ttyS0"] {
+        write(&root.join(console), "");
+    }
     if let Err(error) = bin_convert::runner::run_state(system, files, config, State::Start) {
         panic!("START failed: {error:#}");
     }
 
     check_start_result(&root, config, &iso, &xva);
+    // Every step's begin and end on both consoles, in order, between the
+    // state's begin and its end (README "Phase lines").
+    let mut expected = vec!["xitc-phase: START - begin".to_owned()];
+    for step in bin_convert::plan::steps(State::Start, config) {
+        expected.push(format!("xitc-phase: START {} begin", step.name));
+        expected.push(format!("xitc-phase: START {} ok", step.name));
+    }
+    expected.push("xitc-phase: START - done: next state SETUP_INSTALLER, reboot".to_owned());
+    for console in ["dev/tty1", "dev/ttyS0"] {
+        let text = std::fs::read_to_string(root.join(console)).unwrap();
+        assert_eq!(text.lines().collect::<Vec<_>>(), expected, "{console}");
+        assert!(
+            text.ends_with("\r\n"),
+            "{console}: CR LF, as the kernel writes"
+        );
+    }
     let install = root.join(INSTALL.trim_start_matches('/'));
     let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
 

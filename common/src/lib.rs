@@ -11,6 +11,8 @@
 //! - [`retry`]: the one retry policy (back-off, deadline, `Retry-After`, notes)
 //!   of the API calls and the downloads.
 //! - [`output`]: the one path to stdout: never panics, never ends the work.
+//! - [`phase`]: the phase lines xitc-convert writes on the node's consoles and
+//!   the tools read back (README "Phase lines").
 //!
 //! - [`convert_rules`]: what xitc-convert accepts as its first-run arguments,
 //!   shared with test-rs, which checks them before it creates anything.
@@ -32,6 +34,7 @@ pub mod download;
 pub mod exit;
 pub mod files;
 pub mod output;
+pub mod phase;
 pub mod poll;
 #[cfg(any(feature = "cloud", feature = "download"))]
 pub mod resolve;

@@ -54,7 +54,25 @@ TARGET_KIB={target_kib}
 MARGIN_SECTORS={SHRINK_MARGIN_SECTORS}
 
 say() {{ echo "xitc-shrink: $*"; }}
-give_up() {{ say "$*; the disk is left as it is"; exit 0; }}
+# A phase line (README "Phase lines") on every console= of this boot, as
+# xitc-convert writes them: the console log shows the shrink boot too.
+# XITC_CMDLINE and XITC_DEV point elsewhere in tests only.
+phase() {{
+    read -r cmdline < "${{XITC_CMDLINE:-/proc/cmdline}}" || cmdline=
+    consoles=
+    for arg in $cmdline; do
+        case "$arg" in console=*) name=${{arg#console=}}; consoles="$consoles ${{name%%,*}}" ;; esac
+    done
+    [ -n "$consoles" ] || consoles=console
+    for name in $consoles; do
+        case "$name" in ''|*[!A-Za-z0-9_.]*) continue ;; esac
+        device="${{XITC_DEV:-/dev}}/$name"
+        [ -e "$device" ] && echo "xitc-phase: SHRINK - $*" >> "$device" 2> /dev/null
+    done
+}}
+give_up() {{ say "$*; the disk is left as it is"; phase "FAILED: $*; the disk is left as it is"; exit 0; }}
+
+phase begin
 
 # Sets BLOCK_SIZE and BLOCK_COUNT from the file system's superblock.
 read_geometry() {{
@@ -95,6 +113,7 @@ new_sectors=$((fs_sectors + MARGIN_SECTORS))
 old_sectors=$(blockdev --getsz "$PART") || give_up "blockdev --getsz $PART failed"
 if [ "$new_sectors" -ge "$old_sectors" ]; then
     say "partition 1 is already $old_sectors sectors; nothing to do"
+    phase "ok: partition 1 is already $old_sectors sectors"
     exit 0
 fi
 say "shrinking partition 1 of $DISK from $old_sectors to $new_sectors sectors"
@@ -108,6 +127,7 @@ if [ -b "$DISK" ]; then
     blockdev --rereadpt "$DISK" > /dev/null 2>&1 || say "the kernel will see the new table at the next boot"
 fi
 say "done"
+phase "ok: the file system is $((BLOCK_COUNT * BLOCK_SIZE / 1024)) KiB, partition 1 $new_sectors sectors"
 "#,
         partition = shrink.partition,
         disk = shrink.disk,
