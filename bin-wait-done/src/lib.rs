@@ -11,6 +11,12 @@
 //! several times, so a dropped session is simply opened again).
 //!
 //! Notes (auth rejected for the first time, host key changed) go to stderr.
+//!
+//! `--console SERVER` follows the server's console log too (`console.rs`):
+//! progress on stderr, and a failure there ends the wait at once. Without it
+//! the tool is the drop-in it was.
+
+mod console;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -18,6 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use xitc_common::cloud::{CloudClient, CloudConfig, Timeouts};
 use xitc_common::exit::{self, EXIT_STATUS_HELP};
 use xitc_common::output::Output;
 use xitc_common::poll::{Clock as _, Schedule, SystemClock, parse_duration, poll_until};
@@ -40,7 +47,9 @@ Environment:
   BUILD_NUMBER, CI     when either is set, one mark per line
   XITC_KEY_PASSPHRASE  the passphrase of an encrypted PRIVKEY
   SSH_AUTH_SOCK        the ssh-agent, used when PRIVKEY is -
-  XITC_STAMP_PATH      the stamp path when --stamp is not given";
+  XITC_STAMP_PATH      the stamp path when --stamp is not given
+  OS_CLOUD, OS_AUTH_URL, OS_*  with --console: the cloud, as for
+                       xitc-get-ip-address-of-instance";
 
 /// Wait until a node's conversion stamp file exists, checking over SSH.
 ///
@@ -87,6 +96,14 @@ struct Cli {
     /// keys; strict refuses both.
     #[arg(long, value_enum, requires = "known_hosts")]
     host_key_policy: Option<PolicyChoice>,
+
+    /// Also follow SERVER's console log (a name or an id; the cloud as for
+    /// xitc-get-ip-address-of-instance: clouds.yaml or OS_*): the node's
+    /// phase lines as progress on stderr, and a failure there (a FAILED phase,
+    /// the installer's failure, a panic, emergency mode) ends the wait at once
+    /// (exit 1) instead of at --timeout.
+    #[arg(long, value_name = "SERVER")]
+    console: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -102,6 +119,8 @@ pub struct Environment {
     pub one_mark_per_line: bool,
     pub passphrase: Option<Secret>,
     pub agent_socket: Option<PathBuf>,
+    /// The cloud's settings (`OS_*`, clouds.yaml), for `--console`.
+    pub cloud: xitc_common::cloud::Env,
 }
 
 impl Environment {
@@ -113,6 +132,7 @@ impl Environment {
             agent_socket: std::env::var_os("SSH_AUTH_SOCK")
                 .filter(|value| !value.is_empty())
                 .map(PathBuf::from),
+            cloud: xitc_common::cloud::Env::from_process(),
         }
     }
 }
@@ -158,6 +178,22 @@ where
         env.agent_socket.as_deref(),
     )?;
 
+    // The cloud's settings are checked before the wait starts (exit 2).
+    let mut console = match &cli.console {
+        Some(server) if server.trim().is_empty() => {
+            return Err(exit::usage("--console needs a server's name or id"));
+        }
+        Some(server) => {
+            let config = CloudConfig::load(&env.cloud)?;
+            for warning in &config.warnings {
+                let _ = writeln!(notes, "{TOOL}: warning: {warning}");
+            }
+            let client = CloudClient::new(config, Timeouts::default()).with_notes(TOOL);
+            Some(console::ConsoleWatch::new(client, server))
+        }
+        None => None,
+    };
+
     // As ssh warns (and refuses): a private key others can read.
     if cli.key != std::path::Path::new("-")
         && let Some(warning) = xitc_common::files::readable_by_others_warning(&cli.key, "key file")
@@ -202,10 +238,21 @@ where
             Observation::LoginFailed => '!',
         };
         marks.print(&mut out, mark);
+        if let Some(console) = &mut console
+            && let Err(failure) = console.poll(deadline, notes)
+        {
+            marks.finish_line(&mut out);
+            return Err(failure);
+        }
         Ok(None)
     });
     if let Err(error) = waited {
         marks.finish_line(&mut out);
+        if exit::kind_of(&error) == exit::Kind::Timeout
+            && let Some(console) = &console
+        {
+            console.tell_last_lines(notes);
+        }
         return Err(error.context(format!("waiting for stamp file {stamp} on {target}")));
     }
     out.line("Found!");

@@ -14,6 +14,8 @@
 //! - [`phase`]: the phase lines xitc-convert writes on the node's consoles and
 //!   the tools read back (README "Phase lines").
 //!
+//! - [`console`]: a node's console log as the cloud hands it out: the lines
+//!   not seen before, and what they mean (progress, or a failure).
 //! - [`convert_rules`]: what xitc-convert accepts as its first-run arguments,
 //!   shared with test-rs, which checks them before it creates anything.
 //! - [`secret`]: passwords, keys and tokens that never print themselves.
@@ -28,6 +30,7 @@
 
 #[cfg(feature = "cloud")]
 pub mod cloud;
+pub mod console;
 pub mod convert_rules;
 #[cfg(feature = "download")]
 pub mod download;

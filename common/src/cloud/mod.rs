@@ -34,6 +34,17 @@ use crate::poll::Deadline;
 use http::{HttpClient, Response};
 use identity::Session;
 
+/// What the console log call answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleLog {
+    /// The log's tail.
+    Text(String),
+    /// Not there yet (404, 409): why, as the API said.
+    NotYet(String),
+    /// This cloud gives none (403, 501): why.
+    Unavailable(String),
+}
+
 /// A compute API client for one cloud and one run.
 #[derive(Debug)]
 pub struct CloudClient {
@@ -305,6 +316,41 @@ impl CloudClient {
             404 => Ok(None),
             _ if response.is_success() => {
                 compute::parse_one(&response.json(&what)?, key, &what).map(Some)
+            }
+            _ => Err(api_error(&what, &response)),
+        }
+    }
+
+    /// The last `lines` lines of the server's console log (Nova's
+    /// `os-getConsoleOutput`, `openstack console log show`). 404 and 409
+    /// (no log yet, the server still building) are [`ConsoleLog::NotYet`],
+    /// to be waited through; 403 (a policy) and 501 (a driver without console
+    /// logs) are [`ConsoleLog::Unavailable`]: asking again will not help.
+    pub fn console_log(
+        &self,
+        server_id: &str,
+        lines: usize,
+        deadline: &Deadline,
+    ) -> anyhow::Result<ConsoleLog> {
+        let body = serde_json::json!({"os-getConsoleOutput": {"length": lines}});
+        let (what, response) = self.request(
+            &Method::POST,
+            &["servers", server_id, "action"],
+            &[],
+            Some(&body),
+            deadline,
+        )?;
+        let why = || format!("HTTP {}: {}", response.status, response.api_message());
+        match response.status {
+            404 | 409 => Ok(ConsoleLog::NotYet(why())),
+            403 | 501 => Ok(ConsoleLog::Unavailable(why())),
+            _ if response.is_success() => {
+                // An empty log is an answer: nothing written yet.
+                let json = response.json(&what)?;
+                json["output"]
+                    .as_str()
+                    .map(|text| ConsoleLog::Text(text.to_owned()))
+                    .ok_or_else(|| anyhow::anyhow!("{what}: the response has no \"output\""))
             }
             _ => Err(api_error(&what, &response)),
         }

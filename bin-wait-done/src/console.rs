@@ -1,0 +1,134 @@
+//! `--console SERVER`: the cloud's console log of the node, followed beside
+//! the SSH wait. The conversion writes phase lines on the node's consoles
+//! (README "Phase lines"); this reads them back through Nova's
+//! `os-getConsoleOutput` on each poll, prints the new ones on stderr as
+//! progress, and ends the wait at once on a failure line (xitc-convert's,
+//! the installer's, a kernel's or Xen's panic, emergency mode) instead of at
+//! `--timeout`. The console is a help, not the verdict: only the stamp, over
+//! SSH, is success, and a cloud that gives no console log (403, 501) or a
+//! call that fails leaves the wait going on by SSH alone, said once.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use xitc_common::cloud::{CloudClient, ConsoleLog};
+use xitc_common::console::{Cursor, Line, TAIL_LINES};
+use xitc_common::exit::escape_control;
+use xitc_common::poll::Deadline;
+
+use crate::TOOL;
+
+/// The longest one console call (with its retries) may hold up a poll.
+const CALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// How many of the console's last lines a timeout shows.
+const LAST_LINES: usize = 20;
+
+/// The console of one server, followed.
+pub struct ConsoleWatch {
+    client: CloudClient,
+    /// As the user named it (a name or an id).
+    server: String,
+    id: Option<String>,
+    cursor: Cursor,
+    /// Why the cloud gives no console log, once it said so.
+    unavailable: Option<String>,
+    /// The last call failure said on stderr (each new one is said once).
+    last_problem: Option<String>,
+}
+
+impl ConsoleWatch {
+    pub fn new(client: CloudClient, server: &str) -> Self {
+        ConsoleWatch {
+            client,
+            server: server.to_owned(),
+            id: None,
+            cursor: Cursor::default(),
+            unavailable: None,
+            last_problem: None,
+        }
+    }
+
+    /// Reads the console's new lines: phase and installer lines are said on
+    /// `notes`; a failure line is an error (the wait ends, exit 1). A server
+    /// that does not exist is an error too; any other problem of the call is
+    /// said once and the wait goes on.
+    pub fn poll(&mut self, deadline: &Deadline, notes: &mut impl Write) -> anyhow::Result<()> {
+        if self.unavailable.is_some() {
+            return Ok(());
+        }
+        let call = Deadline::new(
+            Instant::now(),
+            Some(deadline.cap(Instant::now(), CALL_LIMIT)),
+        );
+        let id = if let Some(id) = &self.id {
+            id.clone()
+        } else {
+            let server = self.client.find_server(&self.server, &call)?;
+            self.id = Some(server.id.clone());
+            server.id
+        };
+        match self.client.console_log(&id, TAIL_LINES, &call) {
+            Ok(ConsoleLog::Text(text)) => {
+                self.last_problem = None;
+                for line in self.cursor.new_lines(text.as_bytes()) {
+                    match Line::of(&line) {
+                        Line::Failure(what) => {
+                            return Err(anyhow::anyhow!(
+                                "the console of server {:?} says {what}: {}",
+                                self.server,
+                                escape_control(line.trim())
+                            ));
+                        }
+                        Line::Phase(_) | Line::Installer(_) => {
+                            let _ =
+                                writeln!(notes, "{TOOL}: console: {}", escape_control(line.trim()));
+                        }
+                        Line::Other => {}
+                    }
+                }
+            }
+            // No log yet, or the server still building: the next poll asks again.
+            Ok(ConsoleLog::NotYet(_)) => {}
+            Ok(ConsoleLog::Unavailable(why)) => {
+                let _ = writeln!(
+                    notes,
+                    "{TOOL}: note: the cloud gives no console log of server {:?} ({why}); \
+                     waiting by SSH alone",
+                    self.server
+                );
+                self.unavailable = Some(why);
+            }
+            Err(error) => {
+                let problem = format!("{error:#}");
+                if self.last_problem.as_ref() != Some(&problem) {
+                    let _ = writeln!(
+                        notes,
+                        "{TOOL}: note: reading the console log of server {:?}: {problem}; \
+                         trying again at the next poll",
+                        self.server
+                    );
+                    self.last_problem = Some(problem);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After a timeout: the console's last lines, on `notes`.
+    pub fn tell_last_lines(&self, notes: &mut impl Write) {
+        let lines = self.cursor.last_lines(LAST_LINES);
+        if lines.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            notes,
+            "{TOOL}: the last {} lines of server {:?}'s console:",
+            lines.len(),
+            self.server
+        );
+        for line in lines {
+            let _ = writeln!(notes, "{TOOL}:   {line}");
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! `--console SERVER`: the wait follows the server's console log beside SSH.
+//! Real components: OpenStack's Keystone for auth (test-support's shared
+//! Keystone, a project and user per test) and OpenSSH's sshd as the node.
+//! The compute side is the project's fake (`FakeHttp`), because no emulator
+//! here serves `os-getConsoleOutput`: it checks each token with Keystone, as
+//! keystonemiddleware does in front of a real Nova, and answers the console
+//! action with a script of tails per project, as Nova gives them (the log's
+//! last lines, repeated poll after poll, growing).
+
+use std::collections::HashMap;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde_json::json;
+use xitc_test_support::{FakeHttp, Keystone, Reply, Sshd};
+
+const PASSWORD: &str = "console-pw";
+
+/// What the fake Nova answers to each project's console calls, in order (the
+/// last answer again once they run out), and how many it served.
+type Scripts = Arc<Mutex<HashMap<String, (Vec<Reply>, usize)>>>;
+
+struct Cloud {
+    keystone: &'static Keystone,
+    scripts: Scripts,
+    _nova: FakeHttp,
+}
+
+/// The shared Keystone with the fake Nova as its compute service.
+fn cloud() -> &'static Cloud {
+    static CLOUD: OnceLock<Cloud> = OnceLock::new();
+    CLOUD.get_or_init(|| {
+        let keystone = Keystone::shared();
+        let scripts: Scripts = Arc::default();
+        let answering = Arc::clone(&scripts);
+        let nova = FakeHttp::start(move |request| {
+            if !keystone.token_is_valid(request.header("x-auth-token").unwrap_or_default()) {
+                return Reply::json(401, &json!({"error": {"code": 401, "message": "no"}}));
+            }
+            // /v2.1/<project>/servers/...
+            let parts: Vec<&str> = request.path().split('/').collect();
+            let project = parts.get(2).copied().unwrap_or_default().to_owned();
+            let server = json!({"id": format!("id-{project}"), "name": "node",
+                                "status": "ACTIVE", "accessIPv4": "", "addresses": {}});
+            match (request.method.as_str(), &parts[3..]) {
+                ("GET", ["servers", "detail"]) => Reply::json(200, &json!({"servers": [server]})),
+                ("GET", ["servers", _]) => {
+                    Reply::json(404, &json!({"itemNotFound": {"message": "not found"}}))
+                }
+                ("POST", ["servers", _, "action"]) => {
+                    assert!(
+                        request.body.contains("os-getConsoleOutput"),
+                        "{}",
+                        request.body
+                    );
+                    let mut scripts = answering.lock().unwrap();
+                    let (replies, count) = scripts.get_mut(&project).expect("a script");
+                    let reply = replies[(*count).min(replies.len() - 1)].clone();
+                    *count += 1;
+                    reply
+                }
+                _ => Reply::json(404, &json!({"itemNotFound": {"message": "no route"}})),
+            }
+        });
+        keystone.add_compute(
+            "nova",
+            xitc_test_support::KEYSTONE_REGION,
+            &format!("{}/v2.1/$(project_id)s", nova.base_url()),
+        );
+        Cloud {
+            keystone,
+            scripts,
+            _nova: nova,
+        }
+    })
+}
+
+/// Nova's answer with `text` as the log's tail.
+fn tail(text: &str) -> Reply {
+    Reply::json(200, &json!({"output": text}))
+}
+
+/// A test's project, whose console answers `replies`; the tool's cloud
+/// settings.
+fn account(test: &str, replies: Vec<Reply>) -> (Vec<(&'static str, String)>, Scripts) {
+    let cloud = cloud();
+    let (project, user) = (format!("console-{test}"), format!("console-user-{test}"));
+    let (project_id, _) = cloud.keystone.project_with_user(&project, &user, PASSWORD);
+    cloud
+        .scripts
+        .lock()
+        .unwrap()
+        .insert(project_id, (replies, 0));
+    let env = vec![
+        ("OS_AUTH_URL", format!("{}/v3", cloud.keystone.url())),
+        ("OS_USERNAME", user),
+        ("OS_PASSWORD", PASSWORD.to_owned()),
+        ("OS_PROJECT_NAME", project),
+    ];
+    (env, Arc::clone(&cloud.scripts))
+}
+
+/// The tool waiting for `stamp` on `sshd`, following server `node`'s console.
+fn wait(sshd: &Sshd, env: &[(&'static str, String)], stamp: &str, timeout: &str) -> Output {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("xitc-wait-until-done"));
+    command
+        .env_clear()
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+        .args([
+            "--interval",
+            "200ms",
+            "--timeout",
+            timeout,
+            "--console",
+            "node",
+        ])
+        .args(["--stamp", stamp])
+        .arg(format!("{}@127.0.0.1:{}", sshd.user(), sshd.port()))
+        .arg(sshd.client_key())
+        .stdin(Stdio::null());
+    command.output().expect("running xitc-wait-until-done")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const BOOT: &str = "[    0.000000] Linux version 6.8.0\r\nxitc-phase: START - begin\r\n";
+
+#[test]
+fn a_failure_on_the_console_ends_the_wait_at_once_quoting_it() {
+    let (env, _) = account(
+        "failure",
+        vec![
+            Reply::json(409, &json!({"conflictingRequest": {"message": "building"}})),
+            tail(""),
+            tail(BOOT),
+            tail(&format!(
+                "{BOOT}xitc-phase: START download begin\r\nnoise \u{1b}[2J\r\n"
+            )),
+            // The tail scrolled; the failure comes, with a hostile byte.
+            tail(
+                "xitc-phase: START download begin\r\nnoise \u{1b}[2J\r\n\
+                 xitc-phase: START download FAILED: HTTP 404 \u{1b}]0;x\u{7}for the ISO\r\n",
+            ),
+        ],
+    );
+    let sshd = Sshd::start();
+    let stamp = sshd.dir().join("never.ready");
+    let output = wait(&sshd, &env, stamp.to_str().unwrap(), "120");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "xitc-wait-until-done: console: xitc-phase: START - begin",
+            "xitc-wait-until-done: console: xitc-phase: START download begin",
+        ],
+        "{stderr}"
+    );
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("xitc-wait-until-done: error: ")
+            && last.contains("the console of server \"node\" says START download failed: ")
+            && last.contains("FAILED: HTTP 404 ")
+            && last.contains("for the ISO"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+    assert!(!stderr.contains(PASSWORD));
+    // The banner and marks are as without --console.
+    assert!(text(&output.stdout).starts_with("Waiting for stamp file ["));
+}
+
+#[test]
+fn a_cloud_without_console_logs_is_said_once_and_ssh_goes_on() {
+    let (env, scripts) = account(
+        "forbidden",
+        vec![Reply::json(
+            403,
+            &json!({"forbidden": {"message": "Policy doesn't allow os_compute_api:os-console-output to be performed."}}),
+        )],
+    );
+    let sshd = Sshd::start();
+    let stamp = sshd.dir().join("later.ready");
+    let path = stamp.clone();
+    let creator = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        std::fs::write(path, "").unwrap();
+    });
+    let output = wait(&sshd, &env, stamp.to_str().unwrap(), "60");
+    creator.join().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(text(&output.stdout).ends_with("Found!\n"));
+    assert_eq!(
+        stderr.matches("gives no console log").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("HTTP 403: Policy doesn't allow"),
+        "{stderr}"
+    );
+    let served = scripts
+        .lock()
+        .unwrap()
+        .values()
+        .find(|(replies, _)| {
+            replies.len() == 1 && matches!(&replies[0], Reply::Respond { status: 403, .. })
+        })
+        .map(|(_, count)| *count);
+    assert_eq!(served, Some(1), "asked once, then never again");
+}
+
+#[test]
+fn on_timeout_the_last_console_lines_are_shown() {
+    let lines: String = (1..=30).fold(String::new(), |text, n| text + &format!("boot line {n}\n"));
+    let (env, _) = account("timeout", vec![tail(&lines)]);
+    let sshd = Sshd::start();
+    let stamp = sshd.dir().join("never.ready");
+    let output = wait(&sshd, &env, stamp.to_str().unwrap(), "2");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(124), "{stderr}");
+    assert!(
+        stderr.contains("the last 20 lines of server \"node\"'s console:\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("xitc-wait-until-done:   boot line 30\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("xitc-wait-until-done:   boot line 11\n"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("boot line 10\n"), "{stderr}");
+}
+
+#[test]
+fn a_server_that_does_not_exist_is_said_at_once() {
+    let (env, _) = account("missing", vec![tail("")]);
+    let sshd = Sshd::start();
+    let stamp = sshd.dir().join("never.ready");
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("xitc-wait-until-done"));
+    let output = command
+        .env_clear()
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+        .args([
+            "--interval",
+            "200ms",
+            "--timeout",
+            "60",
+            "--console",
+            "other",
+        ])
+        .args(["--stamp", stamp.to_str().unwrap()])
+        .arg(format!("{}@127.0.0.1:{}", sshd.user(), sshd.port()))
+        .arg(sshd.client_key())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    xitc_test_support::assert_one_line_error(
+        "missing server",
+        "xitc-wait-until-done",
+        &Output {
+            stdout: Vec::new(),
+            ..output.clone()
+        },
+        1,
+        "no server is named \"other\" or has that id",
+    );
+}
+
+#[test]
+fn without_cloud_settings_console_is_refused_before_waiting() {
+    let sshd = Sshd::start();
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("xitc-wait-until-done"));
+    let output = command
+        .env_clear()
+        .args(["--console", "node", "--timeout", "60"])
+        .arg(format!("{}@127.0.0.1:{}", sshd.user(), sshd.port()))
+        .arg(sshd.client_key())
+        .current_dir(sshd.dir())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    xitc_test_support::assert_one_line_error(
+        "no cloud",
+        "xitc-wait-until-done",
+        &output,
+        2,
+        "no cloud credentials",
+    );
+}
