@@ -203,6 +203,10 @@ pub fn read(system: &System, expect: Expect<'_>) -> Result<Layout, Vec<String>> 
         }
     };
 
+    let initrdless_boot = initrdless_boot(system).unwrap_or_else(|problem| {
+        problems.push(problem);
+        false
+    });
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -213,7 +217,7 @@ pub fn read(system: &System, expect: Expect<'_>) -> Result<Layout, Vec<String>> 
         installer_disk_reason,
         boot_partition,
         doomed,
-        initrdless_boot: initrdless_boot(system),
+        initrdless_boot,
     })
 }
 
@@ -227,9 +231,10 @@ fn identities_of(
 ) -> Result<Vec<Identity>, String> {
     let device = format!("/dev/{disk}");
     let command = format!("lsblk -rno {LSBLK_COLUMNS} {device}");
+    // The error names the command, its exit status and what it said.
     let output = system
         .run("lsblk", &["-rno", LSBLK_COLUMNS, &device])
-        .map_err(|error| format!("{command} failed: {error:#}"))?;
+        .map_err(|error| format!("{error:#}"))?;
     let identities = parse_lsblk(&output);
     let missing: Vec<String> = table
         .partitions
@@ -304,12 +309,19 @@ fn doomed_entries(
 }
 
 /// Whether `GRUB_FORCE_PARTUUID` ends up non-empty: /etc/default/grub, then
-/// /etc/default/grub.d/*.cfg in name order, as update-grub sources them.
-pub fn initrdless_boot(system: &System) -> bool {
+/// /etc/default/grub.d/*.cfg in name order, as update-grub sources them. A
+/// file or the directory missing is no setting; one that cannot be read is an
+/// error (a minimized image's initrd-less boot would skip the shrink).
+pub fn initrdless_boot(system: &System) -> Result<bool, String> {
     let mut files = vec![DEFAULT_GRUB.to_owned()];
-    let mut drop_ins: Vec<String> = system
-        .list_files(DEFAULT_GRUB_DIR)
-        .unwrap_or_default()
+    let listed = if system.exists(DEFAULT_GRUB_DIR) {
+        system
+            .list_files(DEFAULT_GRUB_DIR)
+            .map_err(|error| format!("{error:#}"))?
+    } else {
+        Vec::new()
+    };
+    let mut drop_ins: Vec<String> = listed
         .into_iter()
         .filter_map(|(name, _)| name.into_string().ok())
         // update-grub's own glob, `*.cfg`, is case-sensitive too.
@@ -326,7 +338,10 @@ pub fn initrdless_boot(system: &System) -> bool {
     );
     let mut value = String::new();
     for file in files {
-        let text = system.read_to_string(&file).unwrap_or_default();
+        let text = system
+            .read_if_exists(&file)
+            .map_err(|error| format!("{error:#}"))?
+            .unwrap_or_default();
         for line in text.lines() {
             if let Some(assigned) = line.trim().strip_prefix("GRUB_FORCE_PARTUUID=") {
                 assigned
@@ -336,7 +351,7 @@ pub fn initrdless_boot(system: &System) -> bool {
             }
         }
     }
-    !value.is_empty()
+    Ok(!value.is_empty())
 }
 
 #[cfg(test)]
@@ -393,16 +408,16 @@ mod tests {
         let grub_d = dir.path().join("etc/default/grub.d");
         std::fs::create_dir_all(&grub_d).unwrap();
         std::fs::write(dir.path().join("etc/default/grub"), "GRUB_TIMEOUT=0\n").unwrap();
-        assert!(!initrdless_boot(&system));
+        assert!(!initrdless_boot(&system).unwrap());
         std::fs::write(
             grub_d.join("40-force-partuuid.cfg"),
             "GRUB_FORCE_PARTUUID=7a5e1f3c-01\n",
         )
         .unwrap();
-        assert!(initrdless_boot(&system));
+        assert!(initrdless_boot(&system).unwrap());
         std::fs::write(grub_d.join("99-xitc-convert.cfg"), "GRUB_FORCE_PARTUUID=\n").unwrap();
         assert!(
-            !initrdless_boot(&system),
+            !initrdless_boot(&system).unwrap(),
             "a later empty value turns it off"
         );
         std::fs::write(
@@ -410,7 +425,7 @@ mod tests {
             "GRUB_FORCE_PARTUUID=x\n",
         )
         .unwrap();
-        assert!(!initrdless_boot(&system), "only *.cfg are sourced");
+        assert!(!initrdless_boot(&system).unwrap(), "only *.cfg are sourced");
     }
 
     #[test]

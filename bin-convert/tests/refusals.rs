@@ -102,7 +102,7 @@ fn every_refusal_of_start_leaves_the_node_as_it_was() {
     );
     std::fs::write(nginx.root().join("xenserver-6.2.iso"), &old_iso).unwrap();
 
-    let cases: [(&str, Change, &str); 7] = [
+    let cases: [(&str, Change, &str); 8] = [
         (
             "XenServer 6.2 on a virtio disk (found once the ISO is read)",
             |world| {
@@ -154,6 +154,19 @@ fn every_refusal_of_start_leaves_the_node_as_it_was() {
                 std::fs::create_dir(&fstab).unwrap();
             },
             "reading /etc/fstab",
+        ),
+        (
+            "a GRUB drop-in that cannot be read as text (preflight)",
+            |world| {
+                let drop_in = world
+                    .sandbox
+                    .root
+                    .path()
+                    .join("etc/default/grub.d/50-cloudimg-settings.cfg");
+                std::fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
+                std::fs::write(drop_in, b"GRUB_FORCE_PARTUUID=\xff\xfe\n").unwrap();
+            },
+            "reading /etc/default/grub.d/50-cloudimg-settings.cfg",
         ),
         (
             "an install dir systemd cannot start a program from (preflight)",
