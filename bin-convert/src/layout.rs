@@ -156,13 +156,10 @@ pub fn read(system: &System, expect: Expect<'_>) -> Result<Layout, Vec<String>> 
         }
     };
 
-    let identities = match identities_of(system, disk, &table) {
-        Ok(identities) => identities,
-        Err(problem) => {
-            problems.push(problem);
-            Vec::new()
-        }
-    };
+    let identities = identities_of(system, disk, &table).unwrap_or_else(|problem| {
+        problems.push(problem);
+        Vec::new()
+    });
     // No fstab is no line to keep from failing; one that cannot be read is
     // refused.
     let fstab = match system.read_if_exists("/etc/fstab") {
@@ -186,22 +183,10 @@ pub fn read(system: &System, expect: Expect<'_>) -> Result<Layout, Vec<String>> 
         (name, reason)
     };
 
-    let size_file = format!("/sys/class/block/{disk}/size");
-    let disk_bytes = match system.read_to_string(&size_file) {
-        Ok(sectors) => sectors.trim().parse::<u64>().map_or_else(
-            |_| {
-                problems.push(format!("{size_file} holds no sector count: {sectors:?}"));
-                0
-            },
-            |sectors| sectors * 512,
-        ),
-        Err(error) => {
-            problems.push(format!(
-                "cannot read the size of /dev/{disk} ({size_file}): {error}"
-            ));
-            0
-        }
-    };
+    let disk_bytes = disk_bytes(system, disk).unwrap_or_else(|problem| {
+        problems.push(problem);
+        0
+    });
 
     let initrdless_boot = initrdless_boot(system).unwrap_or_else(|problem| {
         problems.push(problem);
@@ -219,6 +204,19 @@ pub fn read(system: &System, expect: Expect<'_>) -> Result<Layout, Vec<String>> 
         doomed,
         initrdless_boot,
     })
+}
+
+/// The size of `disk` in bytes, from sysfs.
+fn disk_bytes(system: &System, disk: &str) -> Result<u64, String> {
+    let size_file = format!("/sys/class/block/{disk}/size");
+    let sectors = system
+        .read_to_string(&size_file)
+        .map_err(|error| format!("cannot read the size of /dev/{disk} ({size_file}): {error}"))?;
+    sectors
+        .trim()
+        .parse::<u64>()
+        .map(|sectors| sectors * 512)
+        .map_err(|_| format!("{size_file} holds no sector count: {sectors:?}"))
 }
 
 /// The identities (UUID, PARTUUID, LABEL) of `disk` and its partitions, by
