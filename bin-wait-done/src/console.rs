@@ -5,7 +5,7 @@
 //! progress, and ends the wait at once on a failure line (xitc-convert's,
 //! the installer's, a kernel's or Xen's panic, emergency mode) instead of at
 //! `--timeout`. The console is a help, not the verdict: only the stamp, over
-//! SSH, is success, and a cloud that gives no console log (403, 501) or a
+//! SSH, is success, and a cloud that gives no console log (400, 403, 501) or a
 //! call that fails leaves the wait going on by SSH alone, said once.
 
 use std::io::Write;
@@ -19,7 +19,7 @@ use xitc_common::poll::Deadline;
 use crate::TOOL;
 
 /// The longest one console call (with its retries) may hold up a poll.
-const CALL_LIMIT: Duration = Duration::from_secs(60);
+const CALL_LIMIT: Duration = Duration::from_secs(20);
 
 /// How many of the console's last lines a timeout shows.
 const LAST_LINES: usize = 20;

@@ -131,7 +131,7 @@ impl Run<'_> {
             self.start_convert(&target)
         })?;
         self.steps.run("wait until the conversion is done", || {
-            self.wait_done(&target)
+            self.wait_done(&target, &test_id)
         })?;
         self.steps.run("remove the stamp and sync", || {
             self.connect(&target)?
@@ -159,13 +159,13 @@ impl Run<'_> {
         self.steps.run("wait for the snapshot to be ACTIVE", || {
             self.wait_image_active(&image_id)
         })?;
-        let (_, target) = self.launch(
+        let (snapshot_id, target) = self.launch(
             &names.snapshot_server,
             &image_id,
             &self.cli.snapshot_metadata,
         )?;
         self.steps.run("wait until the snapshot is done", || {
-            self.wait_done(&target)
+            self.wait_done(&target, &snapshot_id)
         })?;
         let check = match self.cli.mode {
             Mode::Appliance => "check the appliance reaches dom0",
@@ -402,9 +402,15 @@ impl Run<'_> {
         }
     }
 
-    fn wait_done(&self, target: &Target) -> anyhow::Result<()> {
+    /// The sibling's wait for the stamp, following the server's console log
+    /// too (`--console`, with this run's cloud settings, which it inherits):
+    /// a failure on the node ends the wait at once with the console's line,
+    /// and the node's phases show on stderr as it converts.
+    fn wait_done(&self, target: &Target, server_id: &str) -> anyhow::Result<()> {
         let mut command = Command::new(&self.wait_done);
         command
+            .arg("--console")
+            .arg(server_id)
             .arg("--interval")
             .arg(format!("{}ms", self.cli.interval.as_millis()))
             .arg("--timeout")

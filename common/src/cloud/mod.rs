@@ -41,7 +41,7 @@ pub enum ConsoleLog {
     Text(String),
     /// Not there yet (404, 409): why, as the API said.
     NotYet(String),
-    /// This cloud gives none (403, 501): why.
+    /// This cloud gives none (400, 403, 501): why.
     Unavailable(String),
 }
 
@@ -324,8 +324,9 @@ impl CloudClient {
     /// The last `lines` lines of the server's console log (Nova's
     /// `os-getConsoleOutput`, `openstack console log show`). 404 and 409
     /// (no log yet, the server still building) are [`ConsoleLog::NotYet`],
-    /// to be waited through; 403 (a policy) and 501 (a driver without console
-    /// logs) are [`ConsoleLog::Unavailable`]: asking again will not help.
+    /// to be waited through; 400 (no such action), 403 (a policy) and 501 (a
+    /// driver without console logs) are [`ConsoleLog::Unavailable`]: asking
+    /// again will not help.
     pub fn console_log(
         &self,
         server_id: &str,
@@ -343,7 +344,8 @@ impl CloudClient {
         let why = || format!("HTTP {}: {}", response.status, response.api_message());
         match response.status {
             404 | 409 => Ok(ConsoleLog::NotYet(why())),
-            403 | 501 => Ok(ConsoleLog::Unavailable(why())),
+            // 400: a cloud (or an emulator: mimic) that has no such action.
+            400 | 403 | 501 => Ok(ConsoleLog::Unavailable(why())),
             _ if response.is_success() => {
                 // An empty log is an answer: nothing written yet.
                 let json = response.json(&what)?;
