@@ -229,6 +229,24 @@ fn a_refusal_removes_what_an_earlier_run_left_and_the_cause_removed_start_goes_t
     }
     assert!(!Path::new(&install.join("xitc-convert.state")).exists());
 
+    // A run past its checks that was cut short left its boot hook and saved
+    // config: a refusal now keeps them (the hook's next run needs the
+    // config), and removes only what the checks make.
+    let unit = world
+        .sandbox
+        .root
+        .path()
+        .join("etc/systemd/system/xitc-convert.service");
+    write(&unit, "[Unit]\n");
+    std::fs::write(install.join("xitc-convert.ubuntu-boot"), b"{}").unwrap();
+    let _ =
+        bin_convert::runner::run_state(&world.system, &world.files, &world.config, State::Start)
+            .unwrap_err();
+    assert!(install.join("xitc-convert.ubuntu-boot").exists());
+    assert!(!install.join("xenserver.iso").exists() && !install.join("installer").exists());
+    std::fs::remove_file(&unit).unwrap();
+    std::fs::remove_file(install.join("xitc-convert.ubuntu-boot")).unwrap();
+
     // And with the cause removed, START goes through on the same node.
     world.config.ubuntu_size = None;
     if let Err(error) =

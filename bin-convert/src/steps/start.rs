@@ -53,17 +53,21 @@ pub fn preflight(work: &mut Work<'_>) -> anyhow::Result<()> {
 /// What a refused START leaves: nothing but its log and its lock. Its steps
 /// that may refuse (`plan::START_CHECKS`) change nothing outside the install
 /// dir; this removes what they put there (the downloads and their parts, the
-/// installer's files, the shrink target), and anything of START's an earlier
-/// refused run left. Each removal that fails is logged; the refusal stands.
+/// installer's files, the shrink target). What only a run past its checks
+/// writes (the saved config, Ubuntu's boot record, `xsinst/`) goes too,
+/// unless such a run installed its boot hook: then the node was changed
+/// before this run (a run cut short, rerun by the hook), and the hook's next
+/// run needs them. Each removal that fails is logged; the refusal stands.
 pub fn forget_refused(work: &Work<'_>) {
     let files = work.files;
-    let mut paths = vec![
-        files.config.clone(),
-        files.ubuntu_boot.clone(),
-        files.shrink_target.clone(),
-        files.installer_dir.clone(),
-        files.xsinst.clone(),
-    ];
+    let mut paths = vec![files.shrink_target.clone(), files.installer_dir.clone()];
+    if !BOOT_HOOKS.iter().any(|hook| work.system.exists(hook)) {
+        paths.extend([
+            files.config.clone(),
+            files.ubuntu_boot.clone(),
+            files.xsinst.clone(),
+        ]);
+    }
     for download in [&files.iso, &files.appliance_xva] {
         paths.push(download.clone());
         paths.push(download::part_path(download));
@@ -142,6 +146,12 @@ fn recorded_root_uuid(work: &Work<'_>) -> anyhow::Result<String> {
         .map(|record| record.root_uuid)
 }
 
+/// Where the boot-hook step puts the hook: the systemd unit, or the upstart
+/// job without systemd.
+const BOOT_HOOKS: [&str; 2] = [SYSTEMD_UNIT, UPSTART_JOB];
+const SYSTEMD_UNIT: &str = "/etc/systemd/system/xitc-convert.service";
+const UPSTART_JOB: &str = "/etc/init/xitc-convert.conf";
+
 pub fn boot_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
     let binary = work
         .files
@@ -154,7 +164,7 @@ pub fn boot_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
         .to_str()
         .context("the install dir is not UTF-8")?;
     if work.system.exists("/run/systemd/system") {
-        let unit = "/etc/systemd/system/xitc-convert.service";
+        let unit = SYSTEMD_UNIT;
         work.system.create_dir_all("/etc/systemd/system")?;
         work.system.write_atomic(
             unit,
@@ -169,7 +179,7 @@ pub fn boot_hook(work: &mut Work<'_>) -> anyhow::Result<()> {
         )
     } else {
         work.system.write_atomic(
-            "/etc/init/xitc-convert.conf",
+            UPSTART_JOB,
             render::upstart_job(binary, install_dir).as_bytes(),
             0o644,
         )
