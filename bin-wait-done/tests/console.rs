@@ -178,12 +178,27 @@ fn a_failure_on_the_console_ends_the_wait_at_once_quoting_it() {
 
 #[test]
 fn a_cloud_without_console_logs_is_said_once_and_ssh_goes_on() {
-    let (env, scripts) = account(
-        "forbidden",
-        vec![Reply::json(
+    for (status, message) in [
+        (400, "There is no such action currently supported"),
+        (
             403,
-            &json!({"forbidden": {"message": "Policy doesn't allow os_compute_api:os-console-output to be performed."}}),
-        )],
+            "Policy doesn't allow os_compute_api:os-console-output to be performed.",
+        ),
+        (
+            501,
+            "Unable to get console log, functionality not implemented",
+        ),
+    ] {
+        without_console_logs(status, message);
+    }
+}
+
+/// A cloud that answers the console action with `status`: said once, never
+/// asked again, and the stamp is found by SSH.
+fn without_console_logs(status: u16, message: &str) {
+    let (env, scripts) = account(
+        &format!("without-{status}"),
+        vec![Reply::json(status, &json!({"error": {"message": message}}))],
     );
     let sshd = Sshd::start();
     let stamp = sshd.dir().join("later.ready");
@@ -195,7 +210,7 @@ fn a_cloud_without_console_logs_is_said_once_and_ssh_goes_on() {
     let output = wait(&sshd, &env, stamp.to_str().unwrap(), "60");
     creator.join().unwrap();
     let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{status}: {stderr}");
     assert!(text(&output.stdout).ends_with("Found!\n"));
     assert_eq!(
         stderr.matches("gives no console log").count(),
@@ -203,7 +218,7 @@ fn a_cloud_without_console_logs_is_said_once_and_ssh_goes_on() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("HTTP 403: Policy doesn't allow"),
+        stderr.contains(&format!("HTTP {status}: {message}")),
         "{stderr}"
     );
     let served = scripts
@@ -211,10 +226,15 @@ fn a_cloud_without_console_logs_is_said_once_and_ssh_goes_on() {
         .unwrap()
         .values()
         .find(|(replies, _)| {
-            replies.len() == 1 && matches!(&replies[0], Reply::Respond { status: 403, .. })
+            replies.len() == 1
+                && matches!(&replies[0], Reply::Respond { status: answered, .. } if *answered == status)
         })
         .map(|(_, count)| *count);
-    assert_eq!(served, Some(1), "asked once, then never again");
+    assert_eq!(
+        served,
+        Some(1),
+        "HTTP {status}: asked once, then never again"
+    );
 }
 
 #[test]
