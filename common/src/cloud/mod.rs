@@ -240,13 +240,10 @@ impl CloudClient {
         deadline: &Deadline,
     ) -> anyhow::Result<String> {
         let body = serde_json::json!({"createImage": {"name": name}});
-        let (what, response) = self.expect_success(
-            &Method::POST,
-            &["servers", server_id, "action"],
-            &[],
-            Some(&body),
-            deadline,
-        )?;
+        let (what, response) = self.server_action(server_id, &body, deadline)?;
+        if !response.is_success() {
+            return Err(api_error(&what, &response));
+        }
         if let Some(id) = compute::image_id_from_create(&response) {
             return Ok(id);
         }
@@ -334,13 +331,7 @@ impl CloudClient {
         deadline: &Deadline,
     ) -> anyhow::Result<ConsoleLog> {
         let body = serde_json::json!({"os-getConsoleOutput": {"length": lines}});
-        let (what, response) = self.request(
-            &Method::POST,
-            &["servers", server_id, "action"],
-            &[],
-            Some(&body),
-            deadline,
-        )?;
+        let (what, response) = self.server_action(server_id, &body, deadline)?;
         let why = || format!("HTTP {}: {}", response.status, response.api_message());
         match response.status {
             404 | 409 => Ok(ConsoleLog::NotYet(why())),
@@ -356,6 +347,23 @@ impl CloudClient {
             }
             _ => Err(api_error(&what, &response)),
         }
+    }
+
+    /// `POST servers/ID/action` with `body` (one action); the caller reads
+    /// the status, as each action has its own.
+    fn server_action(
+        &self,
+        server_id: &str,
+        body: &Value,
+        deadline: &Deadline,
+    ) -> anyhow::Result<(String, Response)> {
+        self.request(
+            &Method::POST,
+            &["servers", server_id, "action"],
+            &[],
+            Some(body),
+            deadline,
+        )
     }
 
     fn delete(&self, segments: &[&str], deadline: &Deadline) -> anyhow::Result<()> {
