@@ -102,6 +102,17 @@ fn account(test: &str, replies: Vec<Reply>) -> (Vec<(&'static str, String)>, Scr
 
 /// The tool waiting for `stamp` on `sshd`, following server `node`'s console.
 fn wait(sshd: &Sshd, env: &[(&'static str, String)], stamp: &str, timeout: &str) -> Output {
+    wait_on("node", sshd, env, stamp, timeout)
+}
+
+/// [`wait`], following the console of `server`.
+fn wait_on(
+    server: &str,
+    sshd: &Sshd,
+    env: &[(&'static str, String)],
+    stamp: &str,
+    timeout: &str,
+) -> Output {
     let mut command = Command::new(assert_cmd::cargo::cargo_bin!("xitc-wait-until-done"));
     command
         .env_clear()
@@ -112,7 +123,7 @@ fn wait(sshd: &Sshd, env: &[(&'static str, String)], stamp: &str, timeout: &str)
             "--timeout",
             timeout,
             "--console",
-            "node",
+            server,
         ])
         .args(["--stamp", stamp])
         .arg(format!("{}@127.0.0.1:{}", sshd.user(), sshd.port()))
@@ -266,24 +277,7 @@ fn a_server_that_does_not_exist_is_said_at_once() {
     let (env, _) = account("missing", vec![tail("")]);
     let sshd = Sshd::start();
     let stamp = sshd.dir().join("never.ready");
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("xitc-wait-until-done"));
-    let output = command
-        .env_clear()
-        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
-        .args([
-            "--interval",
-            "200ms",
-            "--timeout",
-            "60",
-            "--console",
-            "other",
-        ])
-        .args(["--stamp", stamp.to_str().unwrap()])
-        .arg(format!("{}@127.0.0.1:{}", sshd.user(), sshd.port()))
-        .arg(sshd.client_key())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = wait_on("other", &sshd, &env, stamp.to_str().unwrap(), "60");
     xitc_test_support::assert_one_line_error(
         "missing server",
         "xitc-wait-until-done",
