@@ -371,6 +371,23 @@ mod tests {
     }
 
     #[test]
+    fn start_makes_its_first_change_after_every_step_that_may_refuse() {
+        for config in configs() {
+            let names: Vec<&str> = steps(State::Start, &config)
+                .iter()
+                .map(|step| step.name)
+                .collect();
+            assert_eq!(
+                names[..START_CHECKS],
+                ["preflight", "download", "installer-files", "shrink-target"],
+                "{:?}",
+                config.mode
+            );
+            assert_eq!(names[START_CHECKS], "save-config");
+        }
+    }
+
+    #[test]
     fn no_step_of_the_direct_mode_speaks_of_an_appliance_it_does_not_have() {
         for config in configs()
             .iter()
