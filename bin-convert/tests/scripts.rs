@@ -491,6 +491,103 @@ fn the_post_install_script_gives_a_uefi_dom0_the_removable_media_path() {
     assert!(!log.contains("BOOTX64"), "{log}");
 }
 
+/// dom0's grub.cfg as host-installer writes it (python-libs
+/// `Bootloader.writeGrub2`: serial lines, `set default=INDEX`, entries with
+/// the Xen line first), with the `xe` entry (Xen on VGA only) and the
+/// `xe-serial` one (`backend.buildBootLoaderMenu`).
+fn dom0_grub_cfg(default: Option<&str>, serial_entry: bool) -> String {
+    let mut cfg = String::from(
+        "serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n",
+    );
+    if let Some(default) = default {
+        cfg.push_str("set default=");
+        cfg.push_str(default);
+        cfg.push('\n');
+    }
+    cfg.push_str(
+        "set timeout=5\nmenuentry 'XCP-ng' {\n\tsearch --label --set root root-vgdorj\n\t\
+         multiboot2 /boot/xen.gz dom0_mem=2048M,max:2048M console=vga vga=mode-0x0311\n\t\
+         module2 /boot/vmlinuz-4.19-xen root=LABEL=root-vgdorj ro console=hvc0 console=tty0 quiet\n\t\
+         module2 /boot/initrd-4.19-xen.img\n}\n",
+    );
+    if serial_entry {
+        cfg.push_str(
+            "menuentry 'XCP-ng (Serial)' {\n\tsearch --label --set root root-vgdorj\n\t\
+             multiboot2 /boot/xen.gz com1=115200,8n1 console=com1,vga dom0_mem=2048M,max:2048M\n\t\
+             module2 /boot/vmlinuz-4.19-xen root=LABEL=root-vgdorj ro console=tty0 console=hvc0\n\t\
+             module2 /boot/initrd-4.19-xen.img\n}\n",
+        );
+    }
+    cfg
+}
+
+/// dom0's boots show on the serial console: the post-install script leaves a
+/// serial default alone (by index or title), makes the serial entry the
+/// default where another one is (changing nothing else), and says so where
+/// there is none.
+#[test]
+fn the_post_install_script_boots_dom0_on_the_serial_console() {
+    let ramdisk = tempfile::tempdir().unwrap();
+    let postinst = ramdisk.path().join("postinst.sh");
+    std::fs::write(
+        &postinst,
+        bin_convert::render::post_install_script(&dom0_hook(ramdisk.path())),
+    )
+    .unwrap();
+    // (grub.cfg where it is, its text before) -> its text after, the log says.
+    let cases = [
+        (
+            "boot/grub/grub.cfg",
+            dom0_grub_cfg(Some("1"), true),
+            dom0_grub_cfg(Some("1"), true),
+            "writes to the serial console",
+        ),
+        (
+            "boot/grub/grub.cfg",
+            dom0_grub_cfg(Some("'XCP-ng (Serial)'"), true),
+            dom0_grub_cfg(Some("'XCP-ng (Serial)'"), true),
+            "writes to the serial console",
+        ),
+        (
+            "boot/grub/grub.cfg",
+            dom0_grub_cfg(Some("0"), true),
+            dom0_grub_cfg(Some("1"), true),
+            "is now entry 1",
+        ),
+        (
+            "boot/efi/EFI/xenserver/grub.cfg",
+            dom0_grub_cfg(Some("\"XCP-ng\""), true),
+            dom0_grub_cfg(Some("1"), true),
+            "is now entry 1",
+        ),
+        (
+            "boot/grub/grub.cfg",
+            dom0_grub_cfg(None, true),
+            format!("set default=1\n{}", dom0_grub_cfg(None, true)),
+            "is now entry 1",
+        ),
+        (
+            "boot/grub/grub.cfg",
+            dom0_grub_cfg(Some("0"), false),
+            dom0_grub_cfg(Some("0"), false),
+            "no boot entry of dom0 writes to the serial console",
+        ),
+    ];
+    for (path, before, after, said) in cases {
+        let new_root = tempfile::tempdir().unwrap();
+        let root = new_root.path();
+        std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+        let cfg = root.join(path);
+        std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+        std::fs::write(&cfg, &before).unwrap();
+        run_post_install(&postinst, root);
+        assert_eq!(std::fs::read_to_string(&cfg).unwrap(), after, "{before}");
+        let log = std::fs::read_to_string(root.join("root/xitc-postinst.log")).unwrap();
+        assert!(log.contains(said), "{before}\n{log}");
+        assert!(!cfg.with_extension("cfg.xitc").exists());
+    }
+}
+
 /// The project's own shell scripts (the test command, the real-VM test and its
 /// stand-in installer, the benches) stay as clean as the ones xitc-convert
 /// writes.

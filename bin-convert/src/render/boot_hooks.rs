@@ -149,6 +149,15 @@ pub fn dom0_boot_script(hook: &Dom0Hook) -> String {
 /// XenServer's installs only `EFI/xenserver/grubx64.efi`, built with the
 /// prefix `/EFI/xenserver`, so the same image finds its grub.cfg from either
 /// place.
+///
+/// dom0's boots must show on the serial console (the cloud's console log): the
+/// default entry of dom0's GRUB must be one whose Xen writes to a serial port
+/// (`console=com1,…`). host-installer makes its `xe-serial` entry the default
+/// when the installer's last `console=` is serial, which xitc's installer
+/// entry makes it; where an installer wrote the serial entry but left another
+/// default, the script makes the serial one the default, and says so. It reads
+/// the grub.cfg host-installer's boot loader code reads first (python-libs
+/// `Bootloader.loadExisting`: the ESP's, then `/boot/grub`, `/boot/grub2`).
 pub fn post_install_script(hook: &Dom0Hook) -> String {
     let quote = xitc_common::shell::shell_quote;
     let unit = "[Unit]\nDescription=xitc-convert: continue converting this node\n\
@@ -181,6 +190,47 @@ if [ -f "$esp/xenserver/grubx64.efi" ] && [ ! -e "$esp/BOOT/BOOTX64.EFI" ]; then
         echo "xitc postinst: cannot add EFI/BOOT/BOOTX64.EFI; the firmware may not find dom0's GRUB"
     fi
 fi
+for cfg in "$root/boot/efi/EFI/xenserver/grub.cfg" "$root/boot/grub/grub.cfg" "$root/boot/grub2/grub.cfg"; do
+    [ -f "$cfg" ] || continue
+    # The default entry (an index or a title), and the first entry whose Xen
+    # writes to a serial port: "ok", the index to make the default, or "none".
+    serial=$(awk -v quotes="\"'" '
+        /^[[:space:]]*set default=/ && default == "" {{
+            default = $0; sub(/^[[:space:]]*set default=/, "", default); gsub("[" quotes "]", "", default)
+        }}
+        /^[[:space:]]*menuentry / {{
+            entry++; title = $0; sub("^[[:space:]]*menuentry [" quotes "]", "", title); sub("[" quotes "].*", "", title)
+            titles[entry - 1] = title
+        }}
+        /^[[:space:]]*multiboot2? / && / console=([^ ]*,)?com[0-9]/ {{ on_serial[entry - 1] = 1 }}
+        END {{
+            if (default == "") default = 0
+            chosen = -1
+            for (i = 0; i < entry; i++) if (default == i "" || default == titles[i]) chosen = i
+            if (chosen >= 0 && on_serial[chosen]) {{ print "ok"; exit }}
+            for (i = 0; i < entry; i++) if (on_serial[i]) {{ print i; exit }}
+            print "none"
+        }}' "$cfg")
+    case $serial in
+    ok) echo "xitc postinst: dom0's default boot entry writes to the serial console ($cfg)" ;;
+    none) echo "xitc postinst: no boot entry of dom0 writes to the serial console ($cfg): dom0's boots will not show in the console log" ;;
+    *)
+        # The first `set default=` line replaced, or one put first.
+        if grep -q '^[[:space:]]*set default=' "$cfg"; then
+            awk -v serial="$serial" '!done && /^[[:space:]]*set default=/ {{ print "set default=" serial; done = 1; next }} {{ print }}' \
+                "$cfg" >"$cfg.xitc"
+        else
+            {{ echo "set default=$serial"; cat "$cfg"; }} >"$cfg.xitc"
+        fi
+        if mv "$cfg.xitc" "$cfg" && grep -q "^set default=$serial\$" "$cfg"; then
+            echo "xitc postinst: dom0's default boot entry is now entry $serial, which writes to the serial console ($cfg)"
+        else
+            echo "xitc postinst: cannot make entry $serial dom0's default boot entry ($cfg)"
+        fi
+        ;;
+    esac
+    break
+done
 if [ -d "$root/etc/systemd/system" ]; then
     cat > "$root/etc/systemd/system/xitc-convert.service" << 'UNIT'
 {unit}UNIT

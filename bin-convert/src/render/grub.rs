@@ -24,10 +24,21 @@ pub struct InstallerEntry {
 /// The GRUB entry name, also given to `grub-reboot`.
 pub const INSTALLER_ENTRY: &str = "XenServer installer";
 
-/// `/etc/grub.d/45_xs-install`: a script that prints its own menu entry. The
-/// kernel line has no `console=hvc0`, which hid the installer from the cloud's
-/// console in 2014. `fallback=0`: should the installer not boot (a broken ISO),
-/// GRUB boots the first entry, the OS, instead of waiting at its menu.
+/// `/etc/grub.d/45_xs-install`: a script that prints its own menu entry.
+/// `fallback=0`: should the installer not boot (a broken ISO), GRUB boots the
+/// first entry, the OS, instead of waiting at its menu.
+///
+/// The installer's consoles (README "The installer on the serial console"):
+/// host-installer's `startup/preinit` runs an unattended install on the
+/// *last* `console=` only, and `rt_answerfile=` (where `answerfile=` would
+/// draw its text UI there) makes `init` write its log to that console as
+/// plain text. So the kernel line ends `console=tty0 console=hvc0`: the log
+/// reaches hvc0, which Xen (`com1=… console=com1,vga`) writes to the serial
+/// port, the cloud's console log; the screen keeps tty0, where host-installer
+/// also writes the same log on tty3. A serial console among them, and the last,
+/// is also what makes the installer write dom0's `xe-serial` boot entry and
+/// boot it by default (`install.py`, `backend.buildBootLoaderMenu`), so dom0's
+/// boots show on the serial port too.
 ///
 /// On BIOS, Xen is loaded by `multiboot`, as in 2014. On UEFI it must be
 /// `multiboot2`: only Xen's multiboot2 header asks GRUB to leave the EFI boot
@@ -69,7 +80,7 @@ pub fn grub_installer_script(entry: &InstallerEntry) -> anyhow::Result<String> {
          {modules}    \
          search --no-floppy --fs-uuid --set=root {uuid}\n    \
          {hypervisor} {dir}/xen.gz dom0_max_vcpus=1-2 dom0_mem=max:752M com1=115200,8n1 console=com1,vga\n    \
-         {module} {dir}/vmlinuz console=tty0 make-ramdisk={} answerfile={} install\n    \
+         {module} {dir}/vmlinuz console=tty0 console=hvc0 make-ramdisk={} rt_answerfile={} install\n    \
          {module} {dir}/install.img\n\
          }}\n",
         entry.ramdisk_device,
@@ -175,9 +186,9 @@ mod tests {
         assert!(script.contains("\n    module /opt/xs-install/install.img\n"));
         assert!(!script.contains("insmod"));
         assert!(script.contains(
-            " make-ramdisk=/dev/sda2 answerfile=file:///tmp/ramdisk/answerfile.xml install\n"
+            "/vmlinuz console=tty0 console=hvc0 make-ramdisk=/dev/sda2 \
+             rt_answerfile=file:///tmp/ramdisk/answerfile.xml install\n"
         ));
-        assert!(!script.contains("hvc0"));
         let checked = grub_script_check(&script);
         assert!(
             checked.status.success(),
@@ -199,7 +210,7 @@ mod tests {
         ));
         assert!(uefi.contains("\n    multiboot2 /opt/xs-install/xen.gz dom0_max_vcpus=1-2 "));
         assert!(uefi.contains(
-            "\n    module2 /opt/xs-install/vmlinuz console=tty0 make-ramdisk=/dev/vda2 "
+            "\n    module2 /opt/xs-install/vmlinuz console=tty0 console=hvc0 make-ramdisk=/dev/vda2 "
         ));
         assert!(uefi.contains("\n    module2 /opt/xs-install/install.img\n}\n"));
         let checked = grub_script_check(&uefi);
