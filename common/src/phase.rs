@@ -143,9 +143,94 @@ impl Phase {
     }
 }
 
+/// One state or step from its `begin` to its end, as read from phase lines
+/// stamped with times of type `T`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span<T> {
+    pub state: String,
+    /// `None` for the state itself.
+    pub step: Option<String>,
+    pub start: T,
+    /// When and how it ended (`ok`, `done` or `FAILED`, with the line's
+    /// DETAIL); `None`: it has not ended (running, or cut short by a crash or
+    /// a reboot).
+    pub end: Option<(T, Event, Option<String>)>,
+}
+
+/// The spans of `phases` (in the order they began): each `begin` is closed
+/// by the next end event of the same state and step; an end without a
+/// `begin` before it (a watch that started late) is left out.
+pub fn spans<T: Copy>(phases: &[(T, Phase)]) -> Vec<Span<T>> {
+    let mut spans: Vec<Span<T>> = Vec::new();
+    for (at, phase) in phases {
+        if phase.event == Event::Begin {
+            spans.push(Span {
+                state: phase.state.clone(),
+                step: phase.step.clone(),
+                start: *at,
+                end: None,
+            });
+        } else if let Some(open) = spans
+            .iter_mut()
+            .rev()
+            .find(|span| span.end.is_none() && span.state == phase.state && span.step == phase.step)
+        {
+            open.end = Some((*at, phase.event, phase.detail.clone()));
+        }
+    }
+    spans
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A span's step, start and end, for comparing.
+    type Summary<'a> = (Option<&'a str>, u32, Option<(u32, Event)>);
+
+    #[test]
+    fn spans_pair_each_begin_with_its_end() {
+        let lines = [
+            (1, "xitc-phase: START - begin"),
+            (2, "xitc-phase: START preflight begin"),
+            (3, "xitc-phase: START preflight ok"),
+            (4, "xitc-phase: START download begin"),
+            // A reboot cut it short; the state begins again.
+            (9, "xitc-phase: START - begin"),
+            (10, "xitc-phase: START download begin"),
+            (12, "xitc-phase: START download FAILED: HTTP 404"),
+            (13, "xitc-phase: SETUP_INSTALLER - done: next state X"),
+        ];
+        let phases: Vec<(u32, Phase)> = lines
+            .iter()
+            .map(|(at, line)| (*at, Phase::find(line).unwrap()))
+            .collect();
+        let spans = spans(&phases);
+        let summary: Vec<Summary> = spans
+            .iter()
+            .map(|span| {
+                (
+                    span.step.as_deref(),
+                    span.start,
+                    span.end.as_ref().map(|(at, event, _)| (*at, *event)),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (None, 1, None),
+                (Some("preflight"), 2, Some((3, Event::Ok))),
+                (Some("download"), 4, None),
+                (None, 9, None),
+                (Some("download"), 10, Some((12, Event::Failed))),
+            ]
+        );
+        assert_eq!(
+            spans[4].end.as_ref().unwrap().2.as_deref(),
+            Some("HTTP 404")
+        );
+    }
 
     #[test]
     fn lines_read_back_as_written() {

@@ -100,6 +100,13 @@ pub struct Cli {
     #[arg(long)]
     pub keep_image: bool,
 
+    /// Keep the run's artifacts in DIR (made if missing), also when it
+    /// passes: each server's whole console log, xitc-convert's log and
+    /// --status, dom0's installer logs, and timeline.json [default: kept only
+    /// when the run fails, in a new directory under the temp dir].
+    #[arg(long, value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+
     /// Reach the nodes through this HOST[:PORT] instead of their own IP.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub ssh_address: Option<String>,

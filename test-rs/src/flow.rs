@@ -5,7 +5,8 @@ use std::cell::{OnceCell, RefCell};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use xitc_common::cloud::{CloudClient, CloudConfig, Env, ServerCreate, Timeouts};
@@ -19,12 +20,13 @@ use xitc_common::stamp;
 use crate::cli::{Cli, Mode, Network};
 use crate::names::Names;
 use crate::programs::{
-    self, CONVERT, GET_IP, WAIT_DONE, check_interrupted, find_convert, find_sibling,
-    run_interruptibly,
+    self, CONVERT, GET_IP, StderrLine, WAIT_DONE, check_interrupted, find_convert, find_sibling,
+    run_interruptibly, run_watching_stderr,
 };
-use crate::run::{Run, api_deadline, deadline};
+use crate::run::{Node, Run, api_deadline, deadline};
 use crate::say::{TOOL, say};
 use crate::steps::Steps;
+use crate::timeline::{Arrival, CONSOLE_PREFIX};
 
 pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
     // Tools first: a missing sibling is found before anything is created.
@@ -79,6 +81,16 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
         .map_or_else(|| ssh::random_password(24), Secret::new);
     programs::catch_interrupts();
 
+    // The artifacts' directory is made now: a DIR that cannot be made is
+    // bad input, said before anything is created in the cloud.
+    if let Some(dir) = &cli.artifacts {
+        std::fs::create_dir_all(dir).or_usage(|| {
+            format!(
+                "--artifacts {}: cannot make it",
+                exit::escape_control(&dir.display().to_string())
+            )
+        })?;
+    }
     let run = Run {
         cli,
         names,
@@ -93,11 +105,18 @@ pub fn run(cli: &Cli, names: &Names) -> anyhow::Result<()> {
         password,
         given_public_key,
         stamp,
+        console: RefCell::default(),
+        nodes: RefCell::default(),
         _key_dir: key_dir,
     };
     let result = run.remove_leftovers().and_then(|()| run.test());
     if result.is_ok() {
         say("ALL TESTS PASSED");
+    }
+    // Before cleanup, while the servers are there; not after Ctrl-C, whose
+    // user wants out.
+    if check_interrupted().is_ok() {
+        run.keep_artifacts(result.is_err());
     }
     let cleanup = if cli.keep {
         say(&format!("--keep: leaving {:?}", run.created.borrow()));
@@ -190,6 +209,11 @@ impl Run<'_> {
         let id = self
             .steps
             .run(&format!("boot {name}"), || self.boot(name, image, metadata))?;
+        self.nodes.borrow_mut().push(Node {
+            name: name.to_owned(),
+            id: id.clone(),
+            target: None,
+        });
         {
             let mut created = self.created.borrow_mut();
             if name == self.names.test_server {
@@ -205,7 +229,11 @@ impl Run<'_> {
         let address = self.steps.run(&format!("get the address of {name}"), || {
             self.address_of(&id)
         })?;
-        Ok((id, self.target(&address)?))
+        let target = self.target(&address)?;
+        if let Some(node) = self.nodes.borrow_mut().last_mut() {
+            node.target = Some(target.clone());
+        }
+        Ok((id, target))
     }
 
     fn create_keypair(&self) -> anyhow::Result<()> {
@@ -223,12 +251,6 @@ impl Run<'_> {
             .create_keypair(&self.names.keypair, &public, &api_deadline())?;
         self.created.borrow_mut().keypair = Some(self.names.keypair.clone());
         Ok(())
-    }
-
-    fn credential(&self) -> anyhow::Result<&Credential> {
-        self.credential
-            .get()
-            .ok_or_else(|| anyhow::anyhow!("no SSH key yet (the keypair step did not run)"))
     }
 
     fn boot(
@@ -304,17 +326,6 @@ impl Run<'_> {
             None => bracketed(address),
         };
         Target::parse(&format!("{}@{host}", self.cli.ssh_user), None)
-    }
-
-    fn connect(&self, target: &Target) -> anyhow::Result<ssh::Connection> {
-        ssh::connect(
-            target,
-            self.credential()?,
-            &HostKeyPolicy::AcceptAny,
-            Duration::from_secs(30),
-        )
-        .map_err(anyhow::Error::new)
-        .with_context(|| format!("connecting to {target}"))
     }
 
     fn wait_for_ssh(&self, target: &Target) -> anyhow::Result<()> {
@@ -419,7 +430,32 @@ impl Run<'_> {
             .arg(target.port.to_string())
             .arg(format!("{}@{}", target.user, bracketed(&target.host)))
             .arg(&self.key_path);
-        let (status, _) = run_interruptibly(&mut command, &self.wait_done)?;
+        // wait-done's console lines, stamped on arrival, for the timeline.
+        let arrived: Arc<Mutex<Vec<Arrival>>> = Arc::default();
+        let recording = Arc::clone(&arrived);
+        let server = self
+            .nodes
+            .borrow()
+            .iter()
+            .find(|node| node.id == server_id)
+            .map_or_else(|| server_id.to_owned(), |node| node.name.clone());
+        let each_line: StderrLine = Box::new(move |line: &str| {
+            if let Some(console_line) = line.strip_prefix(CONSOLE_PREFIX) {
+                recording
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(Arrival {
+                        server: server.clone(),
+                        at: SystemTime::now(),
+                        line: console_line.to_owned(),
+                    });
+            }
+        });
+        let ran = run_watching_stderr(&mut command, &self.wait_done, Some(each_line));
+        self.console
+            .borrow_mut()
+            .append(&mut arrived.lock().unwrap_or_else(PoisonError::into_inner));
+        let (status, _) = ran?;
         if status.success() {
             Ok(())
         } else {

@@ -28,14 +28,18 @@
 //!   mode: xapi at the node's address), so it takes VM_POSTFIX alone; its
 //!   final check asks the host's own xapi (`xe host-list`) on the snapshot
 //!   node, after the same waits for the stamp. `--network` is passed on.
-
+//! - The waits' console lines are stamped as they arrive (the node's clock is
+//!   not trusted, nor always set) and make the timeline; the artifacts
+//!   (`--artifacts DIR`, or a temp dir when a run fails) are collected before
+//!   cleanup, while the servers exist, and never change the run's outcome.
 //!
 //! Its modules import downwards only (ARCHITECTURE.md "Layers of test-rs";
 //! `tests/layers.rs` keeps it so): `flow` (the steps of a run) over `cleanup`
-//! (deleting what it made) over `run` (a run's context and what it created)
-//! over `cli`, `steps` and `programs`, over `names` and `say` (the one output
-//! path).
+//! (deleting what it made) and `artifacts` (keeping what CI needs) over `run`
+//! (a run's context and what it created) over `cli`, `steps` and `programs`,
+//! over `names`, `say` (the one output path) and `timeline`.
 
+mod artifacts;
 mod cleanup;
 mod cli;
 mod flow;
@@ -44,6 +48,7 @@ mod programs;
 mod run;
 mod say;
 mod steps;
+mod timeline;
 
 use std::ffi::OsString;
 

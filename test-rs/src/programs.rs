@@ -69,6 +69,9 @@ pub fn find_convert() -> anyhow::Result<PathBuf> {
     })
 }
 
+/// What to do with each line of a program's stderr as it comes.
+pub type StderrLine = Box<dyn FnMut(&str) + Send>;
+
 /// Runs a sibling tool to its end, or kills it on Ctrl-C (which in a terminal
 /// reaches it too, but not when only test-rs is signalled, as by a CI runner).
 /// Returns its status and, when piped, its stdout.
@@ -76,12 +79,40 @@ pub fn run_interruptibly(
     command: &mut Command,
     program: &Path,
 ) -> anyhow::Result<(std::process::ExitStatus, String)> {
-    use std::io::Read as _;
+    run_watching_stderr(command, program, None)
+}
+
+/// [`run_interruptibly`], with the program's stderr passed on to test-rs's
+/// as it comes, each line also handed to `each_line` when it arrives.
+pub fn run_watching_stderr(
+    command: &mut Command,
+    program: &Path,
+    each_line: Option<StderrLine>,
+) -> anyhow::Result<(std::process::ExitStatus, String)> {
+    use std::io::{BufRead as _, Read as _, Write as _};
     check_interrupted()?;
+    if each_line.is_some() {
+        command.stderr(Stdio::piped());
+    }
     let mut child = command
         .stdin(Stdio::null())
         .spawn()
         .with_context(|| format!("running {}", program.display()))?;
+    let watcher = match (each_line, child.stderr.take()) {
+        (Some(mut each_line), Some(pipe)) => Some(std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::new(pipe);
+            let mut line = Vec::new();
+            while reader
+                .read_until(b'\n', &mut line)
+                .is_ok_and(|read| read > 0)
+            {
+                let _ = std::io::stderr().write_all(&line);
+                each_line(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
+                line.clear();
+            }
+        })),
+        _ => None,
+    };
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
@@ -93,6 +124,9 @@ pub fn run_interruptibly(
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    if let Some(watcher) = watcher {
+        let _ = watcher.join();
+    }
     let mut stdout = String::new();
     if let Some(mut pipe) = child.stdout.take() {
         pipe.read_to_string(&mut stdout)

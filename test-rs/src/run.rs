@@ -7,14 +7,16 @@ use std::cell::{OnceCell, RefCell};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use xitc_common::cloud::CloudClient;
 use xitc_common::poll::Deadline;
 use xitc_common::secret::Secret;
-use xitc_common::ssh::Credential;
+use xitc_common::ssh::{self, Credential, HostKeyPolicy, Target};
 
 use crate::cli::Cli;
 use crate::names::Names;
 use crate::steps::Steps;
+use crate::timeline::Arrival;
 
 /// A run's context.
 pub struct Run<'a> {
@@ -31,7 +33,20 @@ pub struct Run<'a> {
     pub(crate) password: Secret,
     pub(crate) given_public_key: Option<String>,
     pub(crate) stamp: String,
+    /// The console lines the waits printed, as they arrived (`timeline`).
+    pub(crate) console: RefCell<Vec<Arrival>>,
+    /// The servers booted, in order, for the artifacts.
+    pub(crate) nodes: RefCell<Vec<Node>>,
     pub(crate) _key_dir: tempfile::TempDir,
+}
+
+/// A server the run booted: its name, id, and where SSH reaches it (once
+/// known).
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub id: String,
+    pub target: Option<Target>,
 }
 
 /// What this run created, for cleanup.
@@ -41,6 +56,27 @@ pub struct Created {
     pub test_server: Option<String>,
     pub image: Option<String>,
     pub snapshot_server: Option<String>,
+}
+
+impl Run<'_> {
+    pub(crate) fn credential(&self) -> anyhow::Result<&Credential> {
+        self.credential
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("no SSH key yet (the keypair step did not run)"))
+    }
+
+    /// An SSH session to a node, any host key accepted (the node changes its
+    /// keys as it converts itself).
+    pub(crate) fn connect(&self, target: &Target) -> anyhow::Result<ssh::Connection> {
+        ssh::connect(
+            target,
+            self.credential()?,
+            &HostKeyPolicy::AcceptAny,
+            Duration::from_secs(30),
+        )
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("connecting to {target}"))
+    }
 }
 
 /// The time one API call (with its retries) may take.

@@ -284,6 +284,18 @@ fn bad_arguments_are_usage_errors_found_before_any_cloud_call() {
             ]),
             "is not a regular file",
         ),
+        (
+            "artifacts under a file",
+            args(&[
+                "--convert-binary",
+                convert,
+                "--artifacts",
+                &format!("{}/kept", not_a_key.to_str().unwrap()),
+                URL,
+                "p1",
+            ]),
+            "/not-a-key/kept: cannot make it",
+        ),
     ];
     assert!(cases.len() >= 20);
     for (name, args, message) in cases {

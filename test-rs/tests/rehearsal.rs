@@ -24,7 +24,10 @@ use xitc_common::poll::Deadline;
 use xitc_test_support::{Mimic, Sshd, wait_until_gone};
 
 const STAND_IN: &str = r#"#!/bin/sh
-# Stand-in for xitc-convert in the rehearsal: touches the stamp, twice.
+# Stand-in for xitc-convert in the rehearsal: touches the stamp, twice; logs
+# as the real one does, and answers --status (the artifacts read both).
+if [ "$1" = --status ]; then echo "state: XENSERVER (the rehearsal's stand-in)"; exit 0; fi
+echo "xitc-phase: START - begin" >> "$(dirname "$0")/xitc-convert.log"
 echo $$ > "$(dirname "$0")/stand-in.pid"
 printf '%s\n' "$@" > "$(dirname "$0")/stand-in.args"
 stamp=${XITC_STAMP_PATH:?}
@@ -58,6 +61,8 @@ impl Rehearsal {
                 ("OS_TENANT_NAME", format!("rehearsal-tenant-{test}")),
                 ("OS_REGION_NAME", "ORD".to_owned()),
                 ("PATH", std::env::var("PATH").unwrap_or_default()),
+                // Where a failed run keeps its artifacts: gone with the sshd.
+                ("TMPDIR", sshd.dir().to_str().unwrap().to_owned()),
             ],
             install_dir: sshd.dir().join("install dir"),
             stamp: sshd.dir().join("xenserver.ready"),
@@ -338,6 +343,64 @@ fn a_failed_second_boot_is_named_and_cleaned_up() {
     assert!(stderr.contains("Quota exceeded"), "{stderr}");
     assert!(stdout.contains("<== clean up: ok"), "{stdout}");
     assert_eq!(rehearsal.leftovers(), (Vec::new(), Vec::new()));
+    // A failed run keeps its artifacts without being asked, under the temp
+    // dir, and says where: the first server's (the second never existed).
+    let kept = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("artifacts kept in "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let kept = Path::new(kept);
+    assert!(kept.starts_with(rehearsal.sshd.dir()), "{}", kept.display());
+    let notes = std::fs::read_to_string(kept.join("notes.txt")).unwrap();
+    assert!(notes.contains("Jxitctr2/xitc-convert.log: kept"), "{notes}");
+    assert!(!notes.contains("Jxitcsr2"), "{notes}");
+}
+
+/// `--artifacts DIR` keeps them on a passing run too: each server's log and
+/// `--status` from the node's side that answered (the rehearsal's node is
+/// "Ubuntu": no dom0, so no installer logs), the console where the cloud
+/// gives one (mimic gives none: said), and the timeline.
+#[test]
+fn artifacts_are_kept_when_asked() {
+    let rehearsal = Rehearsal::new("artifacts");
+    let dir = rehearsal.sshd.dir().join("kept artifacts");
+    let output = rehearsal.test_rs("r9", &["--artifacts", dir.to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("artifacts kept in {}", dir.display())),
+        "{stdout}"
+    );
+    for server in ["Jxitctr9", "Jxitcsr9"] {
+        let node = dir.join(server);
+        assert_eq!(
+            std::fs::read_to_string(node.join("xitc-convert.log")).unwrap(),
+            std::fs::read_to_string(rehearsal.install_dir.join("xitc-convert.log")).unwrap()
+        );
+        assert_eq!(
+            std::fs::read_to_string(node.join("status.txt")).unwrap(),
+            "state: XENSERVER (the rehearsal's stand-in)\n"
+        );
+        assert!(!node.join("console.log").exists());
+        assert!(!node.join("installer-logs.tar.gz").exists());
+    }
+    let notes = std::fs::read_to_string(dir.join("notes.txt")).unwrap();
+    for said in [
+        "Jxitctr9: the node answered as Ubuntu",
+        "Jxitctr9/console.log: not kept: the cloud gives none: HTTP 400",
+        "Jxitcsr9/status.txt: kept",
+        "Jxitcsr9/installer-logs.tar.gz: not kept: the node runs Ubuntu",
+        "timeline.json: kept",
+    ] {
+        assert!(notes.contains(said), "{said:?} in {notes}");
+    }
+    let timeline: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("timeline.json")).unwrap()).unwrap();
+    assert_eq!(timeline, serde_json::json!({"phases": [], "lines": []}));
 }
 
 #[test]
