@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use xitc_common::cloud::{CloudClient, ConsoleLog};
 use xitc_common::console::{Cursor, Line, TAIL_LINES};
 use xitc_common::exit::escape_control;
+use xitc_common::phase::Phase;
 use xitc_common::poll::Deadline;
 
 use crate::TOOL;
@@ -72,17 +73,23 @@ impl ConsoleWatch {
             Ok(ConsoleLog::Text(text)) => {
                 self.last_problem = None;
                 for line in self.cursor.new_lines(text.as_bytes()) {
+                    // A phase line is shown from its prefix on: what shares
+                    // its console line (a login prompt, an initramfs message
+                    // the line was written into) is not the node's word.
+                    let shown = || {
+                        Phase::find(&line)
+                            .map_or_else(|| escape_control(line.trim()), |phase| phase.line())
+                    };
                     match Line::of(&line) {
                         Line::Failure(what) => {
                             return Err(anyhow::anyhow!(
                                 "the console of server {:?} says {what}: {}",
                                 self.server,
-                                escape_control(line.trim())
+                                shown()
                             ));
                         }
                         Line::Phase(_) | Line::Installer(_) => {
-                            let _ =
-                                writeln!(notes, "{TOOL}: console: {}", escape_control(line.trim()));
+                            let _ = writeln!(notes, "{TOOL}: console: {}", shown());
                         }
                         Line::Other => {}
                     }

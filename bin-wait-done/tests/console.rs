@@ -146,12 +146,13 @@ fn a_failure_on_the_console_ends_the_wait_at_once_quoting_it() {
             Reply::json(409, &json!({"conflictingRequest": {"message": "building"}})),
             tail(""),
             tail(BOOT),
+            // A phase line written after a login prompt on the same line.
             tail(&format!(
-                "{BOOT}xitc-phase: START download begin\r\nnoise \u{1b}[2J\r\n"
+                "{BOOT}xitc-vm login: xitc-phase: START download begin\r\nnoise \u{1b}[2J\r\n"
             )),
             // The tail scrolled; the failure comes, with a hostile byte.
             tail(
-                "xitc-phase: START download begin\r\nnoise \u{1b}[2J\r\n\
+                "xitc-vm login: xitc-phase: START download begin\r\nnoise \u{1b}[2J\r\n\
                  xitc-phase: START download FAILED: HTTP 404 \u{1b}]0;x\u{7}for the ISO\r\n",
             ),
         ],
