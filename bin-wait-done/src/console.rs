@@ -19,6 +19,9 @@ use xitc_common::poll::Deadline;
 
 use crate::TOOL;
 
+/// At most this many console lines after a failure line are shown with it.
+const FAILURE_CONTEXT: usize = 20;
+
 /// The longest one console call (with its retries) may hold up a poll.
 const CALL_LIMIT: Duration = Duration::from_secs(20);
 
@@ -72,16 +75,27 @@ impl ConsoleWatch {
         match self.client.console_log(&id, TAIL_LINES, &call) {
             Ok(ConsoleLog::Text(text)) => {
                 self.last_problem = None;
-                for line in self.cursor.new_lines(text.as_bytes()) {
+                let lines = self.cursor.new_lines(text.as_bytes());
+                for (index, line) in lines.iter().enumerate() {
                     // A phase line is shown from its prefix on: what shares
                     // its console line (a login prompt, an initramfs message
                     // the line was written into) is not the node's word.
                     let shown = || {
-                        Phase::find(&line)
+                        Phase::find(line)
                             .map_or_else(|| escape_control(line.trim()), |phase| phase.line())
                     };
-                    match Line::of(&line) {
+                    match Line::of(line) {
                         Line::Failure(what) => {
+                            // What follows the failure in this poll says why
+                            // (host-installer's exception after its INSTALL
+                            // FAILED., a panic's trace): shown before the error.
+                            for after in lines.iter().skip(index + 1).take(FAILURE_CONTEXT) {
+                                let _ = writeln!(
+                                    notes,
+                                    "{TOOL}: console: {}",
+                                    escape_control(after.trim_end())
+                                );
+                            }
                             return Err(anyhow::anyhow!(
                                 "the console of server {:?} says {what}: {}",
                                 self.server,

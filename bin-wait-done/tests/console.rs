@@ -8,6 +8,7 @@
 //! last lines, repeated poll after poll, growing).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -186,6 +187,44 @@ fn a_failure_on_the_console_ends_the_wait_at_once_quoting_it() {
     assert!(!stderr.contains(PASSWORD));
     // The banner and marks are as without --console.
     assert!(text(&output.stdout).starts_with("Waiting for stamp file ["));
+}
+
+/// The installer's failure, as host-installer logs it: its exception comes
+/// in the lines after INSTALL FAILED., shown before the error (at most 20).
+#[test]
+fn an_installer_failure_is_shown_with_what_follows_it() {
+    let mut log = String::from(
+        "INFO     [2026-12-07 21:36:29] Starting installation/upgrade/restore\r\n\
+         INFO     [2026-12-07 21:36:29] INSTALL FAILED.\r\n\
+         INFO     [2026-12-07 21:36:29] A fatal exception occurred:\r\n\
+         INFO     [2026-12-07 21:36:29] Traceback (most recent call last):\r\n",
+    );
+    for frame in 0..30 {
+        let _ = write!(log, "  File \"install.py\", line {frame}\r\n");
+    }
+    let (env, _) = account("installer-failure", vec![tail(&log)]);
+    let sshd = Sshd::start();
+    let stamp = sshd.dir().join("never.ready");
+    let output = wait(&sshd, &env, stamp.to_str().unwrap(), "120");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let console: Vec<&str> = stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("xitc-wait-until-done: console: "))
+        .collect();
+    assert_eq!(console.len(), 1 + 20, "{stderr}");
+    assert!(console[0].ends_with("Starting installation/upgrade/restore"));
+    assert!(
+        console[1].ends_with("A fatal exception occurred:"),
+        "{stderr}"
+    );
+    assert!(console[2].ends_with("Traceback (most recent call last):"));
+    assert_eq!(console[20], "  File \"install.py\", line 17");
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.contains("says the XenServer installer failed: ") && last.ends_with("INSTALL FAILED."),
+        "{stderr}"
+    );
 }
 
 #[test]
