@@ -1,6 +1,7 @@
-//! docs/nodepool.md: every YAML block parses (serde_yaml_ng), the Zuul job
-//! asks for the label the nodepool configuration offers, and every xitc
-//! command line in it uses options the tool has (its clap definition).
+//! docs/nodepool.md: every YAML block parses (serde_yaml_ng), the image job
+//! keeps test-rs's artifacts, the Zuul job asks for the label the nodepool
+//! configuration offers, and every xitc command line in it uses options the
+//! tool has (its clap definition).
 
 use std::path::Path;
 
@@ -27,8 +28,18 @@ fn the_nodepool_page_s_yaml_parses_and_fits_together() {
             serde_yaml_ng::from_str(block).unwrap_or_else(|error| panic!("{error}:\n{block}"))
         })
         .collect();
-    assert_eq!(documents.len(), 3, "nodepool, the Zuul jobs, the playbook");
-    let (nodepool, jobs, playbook) = (&documents[0], &documents[1], &documents[2]);
+    assert_eq!(
+        documents.len(),
+        4,
+        "the image job's playbook, nodepool, the Zuul jobs, the playbook"
+    );
+    let (image_job, nodepool, jobs, playbook) =
+        (&documents[0], &documents[1], &documents[2], &documents[3]);
+    let image = image_job[0]["tasks"][0]["command"].as_str().unwrap();
+    assert!(
+        image.starts_with("test-rs --keep-image --artifacts "),
+        "{image}"
+    );
     let offered = nodepool["labels"][0]["name"].as_str().unwrap();
     let pool_label = &nodepool["providers"][0]["pools"][0]["labels"][0];
     assert_eq!(pool_label["name"].as_str(), Some(offered));
