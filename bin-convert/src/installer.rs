@@ -98,6 +98,79 @@ impl Generation {
 /// XenServer 8's and XCP-ng 8.3's `min_primary_disk_size` (`constants.py`).
 pub const MIN_DISK_BYTES: u64 = 46 << 30;
 
+/// Which guests the XenServer an installer installs can start (README "What
+/// each installer can start", with the sources).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guests {
+    /// PV guests, and HVM guests where the node shows vmx/svm.
+    PvAndHvm,
+    /// HVM guests only: on a node without vmx/svm, none at all. XCP-ng 8.3
+    /// removed PV ("In XCP-ng 8.3, they won't run at all": xcp-ng-org
+    /// `docs/releases/release-8-3.md`, "Deprecations and removals").
+    HvmOnly,
+    /// Not established here: said, never refused.
+    Unknown,
+}
+
+impl Guests {
+    /// The guests of `product` `version` (as `.treeinfo` names them) of
+    /// `generation`.
+    pub fn of(product: &str, version: &str, generation: Generation) -> Self {
+        if product.eq_ignore_ascii_case("XCP-ng") {
+            let mut numbers = version.split('.').map(|part| part.parse::<u32>().ok());
+            return match (numbers.next().flatten(), numbers.next().flatten()) {
+                (Some(major), Some(minor)) if (major, minor) >= (8, 3) => Guests::HvmOnly,
+                (Some(_), Some(_)) => Guests::PvAndHvm,
+                _ => Guests::Unknown,
+            };
+        }
+        match generation {
+            Generation::XenServer6 | Generation::XenServer7 => Guests::PvAndHvm,
+            Generation::XenServer8 | Generation::XenServerMain => Guests::Unknown,
+        }
+    }
+}
+
+/// The appliance mode's VM must be able to start: refused (with what to do
+/// instead) when `name`'s `guests` are HVM only and the node shows no
+/// hardware virtualization (`hardware_virtualization` false; unknown counts
+/// as present: not refused on a guess).
+pub fn check_appliance_can_start(
+    name: &str,
+    guests: Guests,
+    hardware_virtualization: bool,
+) -> Result<(), String> {
+    if guests == Guests::HvmOnly && !hardware_virtualization {
+        return Err(format!(
+            "{name} runs no PV guest, and HVM guests need hardware virtualization, which this \
+             node does not show (no vmx or svm in /proc/cpuinfo): the appliance VM could never \
+             start. Use --mode direct (no appliance), a flavor with nested virtualization, or \
+             an installer that still runs PV guests (XCP-ng 8.2, --iso-url)"
+        ));
+    }
+    Ok(())
+}
+
+/// The installer an ISO URL's file name names, for `--check` and preflight
+/// before the download (XCP-ng's own names: `xcp-ng-8.3.0-20250606.2.iso`);
+/// START reads the ISO's `.treeinfo` itself once it has it.
+pub fn named_by_url(url: &str) -> Option<(String, String)> {
+    let name = url
+        .split(['?', '#'])
+        .next()?
+        .rsplit('/')
+        .next()?
+        .to_ascii_lowercase();
+    let rest = name.strip_prefix("xcp-ng-")?;
+    let version: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let version = version.trim_end_matches('.');
+    (version.contains('.') && version.starts_with(|c: char| c.is_ascii_digit()))
+        .then(|| ("XCP-ng".to_owned(), version.to_owned()))
+}
+
 /// Which installer an ISO holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Installer {
@@ -119,6 +192,11 @@ pub struct NodeDisk<'a> {
 }
 
 impl Installer {
+    /// The guests its XenServer can start.
+    pub fn guests(&self) -> Guests {
+        Guests::of(&self.product, &self.version, self.generation)
+    }
+
     /// Refuses an installer that cannot do this node's install, with the
     /// reason; checked before the disk is touched.
     pub fn check_node(&self, disk: NodeDisk<'_>) -> Result<(), String> {
@@ -285,6 +363,81 @@ mod tests {
             Some(("XenServer".into(), "8.4.0".into()))
         );
         assert_eq!(treeinfo_identity("[general]\narch = x86_64\n"), None);
+    }
+
+    #[test]
+    fn guests_by_product_and_version() {
+        for (product, version, guests) in [
+            ("XCP-ng", "8.3.0", Guests::HvmOnly),
+            ("XCP-ng", "8.4", Guests::HvmOnly),
+            ("XCP-ng", "9.0.1", Guests::HvmOnly),
+            ("XCP-ng", "8.2.1", Guests::PvAndHvm),
+            ("XCP-ng", "7.6.0", Guests::PvAndHvm),
+            ("XCP-ng", "eight", Guests::Unknown),
+            ("XenServer", "7.1.2", Guests::PvAndHvm),
+            ("XenServer", "8.4.0", Guests::Unknown),
+            ("XenServer", "25.1.0", Guests::Unknown),
+        ] {
+            let generation = Generation::from_treeinfo(product, version);
+            assert_eq!(
+                Guests::of(product, version, generation),
+                guests,
+                "{product} {version}"
+            );
+        }
+        assert_eq!(
+            Guests::of(
+                "XenServer",
+                "6.x (platform XCP 1.8.0)",
+                Generation::XenServer6
+            ),
+            Guests::PvAndHvm
+        );
+    }
+
+    #[test]
+    fn only_an_hvm_only_installer_on_a_node_without_vmx_or_svm_is_refused() {
+        let refused = check_appliance_can_start("XCP-ng 8.3.0", Guests::HvmOnly, false);
+        assert!(
+            refused
+                .as_ref()
+                .unwrap_err()
+                .contains("XCP-ng 8.3.0 runs no PV guest"),
+            "{refused:?}"
+        );
+        assert!(refused.unwrap_err().contains("--mode direct"));
+        for (guests, virtualization) in [
+            (Guests::HvmOnly, true),
+            (Guests::PvAndHvm, false),
+            (Guests::Unknown, false),
+        ] {
+            assert_eq!(
+                check_appliance_can_start("x", guests, virtualization),
+                Ok(()),
+                "{guests:?} {virtualization}"
+            );
+        }
+    }
+
+    #[test]
+    fn installers_named_by_their_url() {
+        let named = |url: &str| named_by_url(url);
+        assert_eq!(
+            named("https://mirrors.xcp-ng.org/isos/8.3/xcp-ng-8.3.0-20250606.2.iso?https=1"),
+            Some(("XCP-ng".to_owned(), "8.3.0".to_owned()))
+        );
+        assert_eq!(
+            named("http://mirror/XCP-NG-8.2.1.iso"),
+            Some(("XCP-ng".to_owned(), "8.2.1".to_owned()))
+        );
+        for url in [
+            "http://mirror/installer.iso",
+            "http://mirror/xcp-ng-latest.iso",
+            "http://mirror/xcp-ng-8.iso",
+            "http://mirror/xcp-ng-8.3/other.iso",
+        ] {
+            assert_eq!(named(url), None, "{url}");
+        }
     }
 
     #[test]

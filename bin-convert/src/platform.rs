@@ -114,9 +114,9 @@ impl Boot {
 }
 
 /// Hardware virtualization as the node's CPU flags show it. Without it, the
-/// XenServer that runs here nested can run PV guests only (XCP-ng's HVM
-/// guests do not start); the conversion itself works either way, so this is
-/// reported, not refused.
+/// XenServer that runs here nested starts no HVM guest, and on an installer
+/// without PV guests (XCP-ng 8.3) none at all: the appliance mode is refused
+/// there (`installer::check_appliance_can_start`), the direct mode warned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Virtualization {
     /// `vmx` (Intel VT-x) or `svm` (AMD-V) among the flags.
@@ -151,9 +151,11 @@ impl Virtualization {
 
     pub fn describe(&self) -> String {
         match self {
-            Virtualization::Present(what) => format!("{what}: HVM and PV guests can run"),
-            Virtualization::Absent => "none (no vmx or svm in /proc/cpuinfo): only PV guests \
-                 will run (XCP-ng's HVM guests will not start)"
+            Virtualization::Present(what) => format!(
+                "{what}: HVM guests can run (PV guests too, on installers that still run them)"
+            ),
+            Virtualization::Absent => "none (no vmx or svm in /proc/cpuinfo): no HVM guest \
+                 will start, and on an installer without PV guests (XCP-ng 8.3) no guest at all"
                 .to_owned(),
             Virtualization::Unknown(why) => format!("unknown ({why})"),
         }

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::config::{Mode, NetworkSource};
 use crate::config_drive::{self, Ipv4Config};
 use crate::disk::{parse_df, partition_of, root_mount, sfdisk_version};
+use crate::installer::{self, Generation, Guests};
 use crate::layout::{self, Expect, Layout};
 use crate::network::{self, Network};
 use crate::paths::Files;
@@ -124,6 +125,22 @@ pub fn check(
         ));
     }
 
+    // The appliance VM must be able to start on the installer the URL names;
+    // START checks the ISO itself once it has it (steps::start).
+    let virtualization = Virtualization::read(system);
+    if config.mode == Mode::Appliance
+        && let Some((product, version)) = installer::named_by_url(&config.iso_url)
+    {
+        let generation = Generation::from_treeinfo(&product, &version);
+        if let Err(problem) = installer::check_appliance_can_start(
+            &format!("{product} {version} (as --iso-url names it)"),
+            Guests::of(&product, &version, generation),
+            virtualization != Virtualization::Absent,
+        ) {
+            note(problem);
+        }
+    }
+
     let still_to_download = bytes_still_to_download(system, downloads);
     if available_bytes > 0 && still_to_download + MARGIN_BYTES > available_bytes {
         note(format!(
@@ -158,7 +175,7 @@ pub fn check(
             drive_network,
             network_reason,
             boot,
-            virtualization: Virtualization::read(system),
+            virtualization,
             root_device,
             disk,
             fs_type,
@@ -254,12 +271,15 @@ fn network_source(
 }
 
 /// The direct mode's guests run on this host itself: without hardware
-/// virtualization only PV guests do (XCP-ng's HVM guests do not start). Said
-/// by `--check` and logged by START; not refused (PV guests are guests).
+/// virtualization no HVM guest starts, and on an installer without PV
+/// (XCP-ng 8.3, the default) no guest at all. Said by `--check` and logged by
+/// START; not refused: xapi itself answers either way, which is what the
+/// direct mode is for.
 pub fn direct_mode_warning(config: &Config, node: &Node) -> Option<&'static str> {
     (config.mode == Mode::Direct && node.virtualization == Virtualization::Absent).then_some(
-        "no hardware virtualization (vmx/svm): in the direct mode this host will run PV \
-         guests only",
+        "no hardware virtualization (vmx/svm): in the direct mode xapi will answer, but no \
+         HVM guest will start on this host, and on an installer without PV guests (XCP-ng \
+         8.3, the default) no VM at all",
     )
 }
 

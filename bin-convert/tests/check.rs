@@ -57,14 +57,16 @@ fn check_reads_the_node_from_the_live_system_and_changes_nothing() {
          network source: bounce (Ubuntu boots between dom0 boots and saves the network it was \
          given: no config drive with network data, and no DHCP lease of eth0)\n  \
          boot: BIOS: GRUB boots Xen for the installer by multiboot\n  \
-         virtualization: Intel VT-x (vmx): HVM and PV guests can run\nnothing was changed\n"
+         virtualization: Intel VT-x (vmx): HVM guests can run (PV guests too, on installers \
+         that still run them)\nnothing was changed\n"
     );
     assert_eq!(sandbox.tree(), before);
 }
 
 /// The direct mode's `--check`: the network source it chose and why (here a
 /// config drive, a real iso9660 image), and on a CPU without vmx/svm the
-/// warning that this host will run PV guests only; nothing changed.
+/// warning that no HVM guest will start there (xapi answers all the same);
+/// nothing changed.
 #[test]
 fn check_in_the_direct_mode_names_the_network_source_and_warns_without_virtualization() {
     let sandbox = Sandbox::new();
@@ -118,8 +120,9 @@ fn check_in_the_direct_mode_names_the_network_source_and_warns_without_virtualiz
     );
     assert!(
         stdout.contains(
-            "\n  warning: no hardware virtualization (vmx/svm): in the direct mode this host \
-             will run PV guests only\nnothing was changed\n"
+            "\n  warning: no hardware virtualization (vmx/svm): in the direct mode xapi will \
+             answer, but no HVM guest will start on this host, and on an installer without PV \
+             guests (XCP-ng 8.3, the default) no VM at all\nnothing was changed\n"
         ),
         "{stdout}"
     );
@@ -271,4 +274,51 @@ fn check_needs_room_for_the_downloads() {
         2,
         "the downloads need 2000000 bytes more on /, plus a margin of 1073741824, and only 1073741824 are free",
     );
+}
+
+/// The appliance mode on a CPU without vmx/svm, with an installer the URL
+/// names: XCP-ng 8.3 runs no PV guest, so the appliance could never start:
+/// refused (exit 2) with what to do instead; XCP-ng 8.2 still runs PV guests:
+/// passes. Nothing changed either way.
+#[test]
+fn check_refuses_the_appliance_mode_where_no_guest_can_start() {
+    let sandbox = Sandbox::new();
+    let bin = node_fixture(&sandbox, "ext4", 1);
+    std::os::unix::fs::chown(sandbox.root.path().join("proc/self"), Some(0), Some(0))
+        .expect("this test runs as root (as CI does), to give the fixture's /proc/self to root");
+    std::fs::write(
+        sandbox.root.path().join("proc/cpuinfo"),
+        "processor\t: 0\nflags\t\t: fpu vme de pse tsc msr pae sse2 hypervisor\n",
+    )
+    .unwrap();
+    let before = sandbox.tree();
+    let check = |iso: &str| {
+        sandbox
+            .convert()
+            .env("PATH", path_with(&bin))
+            .args(["--check", "--iso-url", iso, "pw", URL, "L"])
+            .output()
+            .unwrap()
+    };
+    let output = check("http://127.0.0.1:9/isos/8.3/xcp-ng-8.3.0-20260806.iso?https=1");
+    assert_one_line_error(
+        "XCP-ng 8.3 without vmx/svm",
+        "xitc-convert",
+        &output,
+        2,
+        "XCP-ng 8.3.0 (as --iso-url names it) runs no PV guest, and HVM guests need hardware \
+         virtualization, which this node does not show (no vmx or svm in /proc/cpuinfo): the \
+         appliance VM could never start. Use --mode direct (no appliance)",
+    );
+    let output = check("http://127.0.0.1:9/isos/8.2/xcp-ng-8.2.1-20231130.iso");
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(
+            "\n  virtualization: none (no vmx or svm in /proc/cpuinfo): no HVM guest will \
+             start, and on an installer without PV guests (XCP-ng 8.3) no guest at all\n"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(sandbox.tree(), before);
 }

@@ -164,8 +164,8 @@ fn a_direct_node_on_dhcp_stays_in_dom0_across_boots_and_a_move() {
     });
     assert!(
         log(&node).contains(
-            "warning: no hardware virtualization (vmx/svm): in the direct mode this host will \
-             run PV guests only"
+            "warning: no hardware virtualization (vmx/svm): in the direct mode xapi will \
+             answer, but no HVM guest will start on this host"
         ),
         "{}",
         log(&node)

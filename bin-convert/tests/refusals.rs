@@ -102,7 +102,18 @@ fn every_refusal_of_start_leaves_the_node_as_it_was() {
     );
     std::fs::write(nginx.root().join("xenserver-6.2.iso"), &old_iso).unwrap();
 
-    let cases: [(&str, Change, &str); 8] = [
+    let cases: [(&str, Change, &str); 9] = [
+        (
+            "XCP-ng 8.3 for the appliance on a node without vmx/svm (found once the ISO is read)",
+            |world| {
+                assert_eq!(world.config.mode, bin_convert::config::Mode::Appliance);
+                write(
+                    &world.sandbox.root.path().join("proc/cpuinfo"),
+                    "processor\t: 0\nflags\t\t: fpu vme de pse tsc msr pae sse2 hypervisor\n",
+                );
+            },
+            "XCP-ng 8.3.0 runs no PV guest",
+        ),
         (
             "XenServer 6.2 on a virtio disk (found once the ISO is read)",
             |world| {

@@ -21,10 +21,10 @@ use crate::bootloader;
 use crate::config::{Config, Mode};
 use crate::config_drive::Ipv4Config;
 use crate::disk::{Label, parse_df, partition_name};
-use crate::installer::{self, NodeDisk};
+use crate::installer::{self, Guests, NodeDisk};
 use crate::iso::Iso;
 use crate::paths::{INITRD_BOOT_DROP_IN, UBUNTU_MOUNT};
-use crate::platform::Boot;
+use crate::platform::{Boot, Virtualization};
 use crate::preflight::{self, MARGIN_BYTES, Node};
 use crate::render::{self, Admin, Answers, Dom0Hook, InstallerEntry, Shrink};
 use crate::work::Work;
@@ -265,6 +265,23 @@ pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
             uefi: work.node()?.boot == Boot::Uefi,
         })
         .map_err(exit::usage)?;
+    // The appliance VM must be able to start on what it installs.
+    let name = format!("{} {}", installer.product, installer.version);
+    let virtualization = &work.node()?.virtualization;
+    if work.config.mode == Mode::Appliance {
+        installer::check_appliance_can_start(
+            &name,
+            installer.guests(),
+            *virtualization != Virtualization::Absent,
+        )
+        .map_err(exit::usage)?;
+    }
+    if installer.guests() == Guests::Unknown && *virtualization == Virtualization::Absent {
+        work.log.line(&format!(
+            "note: whether {name} runs PV guests is not known here (README \"What each \
+             installer can start\"); this node shows no vmx or svm, so no HVM guest will start"
+        ));
+    }
     let dir = &work.files.installer_dir;
     work.system.create_dir_all(dir)?;
     for (inside, name) in [
