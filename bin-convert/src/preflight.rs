@@ -125,20 +125,9 @@ pub fn check(
         ));
     }
 
-    // The appliance VM must be able to start on the installer the URL names;
-    // START checks the ISO itself once it has it (steps::start).
     let virtualization = Virtualization::read(system);
-    if config.mode == Mode::Appliance
-        && let Some((product, version)) = installer::named_by_url(&config.iso_url)
-    {
-        let generation = Generation::from_treeinfo(&product, &version);
-        if let Err(problem) = installer::check_appliance_can_start(
-            &format!("{product} {version} (as --iso-url names it)"),
-            Guests::of(&product, &version, generation),
-            virtualization != Virtualization::Absent,
-        ) {
-            note(problem);
-        }
+    if let Err(problem) = appliance_can_start(config, &virtualization) {
+        note(problem);
     }
 
     let still_to_download = bytes_still_to_download(system, downloads);
@@ -171,11 +160,6 @@ pub fn check(
             Some(boot),
             Some((network_source, drive_network, network_reason)),
         ) => Ok(Node {
-            network_source,
-            drive_network,
-            network_reason,
-            boot,
-            virtualization,
             root_device,
             disk,
             fs_type,
@@ -183,11 +167,36 @@ pub fn check(
             available_bytes,
             network,
             layout,
+            virtualization,
+            boot,
+            network_source,
+            drive_network,
+            network_reason,
         }),
         _ => Err(exit::usage(format!(
             "the node cannot be converted, nothing was changed: {}",
             problems.join("; ")
         ))),
+    }
+}
+
+/// The appliance VM must be able to start on the installer `--iso-url`
+/// names (by its file name); START checks the ISO itself once it has it
+/// (steps::start).
+fn appliance_can_start(config: &Config, virtualization: &Virtualization) -> Result<(), String> {
+    match installer::named_by_url(&config.iso_url) {
+        Some((product, version)) if config.mode == Mode::Appliance => {
+            installer::check_appliance_can_start(
+                &format!("{product} {version} (as --iso-url names it)"),
+                Guests::of(
+                    &product,
+                    &version,
+                    Generation::from_treeinfo(&product, &version),
+                ),
+                *virtualization != Virtualization::Absent,
+            )
+        }
+        _ => Ok(()),
     }
 }
 

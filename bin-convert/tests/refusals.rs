@@ -91,6 +91,7 @@ fn relevant(tree: &BTreeMap<PathBuf, Vec<u8>>) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one table of cases
 fn every_refusal_of_start_leaves_the_node_as_it_was() {
     let nginx = xitc_test_support::Nginx::start();
     let scratch = tempfile::tempdir().unwrap();
