@@ -58,6 +58,23 @@ impl ConsoleWatch {
     /// that does not exist is an error too; any other problem of the call is
     /// said once and the wait goes on.
     pub fn poll(&mut self, deadline: &Deadline, notes: &mut impl Write) -> anyhow::Result<()> {
+        self.read(deadline, notes, false)
+    }
+
+    /// Once the stamp is found: the lines written since the last poll (the
+    /// node's last phases before the stamp), said as progress; the stamp is
+    /// the verdict, so a failure line here is said too, not made an error.
+    pub fn catch_up(&mut self, deadline: &Deadline, notes: &mut impl Write) {
+        // Only a missing server can fail the read here; the stamp stands.
+        let _ = self.read(deadline, notes, true);
+    }
+
+    fn read(
+        &mut self,
+        deadline: &Deadline,
+        notes: &mut impl Write,
+        stamp_found: bool,
+    ) -> anyhow::Result<()> {
         if self.unavailable.is_some() {
             return Ok(());
         }
@@ -85,6 +102,9 @@ impl ConsoleWatch {
                             .map_or_else(|| escape_control(line.trim()), |phase| phase.line())
                     };
                     match Line::of(line) {
+                        Line::Failure(_) if stamp_found => {
+                            let _ = writeln!(notes, "{TOOL}: console: {}", shown());
+                        }
                         Line::Failure(what) => {
                             // What follows the failure in this poll says why
                             // (host-installer's exception after its INSTALL

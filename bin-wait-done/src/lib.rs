@@ -232,7 +232,14 @@ where
     let waited = poll_until(&SystemClock, schedule, |deadline| {
         let limit = deadline.cap(SystemClock.now(), cli.connect_timeout);
         let mark = match watcher.observe(limit, notes)? {
-            Observation::Found => return Ok(Some(())),
+            Observation::Found => {
+                // What the console said since the last poll: the node's last
+                // phases before the stamp.
+                if let Some(console) = &mut console {
+                    console.catch_up(deadline, notes);
+                }
+                return Ok(Some(()));
+            }
             Observation::Absent => '.',
             Observation::PortClosed => 'X',
             Observation::LoginFailed => '!',

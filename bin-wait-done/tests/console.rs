@@ -312,6 +312,38 @@ fn on_timeout_the_last_console_lines_are_shown() {
     assert!(!stderr.contains("boot line 10\n"), "{stderr}");
 }
 
+/// The stamp ends the wait, but not before the console's lines since the
+/// last poll are said: the node's last phases before the stamp (here all
+/// of them: the stamp is there at the first poll). A failure line among them
+/// is said too; the stamp is the verdict.
+#[test]
+fn at_the_stamp_the_console_is_read_once_more() {
+    let (env, _) = account(
+        "stamp",
+        vec![tail(
+            "xitc-phase: XENSERVER - begin\r\n\
+             xitc-phase: XENSERVER wait-xapi FAILED: a retry\r\n\
+             xitc-phase: XENSERVER stamp begin\r\n",
+        )],
+    );
+    let sshd = Sshd::start();
+    let stamp = sshd.dir().join("xenserver.ready");
+    std::fs::write(&stamp, "").unwrap();
+    let output = wait(&sshd, &env, stamp.to_str().unwrap(), "60");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            "xitc-wait-until-done: console: xitc-phase: XENSERVER - begin",
+            "xitc-wait-until-done: console: xitc-phase: XENSERVER wait-xapi FAILED: a retry",
+            "xitc-wait-until-done: console: xitc-phase: XENSERVER stamp begin",
+        ],
+        "{stderr}"
+    );
+    assert!(text(&output.stdout).ends_with("Found!\n"));
+}
+
 #[test]
 fn a_server_that_does_not_exist_is_said_at_once() {
     let (env, _) = account("missing", vec![tail("")]);
