@@ -179,20 +179,7 @@ where
     )?;
 
     // The cloud's settings are checked before the wait starts (exit 2).
-    let mut console = match &cli.console {
-        Some(server) if server.trim().is_empty() => {
-            return Err(exit::usage("--console needs a server's name or id"));
-        }
-        Some(server) => {
-            let config = CloudConfig::load(&env.cloud)?;
-            for warning in &config.warnings {
-                let _ = writeln!(notes, "{TOOL}: warning: {warning}");
-            }
-            let client = CloudClient::new(config, Timeouts::default()).with_notes(TOOL);
-            Some(console::ConsoleWatch::new(client, server))
-        }
-        None => None,
-    };
+    let mut console = console_watch(cli.console.as_deref(), env, notes)?;
 
     // As ssh warns (and refuses): a private key others can read.
     if cli.key != std::path::Path::new("-")
@@ -264,6 +251,27 @@ where
     }
     out.line("Found!");
     out.finish()
+}
+
+/// `--console SERVER`'s watch, its cloud settings loaded (their warnings
+/// said on `notes`); none without the option.
+fn console_watch(
+    server: Option<&str>,
+    env: &Environment,
+    notes: &mut impl Write,
+) -> anyhow::Result<Option<console::ConsoleWatch>> {
+    let Some(server) = server else {
+        return Ok(None);
+    };
+    if server.trim().is_empty() {
+        return Err(exit::usage("--console needs a server's name or id"));
+    }
+    let config = CloudConfig::load(&env.cloud)?;
+    for warning in &config.warnings {
+        let _ = writeln!(notes, "{TOOL}: warning: {warning}");
+    }
+    let client = CloudClient::new(config, Timeouts::default()).with_notes(TOOL);
+    Ok(Some(console::ConsoleWatch::new(client, server)))
 }
 
 /// Progress marks on stdout: inline, or one per line under CI.
