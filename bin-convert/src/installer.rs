@@ -113,9 +113,8 @@ pub enum Guests {
 }
 
 impl Guests {
-    /// The guests of `product` `version` (as `.treeinfo` names them) of
-    /// `generation`.
-    pub fn of(product: &str, version: &str, generation: Generation) -> Self {
+    /// The guests of `product` `version`, as `.treeinfo` names them.
+    pub fn of(product: &str, version: &str) -> Self {
         if product.eq_ignore_ascii_case("XCP-ng") {
             let mut numbers = version.split('.').map(|part| part.parse::<u32>().ok());
             return match (numbers.next().flatten(), numbers.next().flatten()) {
@@ -124,7 +123,7 @@ impl Guests {
                 _ => Guests::Unknown,
             };
         }
-        match generation {
+        match Generation::from_treeinfo(product, version) {
             Generation::XenServer6 | Generation::XenServer7 => Guests::PvAndHvm,
             Generation::XenServer8 | Generation::XenServerMain => Guests::Unknown,
         }
@@ -194,7 +193,7 @@ pub struct NodeDisk<'a> {
 impl Installer {
     /// The guests its XenServer can start.
     pub fn guests(&self) -> Guests {
-        Guests::of(&self.product, &self.version, self.generation)
+        Guests::of(&self.product, &self.version)
     }
 
     /// Refuses an installer that cannot do this node's install, with the
@@ -378,19 +377,10 @@ mod tests {
             ("XenServer", "8.4.0", Guests::Unknown),
             ("XenServer", "25.1.0", Guests::Unknown),
         ] {
-            let generation = Generation::from_treeinfo(product, version);
-            assert_eq!(
-                Guests::of(product, version, generation),
-                guests,
-                "{product} {version}"
-            );
+            assert_eq!(Guests::of(product, version), guests, "{product} {version}");
         }
         assert_eq!(
-            Guests::of(
-                "XenServer",
-                "6.x (platform XCP 1.8.0)",
-                Generation::XenServer6
-            ),
+            Guests::of("XenServer", "6.x (platform XCP 1.8.0)"),
             Guests::PvAndHvm
         );
     }

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::config::{Mode, NetworkSource};
 use crate::config_drive::{self, Ipv4Config};
 use crate::disk::{parse_df, partition_of, root_mount, sfdisk_version};
-use crate::installer::{self, Generation, Guests};
+use crate::installer::{self, Guests};
 use crate::layout::{self, Expect, Layout};
 use crate::network::{self, Network};
 use crate::paths::Files;
@@ -188,11 +188,7 @@ fn appliance_can_start(config: &Config, virtualization: &Virtualization) -> Resu
         Some((product, version)) if config.mode == Mode::Appliance => {
             installer::check_appliance_can_start(
                 &format!("{product} {version} (as --iso-url names it)"),
-                Guests::of(
-                    &product,
-                    &version,
-                    Generation::from_treeinfo(&product, &version),
-                ),
+                Guests::of(&product, &version),
                 *virtualization != Virtualization::Absent,
             )
         }
