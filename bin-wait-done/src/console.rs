@@ -89,9 +89,10 @@ impl ConsoleWatch {
             self.id = Some(server.id.clone());
             server.id
         };
-        match self.client.console_log(&id, TAIL_LINES, &call) {
-            Ok(ConsoleLog::Text(text)) => {
+        match self.client.console_log(&id, Some(TAIL_LINES), &call) {
+            Ok(ConsoleLog::Text(tail)) => {
                 self.last_problem = None;
+                let text = self.whole_if_scrolled(&id, tail, &call, notes);
                 let lines = self.cursor.new_lines(text.as_bytes());
                 for (index, line) in lines.iter().enumerate() {
                     // A phase line is shown from its prefix on: what shares
@@ -154,6 +155,38 @@ impl ConsoleWatch {
             }
         }
         Ok(())
+    }
+
+    /// `tail`, or the whole log the cloud keeps when `tail` does not go on
+    /// from what was read before: more was written since the last poll than
+    /// a tail holds (a boot's kernel messages under a slow poll), and the
+    /// lines between would be lost. A whole log that does not go on from it
+    /// either (the log started afresh, or more than the cloud keeps was
+    /// written) is said: some lines may not have been shown.
+    fn whole_if_scrolled(
+        &self,
+        id: &str,
+        tail: String,
+        call: &Deadline,
+        notes: &mut impl Write,
+    ) -> String {
+        if self.cursor.continues(tail.as_bytes()) {
+            return tail;
+        }
+        let text = match self.client.console_log(id, None, call) {
+            Ok(ConsoleLog::Text(whole)) => whole,
+            _ => tail,
+        };
+        if !self.cursor.continues(text.as_bytes()) {
+            let _ = writeln!(
+                notes,
+                "{TOOL}: note: the console log of server {:?} does not go on from what was \
+                 read before (it started afresh, or more than the cloud keeps was written \
+                 since the last poll): lines between may not be shown",
+                self.server
+            );
+        }
+        text
     }
 
     /// After a timeout: the console's last lines, on `notes`.

@@ -18,8 +18,8 @@ use xitc_test_support::{FakeHttp, Keystone, Reply, Sshd};
 const PASSWORD: &str = "console-pw";
 
 /// What the fake Nova answers to each project's console calls, in order (the
-/// last answer again once they run out), and how many it served.
-type Scripts = Arc<Mutex<HashMap<String, (Vec<Reply>, usize)>>>;
+/// last answer again once they run out), and the bodies of the calls it had.
+type Scripts = Arc<Mutex<HashMap<String, (Vec<Reply>, Vec<String>)>>>;
 
 struct Cloud {
     keystone: &'static Keystone,
@@ -55,9 +55,9 @@ fn cloud() -> &'static Cloud {
                         request.body
                     );
                     let mut scripts = answering.lock().unwrap();
-                    let (replies, count) = scripts.get_mut(&project).expect("a script");
-                    let reply = replies[(*count).min(replies.len() - 1)].clone();
-                    *count += 1;
+                    let (replies, bodies) = scripts.get_mut(&project).expect("a script");
+                    let reply = replies[bodies.len().min(replies.len() - 1)].clone();
+                    bodies.push(request.body.clone());
                     reply
                 }
                 _ => Reply::json(404, &json!({"itemNotFound": {"message": "no route"}})),
@@ -91,7 +91,7 @@ fn account(test: &str, replies: Vec<Reply>) -> (Vec<(&'static str, String)>, Scr
         .scripts
         .lock()
         .unwrap()
-        .insert(project_id, (replies, 0));
+        .insert(project_id, (replies, Vec::new()));
     let env = vec![
         ("OS_AUTH_URL", format!("{}/v3", cloud.keystone.url())),
         ("OS_USERNAME", user),
@@ -131,6 +131,17 @@ fn wait_on(
         .arg(sshd.client_key())
         .stdin(Stdio::null());
     command.output().expect("running xitc-wait-until-done")
+}
+
+/// The tool waiting `timeout` for a stamp that never comes, following the
+/// console of a test's project whose console answers `replies`: its exit
+/// code, its stderr, and the calls the console had.
+fn wait_in_vain(test: &str, replies: Vec<Reply>, timeout: &str) -> (Option<i32>, String, Scripts) {
+    let (env, scripts) = account(test, replies);
+    let sshd = Sshd::start();
+    let stamp = sshd.dir().join("never.ready");
+    let output = wait(&sshd, &env, stamp.to_str().unwrap(), timeout);
+    (output.status.code(), text(&output.stderr), scripts)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -280,7 +291,7 @@ fn without_console_logs(status: u16, message: &str) {
             replies.len() == 1
                 && matches!(&replies[0], Reply::Respond { status: answered, .. } if *answered == status)
         })
-        .map(|(_, count)| *count);
+        .map(|(_, bodies)| bodies.len());
     assert_eq!(
         served,
         Some(1),
@@ -288,15 +299,97 @@ fn without_console_logs(status: u16, message: &str) {
     );
 }
 
+/// `count` kernel lines numbered from `first`.
+fn boot_lines(first: usize, count: usize) -> String {
+    (first..first + count).fold(String::new(), |text, n| {
+        text + &format!("[ {n}.0] kernel\r\n")
+    })
+}
+
+/// A boot wrote more between two polls than a tail holds: the watch asks for
+/// the whole log and shows the phase lines that scrolled past, none lost.
+#[test]
+fn lines_that_scrolled_past_a_tail_are_read_from_the_whole_log() {
+    let before = format!("{BOOT}{}", boot_lines(1, 5));
+    let scrolled = format!(
+        "xitc-phase: START - done: next state SETUP_INSTALLER\r\n{}",
+        boot_lines(6, 8)
+    );
+    let after = format!(
+        "xitc-phase: SETUP_INSTALLER - begin\r\n{}",
+        boot_lines(14, 3)
+    );
+    let (code, stderr, scripts) = wait_in_vain(
+        "scrolled",
+        vec![
+            tail(&before),
+            // Asked for the last lines: the phase lines before them are gone.
+            tail(&format!("{}{after}", boot_lines(8, 6))),
+            // Asked for the whole log.
+            tail(&format!("{before}{scrolled}{after}")),
+        ],
+        "3",
+    );
+    assert_eq!(code, Some(124), "{stderr}");
+    let console: Vec<&str> = stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("xitc-wait-until-done: console: "))
+        .collect();
+    assert_eq!(
+        console,
+        [
+            "xitc-phase: START - begin",
+            "xitc-phase: START - done: next state SETUP_INSTALLER",
+            "xitc-phase: SETUP_INSTALLER - begin",
+        ],
+        "{stderr}"
+    );
+    assert!(!stderr.contains("does not go on"), "{stderr}");
+    let bodies = scripts
+        .lock()
+        .unwrap()
+        .values()
+        .find(|(replies, _)| replies.len() == 3)
+        .map(|(_, bodies)| bodies.clone())
+        .unwrap();
+    assert!(bodies[1].contains("\"length\":500"), "{bodies:?}");
+    assert!(!bodies[2].contains("length"), "{bodies:?}");
+}
+
+/// A log that does not go on from what was read even whole (it started
+/// afresh): its lines are shown, and that some may be missing is said once.
+#[test]
+fn a_log_that_does_not_go_on_is_said_once() {
+    let (code, stderr, _) = wait_in_vain(
+        "afresh",
+        vec![
+            tail(BOOT),
+            tail("xitc-phase: XENSERVER - begin\r\n"),
+            tail("xitc-phase: XENSERVER - begin\r\n"),
+        ],
+        "2",
+    );
+    assert_eq!(code, Some(124), "{stderr}");
+    assert!(
+        stderr.contains("console: xitc-phase: XENSERVER - begin\n"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches(
+                "note: the console log of server \"node\" does not go on from what was read before"
+            )
+            .count(),
+        1,
+        "{stderr}"
+    );
+}
+
 #[test]
 fn on_timeout_the_last_console_lines_are_shown() {
     let lines: String = (1..=30).fold(String::new(), |text, n| text + &format!("boot line {n}\n"));
-    let (env, _) = account("timeout", vec![tail(&lines)]);
-    let sshd = Sshd::start();
-    let stamp = sshd.dir().join("never.ready");
-    let output = wait(&sshd, &env, stamp.to_str().unwrap(), "2");
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(124), "{stderr}");
+    let (code, stderr, _) = wait_in_vain("timeout", vec![tail(&lines)], "2");
+    assert_eq!(code, Some(124), "{stderr}");
     assert!(
         stderr.contains("the last 20 lines of server \"node\"'s console:\n"),
         "{stderr}"

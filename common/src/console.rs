@@ -31,36 +31,41 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// Whether `tail` goes on from what was seen before: it shares its
+    /// first lines with the last ones seen, or nothing was seen yet. A tail
+    /// that does not (the log started afresh, or more was written between
+    /// two polls than the tail holds) would leave a gap; the watch then asks
+    /// for the whole log before it reads on.
+    pub fn continues(&self, tail: &[u8]) -> bool {
+        let lines = complete_lines(tail);
+        lines.is_empty() || self.seen.is_empty() || self.old_lines(&lines).is_some()
+    }
+
     /// The complete lines of `tail` that come after what was seen before.
     /// A last line without its newline is left for the next tail, where it
     /// will be whole. A tail that shares no line with what was seen (the log
     /// started afresh at a reboot, or scrolled past it all between two
     /// polls) is new from its first line.
     pub fn new_lines(&mut self, tail: &[u8]) -> Vec<String> {
-        let text = String::from_utf8_lossy(tail);
-        let mut lines: Vec<String> = text
-            .split('\n')
-            .map(|line| line.trim_end_matches('\r').to_owned())
-            .collect();
-        // The piece after the last newline: empty, or a line still being written.
-        lines.pop();
-        // The longest run at the end of what was seen that the tail starts
-        // with: those lines are old. A tail cut by size (Nova's libvirt
-        // driver keeps the last 100 KiB) starts with a piece of a line: the
-        // run may start after it, and the piece is old too.
-        let old = [0, 1]
-            .into_iter()
-            .find_map(|skip| {
-                let rest = lines.get(skip..)?;
-                self.overlap(rest).map(|count| skip + count)
-            })
-            .unwrap_or(0);
+        let mut lines = complete_lines(tail);
+        let old = self.old_lines(&lines).unwrap_or(0);
         let new: Vec<String> = lines.split_off(old.min(lines.len()));
         self.seen.extend(new.iter().cloned());
         while self.seen.len() > REMEMBERED {
             self.seen.pop_front();
         }
         new
+    }
+
+    /// How many lines at the start of `lines` were seen before, if they go
+    /// on from what was seen. A tail cut by size (Nova's libvirt driver
+    /// keeps the last 100 KiB) starts with a piece of a line: the run may
+    /// start after it, and the piece is old too.
+    fn old_lines(&self, lines: &[String]) -> Option<usize> {
+        [0, 1].into_iter().find_map(|skip| {
+            let rest = lines.get(skip..)?;
+            self.overlap(rest).map(|count| skip + count)
+        })
     }
 
     /// How many lines at the start of `lines` are old: the most such that
@@ -87,6 +92,18 @@ impl Cursor {
             .map(|line| escape_control(line))
             .collect()
     }
+}
+
+/// The lines of `tail` that end in a newline (a carriage return before it
+/// dropped): the piece after the last newline is a line still being written.
+fn complete_lines(tail: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(tail);
+    let mut lines: Vec<String> = text
+        .split('\n')
+        .map(|line| line.trim_end_matches('\r').to_owned())
+        .collect();
+    lines.pop();
+    lines
 }
 
 /// What a console line means to someone waiting for the conversion.
@@ -175,6 +192,22 @@ mod tests {
         assert_eq!(cursor.new_lines(b"b\nc\nd\ne\n"), lines("d\ne"));
         // It scrolled past everything seen: all of it is new.
         assert_eq!(cursor.new_lines(b"x\ny\n"), lines("x\ny"));
+    }
+
+    #[test]
+    fn a_tail_continues_what_was_seen_or_leaves_a_gap() {
+        let mut cursor = Cursor::default();
+        // Nothing seen yet, or nothing in the tail: nothing can be lost.
+        assert!(cursor.continues(b"a\nb\n"));
+        cursor.new_lines(b"a\nb\nc\n");
+        assert!(cursor.continues(b"partial"));
+        // It shares its first lines with the last seen (whole or cut by size).
+        assert!(cursor.continues(b"b\nc\nd\n"));
+        assert!(cursor.continues(b"ece of a\nb\nc\nd\n"));
+        assert!(cursor.continues(b"c\n"));
+        // It scrolled past the last line seen: the lines between are lost.
+        assert!(!cursor.continues(b"d\ne\n"));
+        assert!(!cursor.continues(b"a\nb\nd\n"));
     }
 
     #[test]

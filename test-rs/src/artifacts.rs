@@ -24,10 +24,6 @@ use crate::run::{Run, api_deadline};
 use crate::say::say;
 use crate::timeline::timeline;
 
-/// More lines than any console log holds (Nova's libvirt driver keeps the
-/// last 100 KiB): the whole log.
-const WHOLE_CONSOLE: usize = 1_000_000;
-
 /// The limit of each command run on the node for its artifacts.
 const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 
@@ -104,7 +100,7 @@ impl Run<'_> {
         let what = format!("{}/console.log", file_name(dir));
         let kept = self
             .client
-            .console_log(server_id, WHOLE_CONSOLE, &api_deadline())
+            .console_log(server_id, None, &api_deadline())
             .and_then(|log| match log {
                 ConsoleLog::Text(text) => {
                     write(&dir.join("console.log"), text.as_bytes()).map(|()| "kept")

@@ -318,8 +318,9 @@ impl CloudClient {
         }
     }
 
-    /// The last `lines` lines of the server's console log (Nova's
-    /// `os-getConsoleOutput`, `openstack console log show`). 404 and 409
+    /// The last `lines` lines of the server's console log, or all the cloud
+    /// keeps of it with `None` (Nova's `os-getConsoleOutput` without a
+    /// `length`; `openstack console log show`). 404 and 409
     /// (no log yet, the server still building) are [`ConsoleLog::NotYet`],
     /// to be waited through; 400 (no such action), 403 (a policy) and 501 (a
     /// driver without console logs) are [`ConsoleLog::Unavailable`]: asking
@@ -327,10 +328,13 @@ impl CloudClient {
     pub fn console_log(
         &self,
         server_id: &str,
-        lines: usize,
+        lines: Option<usize>,
         deadline: &Deadline,
     ) -> anyhow::Result<ConsoleLog> {
-        let body = serde_json::json!({"os-getConsoleOutput": {"length": lines}});
+        let body = match lines {
+            Some(lines) => serde_json::json!({"os-getConsoleOutput": {"length": lines}}),
+            None => serde_json::json!({"os-getConsoleOutput": {}}),
+        };
         let (what, response) = self.server_action(server_id, &body, deadline)?;
         let why = || format!("HTTP {}: {}", response.status, response.api_message());
         match response.status {

@@ -19,8 +19,10 @@
 //! to ENV_FILE once it serves, then serves until ENV_FILE is removed (the
 //! test's way to stop it) or its parent, the test, is gone; then it stops
 //! Keystone and removes Keystone's files. Each console
-//! call is appended to `BOOTS_DIR/../console-calls` (the lines asked for, the
-//! bytes answered), which BENCHMARKS.md reads.
+//! call is appended to `BOOTS_DIR/../console-calls` (seconds since it began
+//! serving, the lines asked for, the bytes answered, the lines of the whole
+//! console then: a gap between two calls can be judged from it), which
+//! BENCHMARKS.md reads.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -48,6 +50,7 @@ fn main() {
         .unwrap_or(Path::new("."))
         .join("console-calls");
     let parent = std::os::unix::process::parent_id();
+    let started = std::time::Instant::now();
     let keystone = Arc::new(Keystone::start(None));
     let (project_id, _) = keystone.project_with_user("vm-console", "vm-console-user", PASSWORD);
     let checking = Arc::clone(&keystone);
@@ -71,8 +74,14 @@ fn main() {
                 let length = serde_json::from_str::<serde_json::Value>(&request.body)
                     .ok()
                     .and_then(|body| body["os-getConsoleOutput"]["length"].as_u64());
-                let output = console_tail(&boots, length);
-                record(&calls, length, output.len());
+                let (output, console_lines) = console_tail(&boots, length);
+                record(
+                    &calls,
+                    started.elapsed(),
+                    length,
+                    output.len(),
+                    console_lines,
+                );
                 Reply::json(200, &json!({ "output": output }))
             }
             _ => Reply::json(404, &json!({"itemNotFound": {"message": "not found"}})),
@@ -110,8 +119,9 @@ fn main() {
     drop(keystone);
 }
 
-/// What Nova answers for `os-getConsoleOutput` with `length` (module doc).
-fn console_tail(boots: &Path, length: Option<u64>) -> String {
+/// What Nova answers for `os-getConsoleOutput` with `length` (module doc),
+/// and how many lines the whole console has.
+fn console_tail(boots: &Path, length: Option<u64>) -> (String, usize) {
     let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(boots)
         .map(|entries| {
             entries
@@ -140,14 +150,24 @@ fn console_tail(boots: &Path, length: Option<u64>) -> String {
         }
         None => text.into_owned(),
     };
-    tail.chars()
+    let console_lines = String::from_utf8_lossy(&console).lines().count();
+    let tail = tail
+        .chars()
         .filter(|&c| !matches!(c, '\x00'..='\x08' | '\x0b'..='\x1f'))
-        .collect()
+        .collect();
+    (tail, console_lines)
 }
 
-fn record(calls: &Path, length: Option<u64>, bytes: usize) {
+fn record(
+    calls: &Path,
+    since_start: std::time::Duration,
+    length: Option<u64>,
+    bytes: usize,
+    console_lines: usize,
+) {
     let line = format!(
-        "length {} bytes {bytes}\n",
+        "at {:.1}s length {} bytes {bytes} console-lines {console_lines}\n",
+        since_start.as_secs_f64(),
         length.map_or("none".to_owned(), |length| length.to_string())
     );
     if let Ok(mut file) = std::fs::OpenOptions::new()
