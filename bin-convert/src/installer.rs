@@ -21,6 +21,7 @@
 //!   `/sys/firmware/efi` in the installer's dom0).
 
 use anyhow::Context as _;
+use xitc_common::xva;
 
 use crate::iso::Iso;
 
@@ -145,6 +146,46 @@ pub fn check_appliance_can_start(
              node does not show (no vmx or svm in /proc/cpuinfo): the appliance VM could never \
              start. Use --mode direct (no appliance), a flavor with nested virtualization, or \
              an installer that still runs PV guests (XCP-ng 8.2, --iso-url)"
+        ));
+    }
+    Ok(())
+}
+
+/// The appliance VM an XVA holds must be able to start on what `name`
+/// installs (its `guests`) on this node: xapi starts an HVM, PVH or
+/// PV-in-PVH VM only on a host whose capabilities include `hvm`
+/// (`Xapi_vm_helpers.assert_can_boot_here`, `VM_HVM_REQUIRED`), and an
+/// installer without PV runs no PV VM. `hardware_virtualization` false means
+/// the node shows no vmx/svm (unknown counts as present: not refused on a
+/// guess).
+pub fn check_appliance_boots(
+    name: &str,
+    guests: Guests,
+    vm: &xva::Vm,
+    hardware_virtualization: bool,
+) -> Result<(), String> {
+    let kind = format!(
+        "the appliance {:?} is a {} VM{}",
+        vm.name_label,
+        vm.domain_type.name(),
+        if vm.derived {
+            " (its export names no domain_type; xapi derives it from HVM_boot_policy)"
+        } else {
+            ""
+        }
+    );
+    if vm.domain_type == xva::DomainType::Pv && guests == Guests::HvmOnly {
+        return Err(format!(
+            "{kind}, and {name} runs no PV guest: it could never start. Use an HVM build of \
+             the appliance, or an installer that still runs PV guests (XCP-ng 8.2, --iso-url)"
+        ));
+    }
+    if vm.domain_type.needs_hardware_virtualization() && !hardware_virtualization {
+        return Err(format!(
+            "{kind}, which xapi starts only where the host has hardware virtualization \
+             (VM_HVM_REQUIRED), and this node shows no vmx or svm in /proc/cpuinfo: it could \
+             never start. Use --mode direct (no appliance), a flavor with nested \
+             virtualization, or a PV appliance on an installer that runs PV guests"
         ));
     }
     Ok(())

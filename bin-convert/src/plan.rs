@@ -61,7 +61,7 @@ pub fn steps(state: State, config: &Config) -> &'static [Step] {
 // outside the install dir (save-config on): a refused START leaves the node as
 // it was, and the runner removes what it had put in the install dir
 // (`start::forget_refused`; README "The lifecycle").
-const START: [Step; 12] = [
+const START: [Step; 13] = [
     step(
         "preflight",
         "check root, the root file system, space, GRUB2 and the network before any change",
@@ -76,6 +76,11 @@ const START: [Step; 12] = [
         "installer-files",
         "read install.img, boot/xen.gz, boot/vmlinuz and .treeinfo out of the ISO; refuse an installer that cannot install on this node",
         start::installer_files,
+    ),
+    step(
+        "appliance",
+        "read the appliance XVA as xapi's import will (ova.xml, every chunk and checksum); refuse one xapi would refuse or that cannot start on this installer and node",
+        start::appliance,
     ),
     step(
         "shrink-target",
@@ -122,16 +127,21 @@ const START: [Step; 12] = [
 
 /// START's steps that may refuse the node: the ones before its first change
 /// outside the install dir.
-pub const START_CHECKS: usize = 4;
+pub const START_CHECKS: usize = 5;
 
 /// START in the direct mode: the same steps, but there is no appliance to
 /// download.
-const START_DIRECT: [Step; 12] = {
+const START_DIRECT: [Step; 13] = {
     let mut steps = START;
     steps[1] = step(
         "download",
         "download the XenServer ISO, resumable, SHA-256 checked (the direct mode has no appliance)",
         start::download,
+    );
+    steps[3] = step(
+        "appliance",
+        "nothing: the direct mode imports no appliance",
+        start::appliance,
     );
     steps
 };
@@ -379,7 +389,13 @@ mod tests {
                 .collect();
             assert_eq!(
                 names[..START_CHECKS],
-                ["preflight", "download", "installer-files", "shrink-target"],
+                [
+                    "preflight",
+                    "download",
+                    "installer-files",
+                    "appliance",
+                    "shrink-target"
+                ],
                 "{:?}",
                 config.mode
             );
@@ -400,7 +416,8 @@ mod tests {
                 {
                     assert!(
                         !step.does.contains("appliance XVA")
-                            && !step.does.contains("the appliance ("),
+                            && !step.does.contains("the appliance (")
+                            && !step.does.contains("xapi's import"),
                         "{state} {}: {}",
                         step.name,
                         step.does

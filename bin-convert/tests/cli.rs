@@ -69,11 +69,12 @@ fn dry_run_of_start_lists_its_steps_and_changes_nothing() {
     // The steps that may refuse come before the first change (README "The
     // lifecycle").
     assert!(lines[4].starts_with("  3. installer-files: "), "{stdout}");
-    assert!(lines[5].starts_with("  4. shrink-target: "), "{stdout}");
-    assert!(lines[6].starts_with("  5. save-config: "), "{stdout}");
-    assert!(lines[13].starts_with("  12. prepare-reboot: "), "{stdout}");
-    assert_eq!(lines[14], "then: state SETUP_INSTALLER, reboot");
-    assert_eq!(lines[15], "nothing was changed");
+    assert!(lines[5].starts_with("  4. appliance: "), "{stdout}");
+    assert!(lines[6].starts_with("  5. shrink-target: "), "{stdout}");
+    assert!(lines[7].starts_with("  6. save-config: "), "{stdout}");
+    assert!(lines[14].starts_with("  13. prepare-reboot: "), "{stdout}");
+    assert_eq!(lines[15], "then: state SETUP_INSTALLER, reboot");
+    assert_eq!(lines[16], "nothing was changed");
     assert!(!stdout.contains("secret-pw-1") && !stderr.contains("secret-pw-1"));
     assert_eq!(sandbox.tree(), before, "--dry-run changed the sandbox");
 }

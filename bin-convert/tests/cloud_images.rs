@@ -419,7 +419,7 @@ fn an_installer_that_cannot_see_a_virtio_disk_is_refused_before_the_disk_is_touc
         "[general]\nfamily = XenServer\nversion = 7.1.2\n",
     );
     std::fs::write(nginx.root().join("installer.iso"), &iso).unwrap();
-    let xva = vec![42u8; 1000];
+    let xva = xitc_test_support::appliance_xva(xitc_common::xva::DomainType::Hvm);
     std::fs::write(nginx.root().join("appliance.xva"), &xva).unwrap();
     let world = StartWorld::on(&nginx, &iso, &xva, |sandbox| {
         cloud_image_fixture(sandbox, CloudImage::Jammy, false)

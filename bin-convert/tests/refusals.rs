@@ -50,14 +50,7 @@ fn assert_refused_without_a_trace(what: &str, world: &StartWorld, reason: &str) 
             "{what}: ran {changing}: {commands}"
         );
     }
-    let log = std::fs::read_to_string(
-        world
-            .sandbox
-            .root
-            .path()
-            .join(world.files.log.strip_prefix("/").unwrap()),
-    )
-    .unwrap();
+    let log = run_log(world);
     assert!(log.contains("refused before any change"), "{what}: {log}");
     // The console says which step refused, and why, in one phase line.
     let failed = std::fs::read_to_string(&console)
@@ -97,11 +90,13 @@ fn every_refusal_of_start_leaves_the_node_as_it_was() {
     let scratch = tempfile::tempdir().unwrap();
     let (iso, xva) = serve_installer(&nginx, scratch.path());
     // An installer without a virtio driver (XenServer 6.2), beside the usual one.
-    let old_iso = installer_iso_of(
-        &scratch.path().join("old"),
-        "[general]\nfamily = XenServer\nversion = 6.2.0\n",
+    serve_iso(
+        &nginx,
+        scratch.path(),
+        "xenserver-6.2.iso",
+        "XenServer",
+        "6.2.0",
     );
-    std::fs::write(nginx.root().join("xenserver-6.2.iso"), &old_iso).unwrap();
 
     let cases: [(&str, Change, &str); 9] = [
         (
@@ -266,4 +261,154 @@ fn a_refusal_removes_what_an_earlier_run_left_and_the_cause_removed_start_goes_t
     {
         panic!("START after the refusal: {error:#}");
     }
+}
+
+/// The appliance XVA is read once it is downloaded (START's `appliance`
+/// step, `common::xva`): one xapi's import would refuse, or whose VM could
+/// not start on the installer and node, is refused the same way, nothing
+/// changed; one that can start goes through.
+#[test]
+fn appliances_that_cannot_be_imported_or_started_are_refused() {
+    use xitc_common::xva::DomainType;
+    let nginx = xitc_test_support::Nginx::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let (iso, xva) = serve_installer(&nginx, scratch.path());
+    serve_iso(&nginx, scratch.path(), "xcp-ng-8.2.iso", "XCP-ng", "8.2.1");
+    let pv = xitc_test_support::appliance_xva(DomainType::Pv);
+    std::fs::write(nginx.root().join("pv.xva"), &pv).unwrap();
+    serve_damaged(&nginx, &xva);
+    let cases: [(&str, &str, Change, &str); 5] = [
+        (
+            "a PV appliance on XCP-ng 8.3",
+            "pv.xva",
+            |_| {},
+            "is a pv VM, and XCP-ng 8.3.0 runs no PV guest",
+        ),
+        (
+            "an HVM appliance on a node without vmx/svm (XCP-ng 8.2)",
+            "appliance.xva",
+            |world| {
+                on_8_2(world);
+                no_vmx(world);
+            },
+            "is a hvm VM, which xapi starts only where the host has hardware virtualization (VM_HVM_REQUIRED)",
+        ),
+        (
+            "a truncated XVA",
+            "truncated.xva",
+            |_| {},
+            "the appliance XVA cannot be imported: ",
+        ),
+        (
+            "an XVA without its last chunk",
+            "missing-chunk.xva",
+            |_| {},
+            "a chunk is missing",
+        ),
+        (
+            "an XVA whose ova.xml is huge",
+            "huge.xva",
+            |_| {},
+            "more than the 16 MiB read",
+        ),
+    ];
+    for (what, file, change, reason) in cases {
+        let mut world = StartWorld::on(&nginx, &iso, &xva, |sandbox| {
+            cloud_image_fixture(sandbox, CloudImage::Jammy, false)
+        });
+        world.config.appliance_url = world.config.appliance_url.replace("appliance.xva", file);
+        world.config.appliance_sha256 = None;
+        change(&mut world);
+        assert_refused_without_a_trace(what, &world, reason);
+    }
+
+    // A PV appliance where PV guests run (XCP-ng 8.2), without vmx: it can start.
+    let mut world = StartWorld::on(&nginx, &iso, &pv, |sandbox| {
+        cloud_image_fixture(sandbox, CloudImage::Jammy, false)
+    });
+    world.config.appliance_url = world
+        .config
+        .appliance_url
+        .replace("appliance.xva", "pv.xva");
+    on_8_2(&mut world);
+    no_vmx(&mut world);
+    if let Err(error) =
+        bin_convert::runner::run_state(&world.system, &world.files, &world.config, State::Start)
+    {
+        panic!("START with a PV appliance on XCP-ng 8.2: {error:#}");
+    }
+    let log = run_log(&world);
+    assert!(
+        log.contains("appliance: \"test appliance (pv)\", a pv VM, 1 disk(s) of 1052672 bytes, export version 2; its chunks and checksums are sound"),
+        "{log}"
+    );
+}
+
+/// The node shows no vmx or svm.
+fn no_vmx(world: &mut StartWorld) {
+    write(
+        &world.sandbox.root.path().join("proc/cpuinfo"),
+        "processor\t: 0\nflags\t\t: fpu vme de pse tsc msr pae sse2 hypervisor\n",
+    );
+}
+
+/// The installer is XCP-ng 8.2 (PV and HVM guests).
+fn on_8_2(world: &mut StartWorld) {
+    world.config.iso_url = world
+        .config
+        .iso_url
+        .replace("installer.iso", "xcp-ng-8.2.iso");
+    world.config.iso_sha256 = None;
+}
+
+/// Serves three damaged copies of `xva`: `truncated.xva`, `missing-chunk.xva`
+/// (without its last chunk and checksum, the tar whole), `huge.xva` (an
+/// `ova.xml` whose header claims 64 MiB).
+fn serve_damaged(nginx: &xitc_test_support::Nginx, xva: &[u8]) {
+    std::fs::write(nginx.root().join("truncated.xva"), &xva[..xva.len() - 5000]).unwrap();
+    // Without its last chunk (and checksum) but with the tar's end.
+    let mut archive = tar::Archive::new(xva);
+    let mut cut = tar::Builder::new(Vec::new());
+    for member in archive.entries().unwrap().map(Result::unwrap) {
+        let mut header = member.header().clone();
+        let name = member.path().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("Ref:2/00000001") {
+            cut.append_data(&mut header, name, member).unwrap();
+        }
+    }
+    std::fs::write(
+        nginx.root().join("missing-chunk.xva"),
+        cut.into_inner().unwrap(),
+    )
+    .unwrap();
+    // An ova.xml whose header claims 64 MiB.
+    let mut huge = tar::Header::new_ustar();
+    huge.set_path("ova.xml").unwrap();
+    huge.set_size(64 << 20);
+    huge.set_cksum();
+    let mut huge = huge.as_bytes().to_vec();
+    huge.extend(vec![b' '; 100_000]);
+    std::fs::write(nginx.root().join("huge.xva"), &huge).unwrap();
+}
+
+/// Serves an installer ISO named `file` whose `.treeinfo` names `family`
+/// `version`.
+fn serve_iso(
+    nginx: &xitc_test_support::Nginx,
+    scratch: &Path,
+    file: &str,
+    family: &str,
+    version: &str,
+) {
+    let iso = installer_iso_of(
+        &scratch.join(file),
+        &format!("[general]\nfamily = {family}\nversion = {version}\n"),
+    );
+    std::fs::write(nginx.root().join(file), iso).unwrap();
+}
+
+/// xitc-convert's log on the node.
+fn run_log(world: &StartWorld) -> String {
+    let path = world.files.log.strip_prefix("/").unwrap();
+    std::fs::read_to_string(world.sandbox.root.path().join(path)).unwrap()
 }

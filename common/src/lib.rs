@@ -23,10 +23,12 @@
 //! - `cloud` (feature `cloud`): all HTTP of the workspace, Keystone and Nova.
 //! - `ssh` (feature `ssh`): all SSH of the workspace, through libssh2.
 //! - `download` (feature `download`): resumable, checked file downloads.
+//! - `xva` (feature `xva`): xapi's VM export format, read as xapi's import
+//!   reads it and written as its export writes it.
 //!
-//! Both features are on by default. `xitc-convert` turns them off: it runs on the
-//! node as a static binary (README "Install") and needs neither, so it links no OpenSSL
-//! and no libssh2.
+//! `cloud`, `ssh` and `download` are on by default. `xitc-convert` takes only
+//! `download` and `xva`: it runs on the node as a static binary (README
+//! "Install"), so it links no OpenSSL and no libssh2.
 
 #[cfg(feature = "cloud")]
 pub mod cloud;
@@ -49,3 +51,5 @@ pub mod ssh;
 pub mod stamp;
 #[cfg(test)]
 mod testing;
+#[cfg(feature = "xva")]
+pub mod xva;

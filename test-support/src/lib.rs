@@ -33,6 +33,7 @@
 #![allow(clippy::missing_panics_doc)]
 
 mod agent;
+mod appliance;
 mod assertions;
 mod command;
 mod fake_http;
@@ -45,6 +46,7 @@ mod process;
 mod sshd;
 
 pub use agent::SshAgent;
+pub use appliance::{DISK_BYTES as APPLIANCE_DISK_BYTES, appliance_xva};
 pub use assertions::{assert_one_line_error, documented_exit_codes, documented_exit_status};
 pub use command::{command_under_test, stdout_of};
 pub use fake_http::{FakeHttp, Reply, Request};

@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use xitc_common::download::{self, Download};
 use xitc_common::exit;
 use xitc_common::poll::Deadline;
+use xitc_common::xva;
 
 use crate::bootloader;
 use crate::config::{Config, Mode};
@@ -295,6 +296,44 @@ pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
                     .map(drop)
                     .map_err(|error| std::io::Error::other(format!("{error:#}")))
             })?;
+    }
+    Ok(())
+}
+
+/// The appliance mode: the downloaded XVA read as xapi's import will read it
+/// (`common::xva`: `ova.xml`, every chunk and checksum), refused when xapi
+/// would refuse it or its VM could not start on this installer and node.
+/// Nothing is changed before: a refusal leaves the node as it was.
+pub fn appliance(work: &mut Work<'_>) -> anyhow::Result<()> {
+    if work.config.mode != Mode::Appliance {
+        return Ok(());
+    }
+    let path = work.system.path(&work.files.appliance_xva);
+    let file = std::fs::File::open(&path)
+        .with_context(|| format!("opening the appliance XVA {}", path.display()))?;
+    let export = xva::read_export(file)
+        .map_err(|error| exit::usage(format!("the appliance XVA cannot be imported: {error:#}")))?;
+    let vm = &export.vm;
+    work.log.line(&format!(
+        "appliance: {:?}, a {} VM{}, {} disk(s) of {} bytes, export version {}; its chunks and checksums are sound",
+        vm.name_label,
+        vm.domain_type.name(),
+        if vm.derived { " (derived from HVM_boot_policy)" } else { "" },
+        export.disks.len(),
+        export.disks.iter().map(|disk| disk.virtual_size).sum::<u64>(),
+        export.export_vsn
+    ));
+    let installer = installer::identify(&mut open_iso(work)?)?;
+    let name = format!("{} {}", installer.product, installer.version);
+    let guests = installer.guests();
+    let virtualization = &work.node()?.virtualization;
+    installer::check_appliance_boots(&name, guests, vm, *virtualization != Virtualization::Absent)
+        .map_err(exit::usage)?;
+    if guests == Guests::Unknown && vm.domain_type == xva::DomainType::Pv {
+        work.log.line(&format!(
+            "note: whether {name} runs PV guests is not known here (README \"What each \
+             installer can start\"); the appliance is a PV VM"
+        ));
     }
     Ok(())
 }

@@ -242,7 +242,7 @@ pub fn setup_installer_world_on(root: &Path, bin: &Path, disk: &str) {
 pub fn serve_installer(nginx: &xitc_test_support::Nginx, scratch: &Path) -> (Vec<u8>, Vec<u8>) {
     let iso = installer_iso(scratch);
     std::fs::write(nginx.root().join("installer.iso"), &iso).unwrap();
-    let xva = vec![42u8; 123_456];
+    let xva = xitc_test_support::appliance_xva(xitc_common::xva::DomainType::Hvm);
     std::fs::write(nginx.root().join("appliance.xva"), &xva).unwrap();
     (iso, xva)
 }
