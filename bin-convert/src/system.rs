@@ -18,6 +18,9 @@ use anyhow::Context as _;
 /// The environment variable a sandboxed run passes to the programs it starts.
 pub const ROOT_ENV: &str = "XITC_ROOT";
 
+/// How many of a failed program's last stderr lines its error shows.
+const STDERR_LINES_SHOWN: usize = 3;
+
 /// The node's file system and programs, possibly confined under a root.
 #[derive(Debug, Clone)]
 pub struct System {
@@ -358,12 +361,19 @@ impl System {
             .wait_with_output()
             .with_context(|| format!("running {program}"))?;
         if !output.status.success() {
+            // Its last lines, not only the last: xe writes the error first
+            // and its parameters after it ("HVM is required for this
+            // operation" then "vm: UUID").
             let stderr = String::from_utf8_lossy(&output.stderr);
-            let last = stderr
+            let mut said: Vec<&str> = stderr
                 .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
                 .rev()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or("");
+                .take(STDERR_LINES_SHOWN)
+                .collect();
+            said.reverse();
+            let last = said.join("; ");
             let shown: Vec<String> = args
                 .iter()
                 .map(|arg| xitc_common::shell::shell_quote(arg))

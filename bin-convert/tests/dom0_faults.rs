@@ -301,3 +301,46 @@ fn hostile_values_reach_xe_and_the_appliance_as_single_arguments() {
         assert_eq!(last, ["test", "-f", value], "{value:?}");
     }
 }
+
+/// The appliance as xapi imports and starts it (the xe stand-in keeps xapi's
+/// rules: its header): an HVM appliance on a Xen whose capabilities name no
+/// hvm fails to start with VM_HVM_REQUIRED, a PV one on a Xen without PV (as
+/// XCP-ng 8.3's) fails too, and an XVA cut short fails its import; the state
+/// stays XENSERVER_FIRSTBOOT for the next boot.
+#[test]
+fn an_appliance_xapi_cannot_import_or_start_fails_the_state_with_its_error() {
+    use xitc_common::xva::DomainType;
+    let hvm = xitc_test_support::appliance_xva(DomainType::Hvm);
+    let pv = xitc_test_support::appliance_xva(DomainType::Pv);
+    let cases: [(&str, &[u8], &str); 3] = [
+        (
+            "xen-3.0-x86_64",
+            &hvm,
+            "HVM is required for this operation (VM_HVM_REQUIRED)",
+        ),
+        (
+            "hvm-3.0-x86_32 hvm-3.0-x86_64",
+            &pv,
+            "this Xen runs no PV guest",
+        ),
+        (
+            "xen-3.0-x86_64 hvm-3.0-x86_64",
+            &hvm[..hvm.len() / 2],
+            "IMPORT_ERROR_PREMATURE_EOF",
+        ),
+    ];
+    for (capabilities, xva, expected) in cases {
+        let node = Firstboot::new();
+        write(&node.dom0.path("host-capabilities"), capabilities);
+        std::fs::write(
+            node.dom0.path(&format!("{DOM0_INSTALL}/appliance.xva")),
+            xva,
+        )
+        .unwrap();
+        let error = node.run().unwrap_err();
+        let message = format!("{error:#}");
+        assert!(message.contains(expected), "{capabilities}: {message}");
+        assert!(node.log().contains("appliance-vm failed"), "{capabilities}");
+        assert_eq!(node.dom0.state(), "XENSERVER_FIRSTBOOT\n");
+    }
+}

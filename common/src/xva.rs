@@ -924,6 +924,20 @@ mod tests {
     }
 
     #[test]
+    fn checksums_are_xapis() {
+        // XXH64's specification's vectors (seed 0), and one the xe stand-in's
+        // own XXH64 gives too (bin-convert/tests/stand-ins/xe).
+        let xxh64 = |data: &[u8]| Checksums::of(&mut &data[..]).unwrap().xxh64;
+        assert_eq!(xxh64(b""), "EF46DB3751D8E999");
+        assert_eq!(xxh64(b"a"), "D24EC4F1A98C6E5B");
+        assert_eq!(xxh64(&(0..100).collect::<Vec<u8>>()), "6AC1E58032166597");
+        assert_eq!(
+            Checksums::of(&mut &b"abc"[..]).unwrap().sha1,
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+    }
+
+    #[test]
     fn xxhash_checksums_are_checked_too() {
         let chunk = vec![7u8; 4096];
         let sums = Checksums::of(&mut &chunk[..]).unwrap();

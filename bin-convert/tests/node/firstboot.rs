@@ -43,7 +43,12 @@ impl Firstboot {
             .unwrap();
         let u = ubuntu.path();
         let install = u.join(install_dir.trim_start_matches('/'));
-        write(&install.join("appliance.xva"), "an appliance");
+        std::fs::create_dir_all(&install).unwrap();
+        std::fs::write(
+            install.join("appliance.xva"),
+            xitc_test_support::appliance_xva(xitc_common::xva::DomainType::Hvm),
+        )
+        .unwrap();
         write(&install.join("xitc-convert.state"), "XENSERVER_FIRSTBOOT\n");
         // What START recorded for dom0's Ubuntu entry.
         write(
