@@ -13,6 +13,8 @@ pub fn appliance_xva(domain_type: DomainType) -> Vec<u8> {
     let vm = NewVm {
         name_label: format!("test appliance ({})", domain_type.name()),
         domain_type,
+        memory_bytes: 512 << 20,
+        vcpus: 1,
         disk_size: DISK_BYTES,
     };
     let mut out = Vec::new();

@@ -41,6 +41,22 @@ use anyhow::{Context as _, anyhow, bail};
 use sha1::{Digest as _, Sha1};
 use xxhash_rust::xxh64::Xxh64;
 
+mod required;
+
+pub use required::REQUIRED;
+
+/// The fields of the export's `version` struct xapi's import reads
+/// (`importexport.ml`, `version_of_rpc`; `export_vsn` may be absent).
+const VERSION_FIELDS: [&str; 7] = [
+    "hostname",
+    "date",
+    "product_version",
+    "product_brand",
+    "build_number",
+    "xapi_major",
+    "xapi_minor",
+];
+
 /// The name of an export's first member.
 pub const OVA_XML: &str = "ova.xml";
 
@@ -400,6 +416,14 @@ pub fn parse_ova_xml(xml: &str) -> anyhow::Result<Export> {
         );
     }
     let header = Value::parse(root)?;
+    if let Some(missing) = VERSION_FIELDS.iter().find(|name| {
+        header
+            .field("version")
+            .and_then(|v| v.field(name))
+            .is_none()
+    }) {
+        bail!("{OVA_XML}'s version lacks {missing}, which xapi's import requires");
+    }
     let export_vsn = match header.field("version").and_then(|v| v.field("export_vsn")) {
         Some(Value::Int(vsn)) => *vsn,
         Some(Value::Str(vsn)) => vsn.parse().unwrap_or(0),
@@ -421,6 +445,7 @@ pub fn parse_ova_xml(xml: &str) -> anyhow::Result<Export> {
             .field("snapshot")
             .cloned()
             .ok_or_else(|| anyhow!("{OVA_XML}: object {id:?} has no record"))?;
+        check_required(class, id, &record)?;
         order.push(id.to_owned());
         objects.insert(
             id.to_owned(),
@@ -437,6 +462,23 @@ pub fn parse_ova_xml(xml: &str) -> anyhow::Result<Export> {
         vm: vm_of(&vm.record),
         disks,
     })
+}
+
+/// A record of `class` lacking a field xapi's generated `*_t_of_rpc` has no
+/// default for ([`REQUIRED`]) fails xapi's import: refused here.
+fn check_required(class: &str, id: &str, record: &Value) -> anyhow::Result<()> {
+    let Some((_, fields)) = REQUIRED.iter().find(|(name, _)| *name == class) else {
+        return Ok(());
+    };
+    if let Some((field, _)) = fields
+        .iter()
+        .find(|(field, _)| record.field(field).is_none())
+    {
+        bail!(
+            "the XVA's {class} {id} has no {field}, which xapi's import requires (\"Field {field} not present in rpc\")"
+        );
+    }
+    Ok(())
 }
 
 /// The export's one VM that is not a snapshot (its snapshots come with it).
@@ -608,6 +650,9 @@ pub fn append_member<W: Write>(
 pub struct NewVm {
     pub name_label: String,
     pub domain_type: DomainType,
+    /// Its memory, static and dynamic, in bytes.
+    pub memory_bytes: u64,
+    pub vcpus: u32,
     /// The size of its one disk, in bytes.
     pub disk_size: u64,
 }
@@ -616,97 +661,173 @@ pub struct NewVm {
 pub const DISK_ID: &str = "Ref:2";
 
 /// An `ova.xml` for `vm` and its one disk ([`DISK_ID`]), in xapi's format:
-/// the export's version, then the VM, its VBD, its VDI and the VDI's SR,
-/// with the fields [`parse_ova_xml`] and the tests' xe stand-in read (the
-/// boot mode, the disks). Not yet enough for a real xapi: its import reads
-/// each record with the generated `*_t_of_rpc`, which fails on any field
-/// the datamodel gives no default ("Field … not present in rpc",
-/// `ocaml/idl/ocaml_backend/gen_api.ml`, `assocer`); writing whole records
-/// comes with xitc-build-appliance.
+/// the export's version, then the VM, its VBD, its VDI and the VDI's SR.
+/// Each record holds every field xapi's import requires ([`REQUIRED`]): the
+/// ones that matter set here, the others at the empty value of their type
+/// (`""`, `0`, `false`, an empty map or set, `OpaqueRef:NULL`). uuids are
+/// placeholders: xapi's import gives every object a new one.
 pub fn ova_xml(vm: &NewVm) -> String {
-    use Field::{Array, Bool, Int, Str, Struct};
-    let hvm = vm.domain_type != DomainType::Pv;
-    let object = |class: &'static str, id: &'static str, record: Vec<(&'static str, Field)>| {
+    use Field::{Array, Bool, Struct};
+    let object = |class: &'static str, id: &'static str, uuid: &str, set| {
         Struct(vec![
-            ("class", Str(class.to_owned())),
-            ("id", Str(id.to_owned())),
-            ("snapshot", Struct(record)),
+            ("class", text(class)),
+            ("id", text(id)),
+            ("snapshot", whole_record(class, uuid, set)),
         ])
     };
-    let refs = |ids: &[&str]| Array(ids.iter().map(|id| Str((*id).to_owned())).collect());
-    let header = Struct(vec![
-        (
-            "version",
-            Struct(vec![
-                ("hostname", Str("xitc".to_owned())),
-                ("date", Str(String::new())),
-                ("product_version", Str(String::new())),
-                ("product_brand", Str("xitc".to_owned())),
-                ("build_number", Str(String::new())),
-                ("xapi_major", Int(1)),
-                ("xapi_minor", Int(1)),
-                ("export_vsn", Int(EXPORT_VSN)),
-            ]),
+    let objects = Array(vec![
+        object(
+            "VM",
+            "Ref:0",
+            "00000000-0000-4000-8000-000000000000",
+            vm_record(vm),
         ),
-        (
-            "objects",
-            Array(vec![
-                object(
-                    "VM",
-                    "Ref:0",
-                    vec![
-                        ("name_label", Str(vm.name_label.clone())),
-                        ("is_a_template", Bool(false)),
-                        ("is_a_snapshot", Bool(false)),
-                        ("is_control_domain", Bool(false)),
-                        ("domain_type", Str(vm.domain_type.name().to_owned())),
-                        (
-                            "HVM_boot_policy",
-                            Str(if hvm { "BIOS order" } else { "" }.to_owned()),
-                        ),
-                        (
-                            "PV_bootloader",
-                            Str(if hvm { "" } else { "pygrub" }.to_owned()),
-                        ),
-                        ("VBDs", refs(&["Ref:1"])),
-                        ("VIFs", refs(&[])),
-                    ],
-                ),
-                object(
-                    "VBD",
-                    "Ref:1",
-                    vec![
-                        ("VM", Str("Ref:0".to_owned())),
-                        ("VDI", Str(DISK_ID.to_owned())),
-                        ("type", Str("Disk".to_owned())),
-                        ("userdevice", Str("0".to_owned())),
-                        ("bootable", Bool(true)),
-                        ("mode", Str("RW".to_owned())),
-                        ("currently_attached", Bool(false)),
-                    ],
-                ),
-                object(
-                    "VDI",
-                    DISK_ID,
-                    vec![
-                        ("name_label", Str(format!("{} disk", vm.name_label))),
-                        ("virtual_size", Str(vm.disk_size.to_string())),
-                        ("type", Str("system".to_owned())),
-                        ("SR", Str("Ref:3".to_owned())),
-                        ("VBDs", refs(&["Ref:1"])),
-                    ],
-                ),
-                object(
-                    "SR",
-                    "Ref:3",
-                    vec![("content_type", Str("user".to_owned()))],
-                ),
-            ]),
+        object(
+            "VBD",
+            "Ref:1",
+            "00000000-0000-4000-8000-000000000001",
+            vec![
+                ("VM", text("Ref:0")),
+                ("VDI", text(DISK_ID)),
+                ("device", text("xvda")),
+                ("userdevice", text("0")),
+                ("bootable", Bool(true)),
+                ("mode", text("RW")),
+                ("type", text("Disk")),
+                ("currently_attached", Bool(false)),
+            ],
+        ),
+        object(
+            "VDI",
+            DISK_ID,
+            "00000000-0000-4000-8000-000000000002",
+            vec![
+                ("name_label", text(&format!("{} disk", vm.name_label))),
+                ("SR", text("Ref:3")),
+                ("virtual_size", number(vm.disk_size)),
+                ("physical_utilisation", number(vm.disk_size)),
+                ("type", text("system")),
+                ("managed", Bool(true)),
+                ("VBDs", refs(&["Ref:1"])),
+            ],
+        ),
+        object(
+            "SR",
+            "Ref:3",
+            "00000000-0000-4000-8000-000000000003",
+            vec![("type", text("lvm")), ("content_type", text("user"))],
         ),
     ]);
+    let version = Struct(vec![
+        ("hostname", text("xitc")),
+        ("date", text("")),
+        ("product_version", text("")),
+        ("product_brand", text("xitc")),
+        ("build_number", text("")),
+        ("xapi_major", Field::Int(1)),
+        ("xapi_minor", Field::Int(1)),
+        ("export_vsn", Field::Int(EXPORT_VSN)),
+    ]);
     let mut xml = String::new();
-    header.write(&mut xml);
+    Struct(vec![("version", version), ("objects", objects)]).write(&mut xml);
     xml
+}
+
+/// The VM's record: what [`ova_xml`] sets.
+fn vm_record(vm: &NewVm) -> Vec<(&'static str, Field)> {
+    let hvm = vm.domain_type != DomainType::Pv;
+    let memory = || number(vm.memory_bytes);
+    vec![
+        ("name_label", text(&vm.name_label)),
+        ("name_description", text("built for xitc's appliance mode")),
+        ("user_version", number(1)),
+        ("is_a_template", Field::Bool(false)),
+        ("is_a_snapshot", Field::Bool(false)),
+        ("is_control_domain", Field::Bool(false)),
+        ("power_state", text("Halted")),
+        ("memory_static_max", memory()),
+        ("memory_dynamic_max", memory()),
+        ("memory_dynamic_min", memory()),
+        ("memory_static_min", memory()),
+        ("VCPUs_max", number(vm.vcpus.into())),
+        ("VCPUs_at_startup", number(vm.vcpus.into())),
+        ("actions_after_shutdown", text("destroy")),
+        ("actions_after_reboot", text("restart")),
+        ("actions_after_crash", text("restart")),
+        ("domain_type", text(vm.domain_type.name())),
+        ("HVM_boot_policy", text(if hvm { "BIOS order" } else { "" })),
+        (
+            "HVM_boot_params",
+            if hvm {
+                map(&[("order", "c")])
+            } else {
+                map(&[])
+            },
+        ),
+        ("PV_bootloader", text(if hvm { "" } else { "pygrub" })),
+        (
+            "platform",
+            map(&[
+                ("acpi", "1"),
+                ("apic", "true"),
+                ("pae", "true"),
+                ("nx", "true"),
+                ("viridian", "false"),
+            ]),
+        ),
+        ("domid", text("-1")),
+        ("VBDs", refs(&["Ref:1"])),
+        ("VIFs", refs(&[])),
+    ]
+}
+
+fn text(value: &str) -> Field {
+    Field::Str(value.to_owned())
+}
+
+/// A 64-bit integer as xapi writes one: a string of digits.
+fn number(value: u64) -> Field {
+    Field::Str(value.to_string())
+}
+
+fn refs(ids: &[&str]) -> Field {
+    Field::Array(ids.iter().map(|id| text(id)).collect())
+}
+
+fn map(pairs: &[(&'static str, &str)]) -> Field {
+    Field::Struct(
+        pairs
+            .iter()
+            .map(|(key, value)| (*key, text(value)))
+            .collect(),
+    )
+}
+
+/// A record of `class`: `set`, then every field of [`REQUIRED`] it lacks
+/// at the empty value of its type.
+fn whole_record(class: &str, uuid: &str, mut set: Vec<(&'static str, Field)>) -> Field {
+    set.insert(0, ("uuid", Field::Str(uuid.to_owned())));
+    let required = REQUIRED
+        .iter()
+        .find(|(name, _)| *name == class)
+        .map_or(&[][..], |(_, fields)| fields);
+    for (field, kind) in required {
+        if set.iter().any(|(name, _)| name == field) {
+            continue;
+        }
+        let empty = match *kind {
+            "int" => Field::Str("0".to_owned()),
+            "bool" => Field::Bool(false),
+            "string set" => Field::Array(Vec::new()),
+            kind if kind.ends_with(" map") => Field::Struct(Vec::new()),
+            kind if kind.ends_with(" ref") => Field::Str("OpaqueRef:NULL".to_owned()),
+            // A string; an enum is always set above (the test of the
+            // writer reads every record back).
+            _ => Field::Str(String::new()),
+        };
+        set.push((field, empty));
+    }
+    Field::Struct(set)
 }
 
 /// An XML-RPC value to write, members in their order.
@@ -783,14 +904,16 @@ pub fn write_export(out: impl Write, vm: &NewVm, disk: impl Read) -> anyhow::Res
 mod tests {
     use super::*;
 
-    const HVM: &str = include_str!("../tests/fixtures/xva/hvm.ova.xml");
-    const PV: &str = include_str!("../tests/fixtures/xva/pv-pygrub.ova.xml");
+    const HVM: &str = include_str!("../../tests/fixtures/xva/hvm.ova.xml");
+    const PV: &str = include_str!("../../tests/fixtures/xva/pv-pygrub.ova.xml");
     const MIB: u64 = CHUNK_SIZE;
 
     fn vm(domain_type: DomainType, disk_size: u64) -> NewVm {
         NewVm {
             name_label: "appliance".to_owned(),
             domain_type,
+            memory_bytes: 512 << 20,
+            vcpus: 1,
             disk_size,
         }
     }
@@ -1061,6 +1184,52 @@ mod tests {
             "{}",
             error(&xva)
         );
+    }
+
+    #[test]
+    fn the_writer_writes_every_field_xapi_requires_and_no_empty_enum() {
+        for domain_type in [DomainType::Hvm, DomainType::Pv] {
+            let xml = ova_xml(&vm(domain_type, MIB));
+            // The reader refuses a record without a required field.
+            parse_ova_xml(&xml).unwrap();
+            let document = roxmltree::Document::parse(&xml).unwrap();
+            let header = Value::parse(document.root_element()).unwrap();
+            let Some(Value::Array(objects)) = header.field("objects") else {
+                panic!("no objects");
+            };
+            for object in objects {
+                let class = object.str("class");
+                let record = object.field("snapshot").unwrap();
+                let (_, fields) = REQUIRED.iter().find(|(name, _)| *name == class).unwrap();
+                for (field, kind) in *fields {
+                    if kind.starts_with("enum ") {
+                        assert!(!record.str(field).is_empty(), "{class}.{field}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_without_a_field_xapi_requires_is_refused() {
+        let without = HVM.replacen(
+            "<member><name>VCPUs_max</name>",
+            "<member><name>VCPUs_maximum</name>",
+            1,
+        );
+        assert_ne!(without, HVM);
+        let message = format!("{:#}", parse_ova_xml(&without).unwrap_err());
+        assert!(
+            message.contains("the XVA's VM Ref:0 has no VCPUs_max, which xapi's import requires"),
+            "{message}"
+        );
+        let without = HVM.replacen(
+            "<member><name>xapi_minor</name>",
+            "<member><name>xapi_micro</name>",
+            1,
+        );
+        let message = format!("{:#}", parse_ova_xml(&without).unwrap_err());
+        assert!(message.contains("version lacks xapi_minor"), "{message}");
     }
 
     #[test]
