@@ -237,10 +237,15 @@ impl Installer {
         Guests::of(&self.product, &self.version)
     }
 
+    /// Product and version, as the log and the refusals name it.
+    pub fn name(&self) -> String {
+        format!("{} {}", self.product, self.version)
+    }
+
     /// Refuses an installer that cannot do this node's install, with the
     /// reason; checked before the disk is touched.
     pub fn check_node(&self, disk: NodeDisk<'_>) -> Result<(), String> {
-        let name = format!("{} {}", self.product, self.version);
+        let name = self.name();
         if disk.uefi && !self.generation.installs_on_uefi() {
             return Err(format!(
                 "{name}'s installer installs by BIOS only, and this node boots by UEFI: \

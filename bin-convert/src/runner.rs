@@ -80,6 +80,7 @@ pub fn run_state_with(
         config,
         log: Log::new(system, &files.log),
         node: None,
+        installer: None,
         limits,
     };
     check_os(system, files, state)?;

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::installer::Installer;
 use crate::log::Log;
 use crate::paths::Files;
 use crate::preflight::Node;
@@ -73,6 +74,8 @@ pub struct Work<'a> {
     pub log: Log<'a>,
     /// Filled by the preflight step.
     pub node: Option<Node>,
+    /// The installer the ISO holds; filled by START's installer-files step.
+    pub installer: Option<Installer>,
     pub limits: Limits,
 }
 
@@ -82,6 +85,13 @@ impl Work<'_> {
         self.node
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("the node was not read yet (preflight or inspect step)"))
+    }
+
+    /// The installer as START's installer-files step identified it.
+    pub fn installer(&self) -> anyhow::Result<&Installer> {
+        self.installer.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("the installer was not identified yet (installer-files step)")
+        })
     }
 }
 
@@ -98,6 +108,7 @@ pub fn with_test_work(system: &System, check: impl FnOnce(&mut Work<'_>)) {
         config: &config,
         log: Log::new(system, std::path::Path::new("/xitc-convert.log")),
         node: None,
+        installer: None,
         limits: Limits::default(),
     };
     check(&mut work);

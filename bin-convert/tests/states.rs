@@ -165,6 +165,7 @@ fn forget_networking_puts_dom0_on_vlan_100_and_ends_the_same_when_repeated() {
             config: &config,
             log,
             node: None,
+            installer: None,
             limits: bin_convert::work::Limits::default(),
         };
         if let Err(error) = bin_convert::shared::dom0::forget_networking(&mut work) {

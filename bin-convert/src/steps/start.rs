@@ -252,10 +252,8 @@ fn open_iso(work: &Work<'_>) -> anyhow::Result<Iso> {
 pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
     let mut iso = open_iso(work)?;
     let installer = installer::identify(&mut iso)?;
-    work.log.line(&format!(
-        "installer: {} {}",
-        installer.product, installer.version
-    ));
+    let name = installer.name();
+    work.log.line(&format!("installer: {name}"));
     // Before the disk is touched: an installer that cannot install here.
     let layout = &work.node()?.layout;
     installer
@@ -267,7 +265,6 @@ pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
         })
         .map_err(exit::usage)?;
     // The appliance VM must be able to start on what it installs.
-    let name = format!("{} {}", installer.product, installer.version);
     let virtualization = &work.node()?.virtualization;
     if work.config.mode == Mode::Appliance {
         installer::check_appliance_can_start(
@@ -297,6 +294,7 @@ pub fn installer_files(work: &mut Work<'_>) -> anyhow::Result<()> {
                     .map_err(|error| std::io::Error::other(format!("{error:#}")))
             })?;
     }
+    work.installer = Some(installer);
     Ok(())
 }
 
@@ -323,8 +321,8 @@ pub fn appliance(work: &mut Work<'_>) -> anyhow::Result<()> {
         export.disks.iter().map(|disk| disk.virtual_size).sum::<u64>(),
         export.export_vsn
     ));
-    let installer = installer::identify(&mut open_iso(work)?)?;
-    let name = format!("{} {}", installer.product, installer.version);
+    let installer = work.installer()?;
+    let name = installer.name();
     let guests = installer.guests();
     let virtualization = &work.node()?.virtualization;
     installer::check_appliance_boots(&name, guests, vm, *virtualization != Virtualization::Absent)
