@@ -22,6 +22,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 
+use crate::hex;
 use crate::poll::{Clock, Deadline, SystemClock};
 use crate::retry::{self, Attempt};
 
@@ -211,16 +212,7 @@ fn hash_file(path: &Path) -> anyhow::Result<(u64, String)> {
         hasher.update(&buffer[..read]);
         length += read as u64;
     }
-    Ok((length, hex(&hasher.finalize())))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(text, "{byte:02x}");
-    }
-    text
+    Ok((length, hex::lower(&hasher.finalize())))
 }
 
 /// One transfer attempt into `part`, continuing what is there; the SHA-256 of
@@ -326,7 +318,7 @@ fn attempt(
             "the transfer ended early at {done} bytes"
         )));
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(hex::lower(&hasher.finalize()))
 }
 
 /// Feeds the first `length` bytes of `path` to `hasher` (a resumed part).

@@ -8,6 +8,7 @@
 //! - [`poll`]: the deadline/interval loop behind every "wait until …", and the
 //!   one duration parser.
 //! - [`files`]: the one bounded reader of files named by the user.
+//! - `hex` (with `download` or `xva`): digests as lower-case hex.
 //! - [`retry`]: the one retry policy (back-off, deadline, `Retry-After`, notes)
 //!   of the API calls and the downloads.
 //! - [`output`]: the one path to stdout: never panics, never ends the work.
@@ -38,6 +39,8 @@ pub mod convert_rules;
 pub mod download;
 pub mod exit;
 pub mod files;
+#[cfg(any(feature = "download", feature = "xva"))]
+pub mod hex;
 pub mod output;
 pub mod phase;
 pub mod poll;

@@ -46,7 +46,7 @@ mod process;
 mod sshd;
 
 pub use agent::SshAgent;
-pub use appliance::{DISK_BYTES as APPLIANCE_DISK_BYTES, appliance_xva};
+pub use appliance::{appliance_xva, write_appliance_xva};
 pub use assertions::{assert_one_line_error, documented_exit_codes, documented_exit_status};
 pub use command::{command_under_test, stdout_of};
 pub use fake_http::{FakeHttp, Reply, Request};

@@ -41,6 +41,8 @@ use anyhow::{Context as _, anyhow, bail};
 use sha1::{Digest as _, Sha1};
 use xxhash_rust::xxh64::Xxh64;
 
+use crate::hex;
+
 mod required;
 
 pub use required::REQUIRED;
@@ -290,26 +292,27 @@ struct Checksums {
 
 impl Checksums {
     fn of(data: &mut impl Read) -> io::Result<Self> {
-        let (mut sha1, mut xxh64) = (Sha1::new(), Xxh64::new(0));
-        let mut buffer = vec![0; 64 * 1024];
-        loop {
-            let read = match data.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(error),
-            };
-            sha1.update(&buffer[..read]);
-            xxh64.update(&buffer[..read]);
-        }
-        let mut hex = String::with_capacity(40);
-        for byte in sha1.finalize() {
-            let _ = write!(hex, "{byte:02x}");
-        }
+        let mut both = Hashers(Sha1::new(), Xxh64::new(0));
+        io::copy(data, &mut both)?;
         Ok(Checksums {
-            sha1: hex,
-            xxh64: format!("{:016X}", xxh64.digest()),
+            sha1: hex::lower(&both.0.finalize()),
+            xxh64: format!("{:016X}", both.1.digest()),
         })
+    }
+}
+
+/// SHA-1 and XXH64 fed the same bytes.
+struct Hashers(Sha1, Xxh64);
+
+impl Write for Hashers {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.update(bytes);
+        self.1.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -396,10 +399,16 @@ impl Value {
     }
 }
 
-/// An object of the export: its class and its record.
+/// An object of the export: its id, its class and its record.
 struct Object {
+    id: String,
     class: String,
     record: Value,
+}
+
+/// The object of `objects` whose id is `id`.
+fn find<'a>(objects: &'a [Object], id: &str) -> Option<&'a Object> {
+    objects.iter().find(|object| object.id == id)
 }
 
 /// What `ova.xml` says (module doc): the one VM, its boot mode, the disks
@@ -437,8 +446,7 @@ pub fn parse_ova_xml(xml: &str) -> anyhow::Result<Export> {
     let Some(Value::Array(items)) = header.field("objects") else {
         bail!("{OVA_XML} has no objects");
     };
-    let mut objects = HashMap::new();
-    let mut order = Vec::new();
+    let mut objects = Vec::new();
     for item in items {
         let (class, id) = (item.str("class"), item.str("id"));
         let record = item
@@ -446,20 +454,17 @@ pub fn parse_ova_xml(xml: &str) -> anyhow::Result<Export> {
             .cloned()
             .ok_or_else(|| anyhow!("{OVA_XML}: object {id:?} has no record"))?;
         check_required(class, id, &record)?;
-        order.push(id.to_owned());
-        objects.insert(
-            id.to_owned(),
-            Object {
-                class: class.to_owned(),
-                record,
-            },
-        );
+        objects.push(Object {
+            id: id.to_owned(),
+            class: class.to_owned(),
+            record,
+        });
     }
-    let vm = the_vm(&objects, &order)?;
-    let disks = streamed_disks(&objects, &order, vm)?;
+    let vm = vm_of(&the_vm(&objects)?.record);
+    let disks = streamed_disks(&objects, vm.domain_type)?;
     Ok(Export {
         export_vsn,
-        vm: vm_of(&vm.record),
+        vm,
         disks,
     })
 }
@@ -482,13 +487,9 @@ fn check_required(class: &str, id: &str, record: &Value) -> anyhow::Result<()> {
 }
 
 /// The export's one VM that is not a snapshot (its snapshots come with it).
-fn the_vm<'a>(
-    objects: &'a HashMap<String, Object>,
-    order: &[String],
-) -> anyhow::Result<&'a Object> {
-    let vms: Vec<&Object> = order
+fn the_vm(objects: &[Object]) -> anyhow::Result<&Object> {
+    let vms: Vec<&Object> = objects
         .iter()
-        .filter_map(|id| objects.get(id))
         .filter(|object| object.class == "VM" && !object.record.bool("is_a_snapshot"))
         .collect();
     let [vm] = vms.as_slice() else {
@@ -524,20 +525,14 @@ fn vm_of(record: &Value) -> Vm {
 }
 
 /// The disks whose data follows `ova.xml`, in their order (module doc).
-fn streamed_disks(
-    objects: &HashMap<String, Object>,
-    order: &[String],
-    vm: &Object,
-) -> anyhow::Result<Vec<Disk>> {
-    let has_qemu = vm_of(&vm.record).domain_type == DomainType::Hvm;
+fn streamed_disks(objects: &[Object], vm_boots: DomainType) -> anyhow::Result<Vec<Disk>> {
+    let has_qemu = vm_boots == DomainType::Hvm;
     let mut streamed = Vec::new();
-    for (id, object) in order.iter().filter_map(|id| Some((id, objects.get(id)?))) {
-        if object.class != "VBD" {
-            continue;
-        }
+    for object in objects.iter().filter(|object| object.class == "VBD") {
+        let id = &object.id;
         let vdi = object.record.str("VDI");
         let is_cd = object.record.str("type") == "CD";
-        let Some(disk) = objects.get(vdi).filter(|o| o.class == "VDI") else {
+        let Some(disk) = find(objects, vdi).filter(|o| o.class == "VDI") else {
             if object.record.bool("currently_attached") && !(is_cd && has_qemu) {
                 bail!(
                     "the XVA's VBD {id} is attached to a disk the XVA does not hold (xapi: Attached_disks_not_found)"
@@ -545,26 +540,25 @@ fn streamed_disks(
             }
             continue;
         };
-        let in_iso_sr = objects
-            .get(disk.record.str("SR"))
+        let in_iso_sr = find(objects, disk.record.str("SR"))
             .is_some_and(|sr| sr.record.str("content_type") == "iso");
         if !is_cd && !in_iso_sr {
             streamed.push(vdi.to_owned());
         }
     }
-    for (id, object) in order.iter().filter_map(|id| Some((id, objects.get(id)?))) {
-        if object.class == "VDI" && object.record.str("type") == "suspend" {
-            streamed.push(id.clone());
-        }
-    }
+    streamed.extend(
+        objects
+            .iter()
+            .filter(|object| object.class == "VDI" && object.record.str("type") == "suspend")
+            .map(|object| object.id.clone()),
+    );
     streamed.sort();
     streamed.dedup();
     streamed
         .into_iter()
         .map(|id| {
-            let size = objects[&id]
-                .record
-                .u64("virtual_size")
+            let size = find(objects, &id)
+                .and_then(|disk| disk.record.u64("virtual_size"))
                 .ok_or_else(|| anyhow!("{OVA_XML}: disk {id} has no virtual_size"))?;
             Ok(Disk {
                 id,
@@ -577,27 +571,27 @@ fn streamed_disks(
 /// Writes `data` as the chunks of disk `id` and their `.checksum` members,
 /// as xapi's export does (chunks of [`CHUNK_SIZE`]; the first and the last
 /// always, a chunk of zeros between them left out). Returns the bytes read.
-pub fn write_disk<W: Write>(
+fn write_disk<W: Write>(
     archive: &mut tar::Builder<W>,
     id: &str,
     mut data: impl Read,
 ) -> io::Result<u64> {
-    let mut buffer = vec![0u8; usize::try_from(CHUNK_SIZE).unwrap_or(usize::MAX)];
     let (mut number, mut total) = (0u64, 0u64);
     let mut held: Option<(u64, Vec<u8>)> = None;
     loop {
-        let read = read_full(&mut data, &mut buffer)?;
+        let mut chunk = Vec::new();
+        let read = (&mut data).take(CHUNK_SIZE).read_to_end(&mut chunk)?;
         if read == 0 {
             break;
         }
         // The previous chunk is written unless it is zeros and not the first:
         // whether it is the last is known only now.
-        if let Some((held_number, chunk)) = held.take()
-            && (held_number == 0 || chunk.iter().any(|&byte| byte != 0))
+        if let Some((held_number, held_chunk)) = held.take()
+            && (held_number == 0 || held_chunk.iter().any(|&byte| byte != 0))
         {
-            append_chunk(archive, id, held_number, &chunk)?;
+            append_chunk(archive, id, held_number, &held_chunk)?;
         }
-        held = Some((number, buffer[..read].to_vec()));
+        held = Some((number, chunk));
         number += 1;
         total += read as u64;
     }
@@ -605,19 +599,6 @@ pub fn write_disk<W: Write>(
         append_chunk(archive, id, held_number, &chunk)?;
     }
     Ok(total)
-}
-
-fn read_full(data: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match data.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(read) => filled += read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(filled)
 }
 
 fn append_chunk<W: Write>(
@@ -633,7 +614,7 @@ fn append_chunk<W: Write>(
 }
 
 /// Appends one member, as xapi's `Tar.Header.make` makes them.
-pub fn append_member<W: Write>(
+fn append_member<W: Write>(
     archive: &mut tar::Builder<W>,
     name: &str,
     data: &[u8],

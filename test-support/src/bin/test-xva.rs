@@ -3,7 +3,7 @@
 //! of non-zero bytes (every chunk written), for `bench/xva-read`. Used by the
 //! real-VM test (`tests/vm/convert-node`).
 
-use xitc_common::xva::{self, DomainType, NewVm};
+use xitc_common::xva::DomainType;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,15 +27,14 @@ fn main() {
         Some(mib) => std::fs::File::create(out)
             .map_err(anyhow::Error::from)
             .and_then(|file| {
-                let vm = NewVm {
-                    name_label: format!("bench appliance ({mib} MiB)"),
-                    domain_type,
-                    memory_bytes: 512 << 20,
-                    vcpus: 1,
-                    disk_size: mib << 20,
-                };
+                // Non-zero bytes: every chunk is written.
                 let disk = std::io::Read::take(std::io::repeat(7), mib << 20);
-                xva::write_export(std::io::BufWriter::new(file), &vm, disk)
+                xitc_test_support::write_appliance_xva(
+                    std::io::BufWriter::new(file),
+                    domain_type,
+                    disk,
+                    mib << 20,
+                )
             }),
     };
     if let Err(error) = written {
