@@ -92,8 +92,10 @@ impl ConsoleWatch {
         match self.client.console_log(&id, Some(TAIL_LINES), &call) {
             Ok(ConsoleLog::Text(tail)) => {
                 self.last_problem = None;
-                let text = self.whole_if_scrolled(&id, tail, &call, notes);
-                let lines = self.cursor.new_lines(text.as_bytes());
+                let lines = match self.cursor.new_lines_if_continued(tail.as_bytes()) {
+                    Some(lines) => lines,
+                    None => self.lines_from_whole_log(&id, tail, &call, notes),
+                };
                 for (index, line) in lines.iter().enumerate() {
                     // A phase line is shown from its prefix on: what shares
                     // its console line (a login prompt, an initramfs message
@@ -157,36 +159,35 @@ impl ConsoleWatch {
         Ok(())
     }
 
-    /// `tail`, or the whole log the cloud keeps when `tail` does not go on
-    /// from what was read before: more was written since the last poll than
-    /// a tail holds (a boot's kernel messages under a slow poll), and the
-    /// lines between would be lost. A whole log that does not go on from it
-    /// either (the log started afresh, or more than the cloud keeps was
-    /// written) is said: some lines may not have been shown.
-    fn whole_if_scrolled(
-        &self,
+    /// The new lines when `tail` did not go on from what was read before:
+    /// more was written since the last poll than a tail holds (a boot's
+    /// kernel messages under a slow poll), so the whole log the cloud keeps
+    /// is read instead, and the lines between are not lost. A whole log that
+    /// does not go on from them either (the log started afresh, or more than
+    /// the cloud keeps was written) is read from its first line, and said:
+    /// some lines may not have been shown.
+    fn lines_from_whole_log(
+        &mut self,
         id: &str,
         tail: String,
         call: &Deadline,
         notes: &mut impl Write,
-    ) -> String {
-        if self.cursor.continues(tail.as_bytes()) {
-            return tail;
-        }
+    ) -> Vec<String> {
         let text = match self.client.console_log(id, None, call) {
             Ok(ConsoleLog::Text(whole)) => whole,
             _ => tail,
         };
-        if !self.cursor.continues(text.as_bytes()) {
-            let _ = writeln!(
-                notes,
-                "{TOOL}: note: the console log of server {:?} does not go on from what was \
-                 read before (it started afresh, or more than the cloud keeps was written \
-                 since the last poll): lines between may not be shown",
-                self.server
-            );
+        if let Some(lines) = self.cursor.new_lines_if_continued(text.as_bytes()) {
+            return lines;
         }
-        text
+        let _ = writeln!(
+            notes,
+            "{TOOL}: note: the console log of server {:?} does not go on from what was \
+             read before (it started afresh, or more than the cloud keeps was written \
+             since the last poll): lines between may not be shown",
+            self.server
+        );
+        self.cursor.new_lines(text.as_bytes())
     }
 
     /// After a timeout: the console's last lines, on `notes`.

@@ -25,20 +25,26 @@ const REMEMBERED: usize = 4 * TAIL_LINES;
 pub const TAIL_LINES: usize = 500;
 
 /// The lines of successive console tails not seen before.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Cursor {
     seen: VecDeque<String>,
 }
 
 impl Cursor {
-    /// Whether `tail` goes on from what was seen before: it shares its
-    /// first lines with the last ones seen, or nothing was seen yet. A tail
-    /// that does not (the log started afresh, or more was written between
-    /// two polls than the tail holds) would leave a gap; the watch then asks
-    /// for the whole log before it reads on.
-    pub fn continues(&self, tail: &[u8]) -> bool {
+    /// The complete lines of `tail` after what was seen before, if `tail`
+    /// goes on from it: it shares its first lines with the last ones seen
+    /// (or nothing was seen yet, or it holds no complete line). A tail that
+    /// does not (the log started afresh, or more was written between two
+    /// polls than the tail holds) would leave a gap: `None`, and nothing is
+    /// taken from it; the watch then asks for the whole log.
+    pub fn new_lines_if_continued(&mut self, tail: &[u8]) -> Option<Vec<String>> {
         let lines = complete_lines(tail);
-        lines.is_empty() || self.seen.is_empty() || self.old_lines(&lines).is_some()
+        let old = if lines.is_empty() || self.seen.is_empty() {
+            0
+        } else {
+            self.old_lines(&lines)?
+        };
+        Some(self.take_new(lines, old))
     }
 
     /// The complete lines of `tail` that come after what was seen before.
@@ -47,8 +53,13 @@ impl Cursor {
     /// started afresh at a reboot, or scrolled past it all between two
     /// polls) is new from its first line.
     pub fn new_lines(&mut self, tail: &[u8]) -> Vec<String> {
-        let mut lines = complete_lines(tail);
+        let lines = complete_lines(tail);
         let old = self.old_lines(&lines).unwrap_or(0);
+        self.take_new(lines, old)
+    }
+
+    /// `lines` after the first `old`, remembered as seen.
+    fn take_new(&mut self, mut lines: Vec<String>, old: usize) -> Vec<String> {
         let new: Vec<String> = lines.split_off(old.min(lines.len()));
         self.seen.extend(new.iter().cloned());
         while self.seen.len() > REMEMBERED {
@@ -196,18 +207,21 @@ mod tests {
 
     #[test]
     fn a_tail_continues_what_was_seen_or_leaves_a_gap() {
+        // Asked of a copy: a tail that goes on is taken.
+        let continues =
+            |cursor: &Cursor, tail: &[u8]| cursor.clone().new_lines_if_continued(tail).is_some();
         let mut cursor = Cursor::default();
         // Nothing seen yet, or nothing in the tail: nothing can be lost.
-        assert!(cursor.continues(b"a\nb\n"));
+        assert!(continues(&cursor, b"a\nb\n"));
         cursor.new_lines(b"a\nb\nc\n");
-        assert!(cursor.continues(b"partial"));
+        assert!(continues(&cursor, b"partial"));
         // It shares its first lines with the last seen (whole or cut by size).
-        assert!(cursor.continues(b"b\nc\nd\n"));
-        assert!(cursor.continues(b"ece of a\nb\nc\nd\n"));
-        assert!(cursor.continues(b"c\n"));
+        assert!(continues(&cursor, b"b\nc\nd\n"));
+        assert!(continues(&cursor, b"ece of a\nb\nc\nd\n"));
+        assert!(continues(&cursor, b"c\n"));
         // It scrolled past the last line seen: the lines between are lost.
-        assert!(!cursor.continues(b"d\ne\n"));
-        assert!(!cursor.continues(b"a\nb\nd\n"));
+        assert!(!continues(&cursor, b"d\ne\n"));
+        assert!(!continues(&cursor, b"a\nb\nd\n"));
     }
 
     #[test]
